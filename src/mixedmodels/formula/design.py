@@ -1,0 +1,819 @@
+"""From a formula and a data frame to the arrays a mixed model is fitted from.
+
+The output, :class:`Design`, holds the response ``y``, the fixed-effects matrix ``X`` (dense,
+n x p), and for each random-effects term the level code of every row (``refs``) and the values of
+the term's columns (``z``, S x n). A dense n x q random-effects matrix is never formed.
+
+Conventions follow R / lme4 so that results agree with theirs:
+
+* rows with a missing value in any variable the model uses are dropped (and counted);
+* strings, booleans and pandas categoricals are factors with treatment contrasts; ordered
+  categoricals get orthogonal polynomial contrasts (R's ``contr.poly``); numeric grouping
+  variables are factors; unused categories are dropped;
+* column names follow R: ``(Intercept)``, ``recipeB``, ``temperature.L``, ``recipeB:temperature.L``;
+* a rank-deficient ``X`` loses the columns that are linear combinations of earlier ones, as in
+  lme4 (pivoting only moves near-zero columns, tolerance 1e-7), with a message;
+* random-effects terms are put in lme4's order: by decreasing number of levels, the same
+  permutation lme4 uses (``rev(order(nlevels))`` when the levels are not already decreasing).
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, FormulaError, GroupingError, WeightsError
+from .terms import FormulaSpec, RandomTermSpec, split_formula
+
+__all__ = [
+    "Design",
+    "RandomTerm",
+    "build_design",
+    "r_column_name",
+]
+
+ArrayLike = Sequence[float] | np.ndarray | pd.Series
+
+
+@dataclass(frozen=True, eq=False)
+class RandomTerm:
+    """One random-effects term evaluated on the data.
+
+    Attributes
+    ----------
+    spec
+        The term as written (after expansion of ``||`` and ``/``).
+    group_name
+        lme4's name for the grouping factor (``"Subject"``, ``"cask:batch"``).
+    levels
+        The grouping factor's levels, in the order of the random effects.
+    refs
+        Level code (0-based, int32) of every row, shape (n,).
+    z
+        Values of the term's columns, shape (S, n) (``None`` for an intercept-only term, whose
+        values are all one).
+    effect_names
+        Names of the S columns, R style (``"(Intercept)"``, ``"Days"``).
+    effects_spec
+        The formulaic model spec that rebuilds ``z`` on new data (``None`` for intercept only).
+    """
+
+    spec: RandomTermSpec
+    group_name: str
+    levels: pd.Index
+    refs: np.ndarray
+    z: np.ndarray | None
+    effect_names: tuple[str, ...]
+    effects_spec: Any
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def n_effects(self) -> int:
+        return len(self.effect_names)
+
+    @property
+    def n_ranef(self) -> int:
+        return self.nlevels * self.n_effects
+
+    def z_values(self) -> np.ndarray:
+        """``z`` as an (S, n) array (materialising the ones of an intercept-only term)."""
+        if self.z is None:
+            return np.ones((1, len(self.refs)))
+        return self.z
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """Everything a linear mixed model needs from the data, as arrays.
+
+    Attributes
+    ----------
+    formula
+        The parsed formula.
+    response_name
+        The response as written (``"Reaction"``, ``"np.log(Reaction)"``).
+    y
+        Response, shape (n,).
+    X
+        Fixed-effects model matrix, shape (n, p), rank-deficient columns removed.
+    fixef_names
+        Names of the columns of ``X`` (R style).
+    dropped_fixef
+        Names of the columns removed because ``X`` was rank deficient.
+    fixed_columns, all_fixef_names
+        Which columns of the full fixed-effects matrix were kept, and the names of all of them.
+    fixed_spec
+        The formulaic model spec for the fixed part (to build ``X`` on new data), or ``None``
+        when there are no fixed effects.
+    terms
+        The random-effects terms, in lme4's order.
+    weights
+        Prior weights, shape (n,), or ``None``.
+    offset
+        Offset, shape (n,), or ``None``.
+    row_index
+        The labels (from the data's index) of the rows used.
+    n_dropped
+        Number of rows dropped because of missing values.
+    data_name
+        Name of the data set if known (``df.attrs["name"]``), for summaries.
+    weights_name, offset_name
+        How the weights / offset were given (column name or ``"<array>"``), for summaries.
+    messages
+        Notes produced while building the design (dropped rows, dropped columns).
+    """
+
+    formula: FormulaSpec
+    response_name: str
+    y: np.ndarray
+    X: np.ndarray
+    fixef_names: tuple[str, ...]
+    dropped_fixef: tuple[str, ...]
+    fixed_spec: Any
+    terms: tuple[RandomTerm, ...]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    row_index: pd.Index
+    n_dropped: int
+    data_name: str | None
+    weights_name: str | None = None
+    offset_name: str | None = None
+    messages: tuple[str, ...] = field(default=())
+    fixed_columns: tuple[int, ...] = field(default=())
+    all_fixef_names: tuple[str, ...] = field(default=())
+
+    @property
+    def nobs(self) -> int:
+        return len(self.y)
+
+    @property
+    def n_fixef(self) -> int:
+        return self.X.shape[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# column names
+
+
+_BRACKET = re.compile(r"^(?P<var>.*)\[(?:T\.)?(?P<level>.*)\]$")
+
+
+def _split_top_level(name: str, sep: str = ":") -> list[str]:
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    for i, ch in enumerate(name):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(name[start:i])
+            start = i + 1
+    parts.append(name[start:])
+    return parts
+
+
+def r_column_name(name: str, rename: Mapping[str, str] | None = None) -> str:
+    """Translate a formulaic column name into R's convention.
+
+    ``Intercept`` -> ``(Intercept)``, ``f[T.b]`` -> ``fb``, ``f[b]`` -> ``fb``,
+    ``C(o, contr.poly)[.L]`` -> ``o.L`` (via ``rename``), ``x:f[T.b]`` -> ``x:fb``.
+    """
+    if name == "Intercept":
+        return "(Intercept)"
+    rename = rename or {}
+    out = []
+    for part in _split_top_level(name):
+        m = _BRACKET.match(part)
+        if m:
+            var = rename.get(m["var"], m["var"])
+            out.append(f"{var}{m['level']}")
+        else:
+            out.append(rename.get(part, part))
+    return ":".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _as_frame(data: Any) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, Mapping):
+        try:
+            return pd.DataFrame(dict(data))
+        except ValueError as exc:
+            raise DataError(
+                f"cannot make a data frame from the mapping given as data: {exc}"
+            ) from None
+    to_pandas = getattr(data, "to_pandas", None)
+    if callable(to_pandas):  # polars, pyarrow tables
+        return to_pandas()
+    raise DataError(
+        f"data must be a pandas DataFrame (or a mapping of column name to values), "
+        f"not {type(data).__name__}"
+    )
+
+
+def _unknown_column(name: str, frame: pd.DataFrame, role: str) -> DataError:
+    columns = [str(c) for c in frame.columns]
+    close = difflib.get_close_matches(name, columns, n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    listing = ", ".join(repr(c) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
+    return DataError(
+        f"{role} refers to column {name!r}, which is not in the data{hint} (columns: {listing})"
+    )
+
+
+def _required_variables(expr: str, frame: pd.DataFrame, role: str) -> set[str]:
+    from formulaic import Formula
+
+    try:
+        names = set(Formula(expr).required_variables)
+    except FormulaError:
+        raise
+    except Exception as exc:
+        raise FormulaError(f"cannot read the {role} {expr!r}: {exc}") from None
+    out = set()
+    for name in names:
+        if name in frame.columns:
+            out.add(name)
+            continue
+        if name in _KNOWN_NAMES:
+            continue
+        raise _unknown_column(name, frame, role)
+    return out
+
+
+# names formulaic can resolve without the data (numpy, transforms, constants)
+_KNOWN_NAMES = {
+    "np",
+    "numpy",
+    "pd",
+    "pandas",
+    "math",
+    "pi",
+    "e",
+    "inf",
+    "nan",
+    "True",
+    "False",
+    "None",
+}
+
+
+def _is_factor_like(s: pd.Series) -> bool:
+    return (
+        isinstance(s.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(s.dtype)
+        or pd.api.types.is_string_dtype(s.dtype)
+        or pd.api.types.is_object_dtype(s.dtype)
+    )
+
+
+def _prepare_frame(
+    frame: pd.DataFrame, fixed_vars: set[str]
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Booleans become categoricals, unused categories are dropped, ordered categoricals are
+    given polynomial contrasts. Returns the frame and the formula substitutions."""
+    out = {}
+    poly: dict[str, str] = {}
+    for col in frame.columns:
+        s = frame[col]
+        if pd.api.types.is_bool_dtype(s.dtype):
+            s = pd.Categorical(s, categories=[v for v in (False, True) if (s == v).any()])
+            s = pd.Series(s, index=frame.index, name=col)
+        elif isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.cat.remove_unused_categories()
+            if s.cat.ordered and col in fixed_vars and isinstance(col, str) and col.isidentifier():
+                poly[col] = f"C({col}, contr.poly)"
+        out[col] = s
+    return pd.DataFrame(out, index=frame.index), poly
+
+
+def _model_matrix(formula: str, frame: pd.DataFrame, role: str, formula_source: str) -> Any:
+    from formulaic import model_matrix
+
+    try:
+        return model_matrix(formula, frame, na_action="ignore")
+    except Exception as exc:  # formulaic raises many kinds of error; make them ours
+        msg = str(exc).split("\n")[0]
+        raise FormulaError(
+            f"cannot build the {role} from {formula!r}: {msg}", formula_source
+        ) from None
+
+
+def _check_finite(values: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        k = int(bad.sum())
+        raise DataError(
+            f"{what} has {k} non-finite value{'s' if k != 1 else ''} (NaN or infinite) after "
+            f"evaluation, e.g. from the log of a non-positive number; fix or remove those rows"
+        )
+
+
+def _check_one_level_factors(frame: pd.DataFrame, variables: set[str], role: str) -> None:
+    for col in sorted(variables):
+        s = frame[col]
+        if _is_factor_like(s):
+            n = s.nunique(dropna=True)
+            if n < 2:
+                value = s.iloc[0] if len(s) else None
+                raise DataError(
+                    f"column {col!r} is used as a factor in the {role} but has only one level "
+                    f"({value!r}) in the rows used; a factor needs two or more levels — "
+                    f"remove it from the formula"
+                )
+
+
+def _rank_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Indices of the columns of X to keep, in order (LINPACK ``dqrdc2`` semantics).
+
+    A column is dropped when its norm after projection on the kept columns before it falls
+    below ``tol`` times its original norm, which is how R's ``qr()`` decides rank (lme4's
+    ``chkRank.drop.cols``).
+    """
+    n, p = X.shape
+    keep: list[int] = []
+    Q = np.empty((n, 0))
+    for j in range(p):
+        x = X[:, j]
+        norm = float(np.linalg.norm(x))
+        if norm == 0.0:
+            continue
+        v = x.copy()
+        for _ in range(2):  # re-orthogonalise once (Kahan-Parlett "twice is enough")
+            if Q.shape[1]:
+                v -= Q @ (Q.T @ v)
+        rnorm = float(np.linalg.norm(v))
+        if rnorm < tol * norm:
+            continue
+        keep.append(j)
+        Q = np.column_stack([Q, v / rnorm])
+    return keep
+
+
+def _resolve_vector(
+    value: str | ArrayLike | None, frame: pd.DataFrame, role: str
+) -> tuple[np.ndarray | None, str | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        if value not in frame.columns:
+            raise _unknown_column(value, frame, role)
+        s = frame[value]
+        name = value
+    else:
+        arr = np.asarray(value)
+        if arr.ndim != 1 or len(arr) != len(frame):
+            raise WeightsError(
+                f"{role} must be a column name or a 1-D array with one value per row of the data "
+                f"({len(frame)} rows); got shape {arr.shape}"
+            )
+        s = pd.Series(arr, index=frame.index)
+        name = "<array>"
+    if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+        raise WeightsError(f"{role} ({name}) must be numeric, not {s.dtype}")
+    return s.to_numpy(dtype=float, na_value=np.nan), name
+
+
+def _group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+    """Level codes and labels of a grouping factor or an interaction of several."""
+    codes_list = []
+    labels_list = []
+    for f in factors:
+        s = frame[f]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.cat.remove_unused_categories()
+            codes = s.cat.codes.to_numpy()
+            labels = s.cat.categories
+        else:
+            codes, labels = pd.factorize(s, sort=True)
+        codes_list.append(codes.astype(np.int64))
+        labels_list.append(pd.Index(labels))
+    if len(factors) == 1:
+        return codes_list[0].astype(np.int32), labels_list[0]
+    key = np.zeros(len(frame), dtype=np.int64)
+    for codes, labels in zip(codes_list, labels_list, strict=True):
+        key = key * len(labels) + codes
+    uniq, inverse = np.unique(key, return_inverse=True)
+    # decode the observed combinations, lexicographic in the order of `factors`
+    parts = []
+    rem = uniq.copy()
+    for labels in reversed(labels_list):
+        parts.append(np.asarray(labels.astype(str))[rem % len(labels)])
+        rem //= len(labels)
+    parts.reverse()
+    names = parts[0].astype(object)
+    for p in parts[1:]:
+        names = names + ":" + p.astype(object)
+    return inverse.astype(np.int32).ravel(), pd.Index(names, dtype=object)
+
+
+def _lme4_term_order(nlevels: list[int]) -> list[int]:
+    """lme4's ``mkReTrms`` ordering: if the numbers of levels ever increase, terms are put in
+    ``rev(order(nl))`` order (a stable ascending sort, reversed, so ties swap)."""
+    if not any(b > a for a, b in itertools.pairwise(nlevels)):
+        return list(range(len(nlevels)))
+    asc = sorted(range(len(nlevels)), key=lambda i: nlevels[i])  # stable, like R's order()
+    return asc[::-1]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_design(
+    formula: str | FormulaSpec,
+    data: Any,
+    *,
+    weights: str | ArrayLike | None = None,
+    offset: str | ArrayLike | None = None,
+    require_random: bool = True,
+) -> Design:
+    """Evaluate a mixed-model formula on a data frame.
+
+    Parameters
+    ----------
+    formula
+        lme4-style formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data
+        A pandas DataFrame (or a mapping of column names to values).
+    weights, offset
+        Column names or arrays aligned with the rows of ``data``.
+    require_random
+        Raise if the formula has no random-effects term (``False`` for :func:`mixedmodels.lm`).
+
+    Returns
+    -------
+    Design
+
+    Raises
+    ------
+    FormulaError, DataError, GroupingError, WeightsError
+    """
+    spec = formula if isinstance(formula, FormulaSpec) else split_formula(formula)
+    frame_all = _as_frame(data)
+    if frame_all.columns.duplicated().any():
+        dup = frame_all.columns[frame_all.columns.duplicated()].tolist()
+        raise DataError(f"the data has duplicated column names: {dup}")
+    if spec.response is None:
+        raise FormulaError("the formula has no response: write it as 'y ~ ...'", spec.source, 0)
+    if require_random and not spec.random:
+        raise FormulaError(
+            "the formula has no random-effects term such as (1 | group); "
+            "use mixedmodels.lm for a model without random effects",
+            spec.source,
+        )
+
+    # -- which columns are used ----------------------------------------------------------------
+    response_vars = _required_variables(spec.response, frame_all, "the response")
+    fixed_vars = _required_variables(spec.fixed, frame_all, "the fixed effects")
+    effect_vars: set[str] = set()
+    for term in spec.random:
+        effect_vars |= _required_variables(
+            term.effects, frame_all, f"the random-effects term ({term.source})"
+        )
+    group_vars: set[str] = set()
+    for term in spec.random:
+        for f in term.factors:
+            if f not in frame_all.columns:
+                raise _unknown_column(f, frame_all, f"the grouping factor of ({term.source})")
+            group_vars.add(f)
+    offset_vars: set[str] = set()
+    for expr in spec.offsets:
+        offset_vars |= _required_variables(expr, frame_all, "the offset")
+    used = response_vars | fixed_vars | effect_vars | group_vars | offset_vars
+    used_cols = [c for c in frame_all.columns if c in used]
+
+    w_all, weights_name = _resolve_vector(weights, frame_all, "weights")
+    o_all, offset_name = _resolve_vector(offset, frame_all, "offset")
+
+    # -- missing values ------------------------------------------------------------------------
+    frame = frame_all[used_cols]
+    missing = frame.isna().any(axis=1).to_numpy().copy()
+    if w_all is not None:
+        missing |= np.isnan(w_all)
+    if o_all is not None:
+        missing |= np.isnan(o_all)
+    n_dropped = int(missing.sum())
+    messages: list[str] = []
+    if n_dropped:
+        if n_dropped == len(frame):
+            cols = [c for c in used_cols if frame[c].isna().any()]
+            raise DataError(
+                f"no rows left after dropping rows with missing values (columns with missing "
+                f"values: {', '.join(map(repr, cols))})"
+            )
+        messages.append(
+            f"{n_dropped} row{'s' if n_dropped != 1 else ''} with missing values dropped "
+            f"({len(frame) - n_dropped} used)"
+        )
+        keep_rows = ~missing
+        frame = frame.loc[keep_rows]
+        w_all = None if w_all is None else w_all[keep_rows]
+        o_all = None if o_all is None else o_all[keep_rows]
+    if len(frame) == 0:
+        raise DataError("the data has no rows")
+
+    # numeric columns must be finite
+    for col in used_cols:
+        s = frame[col]
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            vals = s.to_numpy(dtype=float)
+            if not np.isfinite(vals).all():
+                k = int((~np.isfinite(vals)).sum())
+                raise DataError(f"column {col!r} has {k} infinite value{'s' if k != 1 else ''}")
+
+    if w_all is not None:
+        if not np.isfinite(w_all).all():
+            raise WeightsError("weights must be finite")
+        if (w_all < 0).any():
+            k = int((w_all < 0).sum())
+            raise WeightsError(
+                f"weights must not be negative ({k} negative value{'s' if k != 1 else ''})"
+            )
+        if (w_all == 0).any():
+            k = int((w_all == 0).sum())
+            raise WeightsError(
+                f"{k} row{'s have' if k != 1 else ' has'} weight 0; such rows carry no "
+                f"information — remove them from the data or give them a positive weight"
+            )
+    if o_all is not None and not np.isfinite(o_all).all():
+        raise WeightsError("offset must be finite")
+
+    frame, poly = _prepare_frame(frame, fixed_vars | effect_vars)
+    rename = {v: k for k, v in poly.items()}
+
+    # -- response ------------------------------------------------------------------------------
+    y = _evaluate_response(spec, frame)
+
+    # -- fixed effects -------------------------------------------------------------------------
+    _check_one_level_factors(frame, fixed_vars, "fixed effects")
+    fixed_formula = _substitute(spec.fixed, poly)
+    mm = _model_matrix(fixed_formula, frame, "fixed-effects model matrix", spec.source)
+    X_full = np.asarray(mm, dtype=float)
+    names_full = [r_column_name(str(c), rename) for c in mm.columns]
+    if X_full.shape[1]:
+        for j, name in enumerate(names_full):
+            _check_finite(X_full[:, j], f"fixed-effects column {name!r}")
+    keep = _rank_columns(X_full) if X_full.shape[1] else []
+    dropped = tuple(n for j, n in enumerate(names_full) if j not in keep)
+    if dropped:
+        k = len(dropped)
+        messages.append(
+            f"fixed-effect model matrix is rank deficient so dropping {k} column"
+            f"{'s' if k != 1 else ''} / coefficient{'s' if k != 1 else ''}: {', '.join(dropped)}"
+        )
+    X = np.ascontiguousarray(X_full[:, keep]) if len(keep) != X_full.shape[1] else X_full
+    fixef_names = tuple(names_full[j] for j in keep)
+
+    # -- offsets -------------------------------------------------------------------------------
+    off = None if o_all is None else o_all.copy()
+    for expr in spec.offsets:
+        col = _model_matrix(f"0 + I({expr})", frame, "offset", spec.source)
+        vals = np.asarray(col, dtype=float).ravel()
+        _check_finite(vals, f"the offset {expr!r}")
+        off = vals if off is None else off + vals
+
+    # -- random effects ------------------------------------------------------------------------
+    terms = [_build_term(t, frame, poly, rename, spec.source) for t in spec.random]
+    order = _lme4_term_order([t.nlevels for t in terms])
+    terms = [terms[i] for i in order]
+    n = len(y)
+    for t in terms:
+        if t.nlevels >= n:
+            raise GroupingError(
+                f"grouping factor {t.group_name!r} has {t.nlevels} levels for {n} observations; "
+                f"the number of levels of each grouping factor must be less than the number of "
+                f"observations (each group needs replicates)"
+            )
+        if n <= t.n_ranef:
+            raise GroupingError(
+                f"the term ({t.spec.source}) has {t.n_ranef} random effects "
+                f"({t.nlevels} levels x {t.n_effects} effects) for {n} observations; "
+                f"its variance components and the residual variance cannot be identified — "
+                f"simplify the term"
+            )
+
+    data_name = frame_all.attrs.get("name") if hasattr(frame_all, "attrs") else None
+    return Design(
+        formula=spec,
+        response_name=spec.response,
+        y=y,
+        X=X,
+        fixef_names=fixef_names,
+        dropped_fixef=dropped,
+        fixed_spec=mm.model_spec if X_full.shape[1] else None,
+        terms=tuple(terms),
+        weights=w_all,
+        offset=off,
+        row_index=frame.index,
+        n_dropped=n_dropped,
+        data_name=data_name if isinstance(data_name, str) else None,
+        weights_name=weights_name,
+        offset_name=offset_name,
+        messages=tuple(messages),
+        fixed_columns=tuple(keep),
+        all_fixef_names=tuple(names_full),
+    )
+
+
+def _substitute(formula: str, poly: Mapping[str, str]) -> str:
+    """Give ordered categoricals polynomial contrasts by rewriting their bare names."""
+    if not poly:
+        return formula
+    from .parser import _Parser
+    from .terms import render
+
+    node = _Parser(formula).expr()
+    return render(node, poly)
+
+
+def _evaluate_response(spec: FormulaSpec, frame: pd.DataFrame) -> np.ndarray:
+    assert spec.response is not None
+    resp = spec.response
+    if resp in frame.columns:
+        s = frame[resp]
+        if pd.api.types.is_bool_dtype(s.dtype) or (
+            isinstance(s.dtype, pd.CategoricalDtype) and set(s.cat.categories) <= {False, True}
+        ):
+            return s.astype(float).to_numpy()
+        if not pd.api.types.is_numeric_dtype(s.dtype):
+            raise DataError(
+                f"the response {resp!r} must be numeric, but the column has type {s.dtype}; "
+                f"convert it (e.g. with pd.to_numeric) or choose another response"
+            )
+        return s.to_numpy(dtype=float).copy()
+    mm = _model_matrix(f"0 + I({resp})", frame, "response", spec.source)
+    if mm.shape[1] != 1:
+        raise DataError(f"the response {resp!r} must evaluate to one numeric column")
+    y = np.asarray(mm, dtype=float).ravel()
+    _check_finite(y, f"the response {resp!r}")
+    return y
+
+
+def _build_term(
+    spec: RandomTermSpec,
+    frame: pd.DataFrame,
+    poly: Mapping[str, str],
+    rename: Mapping[str, str],
+    source: str,
+) -> RandomTerm:
+    for f in spec.factors:
+        s = frame[f]
+        nlev = s.nunique(dropna=True)
+        if nlev < 2:
+            raise GroupingError(
+                f"grouping factor {f!r} in ({spec.source}) has only {nlev} level in the rows used; "
+                f"random effects need a factor with two or more levels"
+            )
+    refs, levels = _group_codes(frame, spec.factors)
+    if spec.effects.strip() == "1":
+        z = None
+        names: tuple[str, ...] = ("(Intercept)",)
+        effects_spec = None
+    else:
+        effects = _substitute(spec.effects, poly)
+        mm = _model_matrix(effects, frame, f"random-effects term ({spec.source})", source)
+        z = np.ascontiguousarray(np.asarray(mm, dtype=float).T)
+        names = tuple(r_column_name(str(c), rename) for c in mm.columns)
+        if z.shape[0] == 0:
+            raise FormulaError(f"the random-effects term ({spec.source}) has no columns", source)
+        for j, name in enumerate(names):
+            _check_finite(z[j], f"column {name!r} of the random-effects term ({spec.source})")
+        effects_spec = mm.model_spec
+    return RandomTerm(
+        spec=spec,
+        group_name=spec.group_name,
+        levels=levels,
+        refs=refs,
+        z=z,
+        effect_names=names,
+        effects_spec=effects_spec,
+    )
+
+
+def _prepare_newdata(design: Design, frame: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    for col in frame.columns:
+        s = frame[col]
+        if pd.api.types.is_bool_dtype(s.dtype):
+            s = pd.Series(pd.Categorical(s, categories=[False, True]), index=frame.index, name=col)
+        out[col] = s
+    return pd.DataFrame(out, index=frame.index)
+
+
+def new_data_arrays(
+    design: Design,
+    newdata: Any,
+    used_terms: Sequence[int],
+    allow_new_levels: bool,
+) -> tuple[
+    np.ndarray, np.ndarray | None, list[tuple[int, np.ndarray, np.ndarray | None]], np.ndarray
+]:
+    """Evaluate the fixed part and the chosen random-effects terms of a fitted design on new data.
+
+    Returns ``(X, offset, [(term index, level codes (-1 = new level), z)], complete)`` where
+    ``complete`` marks the rows of ``newdata`` without missing values in the variables needed
+    (the arrays cover those rows only).
+    """
+    frame = _as_frame(newdata)
+    spec = design.formula
+    needed: set[str] = set()
+    needed |= _required_variables(spec.fixed, frame, "the fixed effects")
+    for expr in spec.offsets:
+        needed |= _required_variables(expr, frame, "the offset")
+    for j in used_terms:
+        t = design.terms[j]
+        if t.effects_spec is not None:
+            needed |= _required_variables(
+                t.spec.effects, frame, f"the random-effects term ({t.spec.source})"
+            )
+        for f in t.spec.factors:
+            if f not in frame.columns:
+                raise _unknown_column(f, frame, f"the grouping factor of ({t.spec.source})")
+            needed.add(f)
+    offset_col = design.offset_name if design.offset_name not in (None, "<array>") else None
+    if offset_col is not None:
+        if offset_col not in frame.columns:
+            raise _unknown_column(offset_col, frame, "the offset")
+        needed.add(offset_col)
+    elif design.offset_name == "<array>":
+        raise DataError(
+            "the model was fitted with an offset given as an array; to predict on new data give "
+            "the offset as a column name when fitting (or use offset(...) in the formula)"
+        )
+    cols = [c for c in frame.columns if c in needed]
+    complete = ~frame[cols].isna().any(axis=1).to_numpy() if cols else np.ones(len(frame), bool)
+    sub = _prepare_newdata(design, frame.loc[complete, cols] if cols else frame.loc[complete])
+    m = int(complete.sum())
+
+    if design.fixed_spec is None:
+        X = np.zeros((m, 0))
+    else:
+        try:
+            mm = design.fixed_spec.get_model_matrix(sub, na_action="ignore")
+        except Exception as exc:
+            raise DataError(
+                f"cannot evaluate the fixed effects on the new data: {str(exc).splitlines()[0]}"
+            ) from None
+        X = np.asarray(mm, dtype=float)[:, list(design.fixed_columns)]
+    offset = None
+    if offset_col is not None:
+        offset = sub[offset_col].to_numpy(dtype=float)
+    for expr in spec.offsets:
+        col = np.asarray(
+            _model_matrix(f"0 + I({expr})", sub, "offset", spec.source), dtype=float
+        ).ravel()
+        offset = col if offset is None else offset + col
+
+    parts: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+    for j in used_terms:
+        t = design.terms[j]
+        if len(t.spec.factors) == 1:
+            values = sub[t.spec.factors[0]]
+            values = (
+                values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values
+            )
+            refs = t.levels.get_indexer(pd.Index(values))
+        else:
+            lab = None
+            for f in t.spec.factors:
+                piece = sub[f].astype(str).to_numpy(dtype=object)
+                lab = piece if lab is None else lab + ":" + piece
+            refs = t.levels.get_indexer(pd.Index(lab))
+        if not allow_new_levels and (refs < 0).any():
+            bad = pd.unique(
+                np.asarray(sub[list(t.spec.factors)].astype(str).agg(":".join, axis=1))[refs < 0]
+            )
+            shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+            raise DataError(
+                f"new levels of grouping factor {t.group_name!r} in newdata ({shown}); "
+                f"pass allow_new_levels=True to predict them at the population level"
+            )
+        if t.effects_spec is None:
+            z = None
+        else:
+            try:
+                mmz = t.effects_spec.get_model_matrix(sub, na_action="ignore")
+            except Exception as exc:
+                raise DataError(
+                    f"cannot evaluate the random-effects term ({t.spec.source}) on the new data: "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
+            z = np.ascontiguousarray(np.asarray(mmz, dtype=float).T)
+        parts.append((j, refs.astype(np.int64), z))
+    return X, offset, parts, complete
