@@ -1,0 +1,289 @@
+"""The one pass over the rows: A = [Z X y]' W [Z X y], in blocks.
+
+This is the only computation whose cost grows with the number of observations n; everything the
+optimizer does afterwards works on these blocks, whose size depends on the numbers of levels and
+columns only. The pass is written as a sum over row chunks (:func:`accumulate` on each chunk,
+:func:`combine` of the partial sums), so the same code can stream rows from files or run on a
+cluster, one chunk per task.
+
+Blocks of A (lower triangle only), for random-effects terms 0..m-1 and the [X y] block m:
+
+* ``diag[j]`` — Z_j' W Z_j, block diagonal, (l_j, S_j, S_j);
+* ``off[(k, j)]``, k > j — Z_k' W Z_j, :class:`BlockSparse` with l_k x l_j blocks of S_k x S_j;
+* ``xy[j]`` — [X y]' W Z_j, dense (p + 1, q_j);
+* ``xyxy`` — [X y]' W [X y], dense (p + 1, p + 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .blocks import BlockSparse
+
+__all__ = ["CrossProducts", "TermData", "accumulate", "assemble", "combine", "response_blocks"]
+
+#: Above this many block positions (l_k * l_j) the off-diagonal pattern is found by sorting the
+#: row keys instead of counting into a dense array.
+_DENSE_COUNT_LIMIT = 50_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class TermData:
+    """What the linear algebra needs of one random-effects term.
+
+    Attributes
+    ----------
+    refs
+        Level code of each row, int32 (n,).
+    z
+        Values of the term's S columns, (S, n); ``None`` means a single column of ones.
+    nlevels
+        Number of levels l.
+    n_effects
+        Number of columns S.
+    """
+
+    refs: np.ndarray
+    z: np.ndarray | None
+    nlevels: int
+    n_effects: int
+
+    def rows(self, sl: slice) -> TermData:
+        return TermData(
+            self.refs[sl], None if self.z is None else self.z[:, sl], self.nlevels, self.n_effects
+        )
+
+    def zrow(self, a: int) -> np.ndarray | None:
+        return None if self.z is None else self.z[a]
+
+
+@dataclass(eq=False)
+class CrossProducts:
+    """The blocks of A (see the module docstring) and the totals the objective needs.
+
+    Attributes
+    ----------
+    n
+        Number of observations.
+    p
+        Number of fixed-effects columns.
+    sum_log_weights
+        sum(log w) over the rows (0 without prior weights).
+    """
+
+    diag: list[np.ndarray]
+    off: dict[tuple[int, int], BlockSparse]
+    xy: list[np.ndarray]
+    xyxy: np.ndarray
+    n: int
+    p: int
+    sum_log_weights: float = 0.0
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (l_j, S_j)
+
+    @property
+    def nterms(self) -> int:
+        return len(self.diag)
+
+    def with_response(self, xy: list[np.ndarray], xyxy: np.ndarray) -> CrossProducts:
+        """A copy sharing every block that does not involve y, with new y blocks."""
+        return CrossProducts(
+            self.diag, self.off, xy, xyxy, self.n, self.p, self.sum_log_weights, self.sizes
+        )
+
+
+def _prod(*vectors: np.ndarray | None) -> np.ndarray | None:
+    """Elementwise product of the non-None vectors (None when all are None)."""
+    out = None
+    for v in vectors:
+        if v is None:
+            continue
+        out = v if out is None else out * v
+    return out
+
+
+def _bincount(idx: np.ndarray, weights: np.ndarray | None, minlength: int) -> np.ndarray:
+    if weights is None:
+        return np.bincount(idx, minlength=minlength).astype(float)
+    return np.bincount(idx, weights=weights, minlength=minlength)
+
+
+@dataclass(eq=False)
+class _Partial:
+    diag: list[np.ndarray]
+    off: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]  # sorted keys, (nk, S_k, S_j) values
+    xy: list[np.ndarray]
+    xyxy: np.ndarray
+    n: int
+    sum_log_weights: float
+
+
+def _diag_block(t: TermData, w: np.ndarray | None) -> np.ndarray:
+    s = t.n_effects
+    out = np.empty((t.nlevels, s, s))
+    for a in range(s):
+        for b in range(a + 1):
+            v = _bincount(t.refs, _prod(w, t.zrow(a), t.zrow(b)), t.nlevels)
+            out[:, a, b] = v
+            out[:, b, a] = v
+    return out
+
+
+def _off_block(tk: TermData, tj: TermData, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    nrow = tk.nlevels
+    key = tj.refs.astype(np.int64) * nrow + tk.refs
+    total = nrow * tj.nlevels
+    if total <= _DENSE_COUNT_LIMIT and total <= 64 * len(key) + 1_000_000:
+        counts = np.bincount(key, minlength=total)
+        keys = np.flatnonzero(counts)
+        inverse = None
+    else:
+        keys, inverse = np.unique(key, return_inverse=True)
+        inverse = inverse.ravel()
+    vals = np.empty((len(keys), tk.n_effects, tj.n_effects))
+    for a in range(tk.n_effects):
+        for b in range(tj.n_effects):
+            wt = _prod(w, tk.zrow(a), tj.zrow(b))
+            if inverse is None:
+                vals[:, a, b] = _bincount(key, wt, total)[keys]
+            else:
+                vals[:, a, b] = _bincount(inverse, wt, len(keys))
+    return keys, vals
+
+
+def _xy_block(t: TermData, XY: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    s = t.n_effects
+    out = np.empty((XY.shape[1], t.nlevels, s))
+    for a in range(s):
+        wa = _prod(w, t.zrow(a))
+        for c in range(XY.shape[1]):
+            out[c, :, a] = _bincount(t.refs, _prod(wa, XY[:, c]), t.nlevels)
+    return out.reshape(XY.shape[1], t.nlevels * s)
+
+
+def accumulate(
+    terms: Sequence[TermData], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None
+) -> _Partial:
+    """Partial sums of the blocks of A over one chunk of rows."""
+    XY = np.column_stack([X, y]) if X.shape[1] else y[:, None].astype(float)
+    diag = [_diag_block(t, weights) for t in terms]
+    off = {}
+    for k in range(len(terms)):
+        for j in range(k):
+            off[(k, j)] = _off_block(terms[k], terms[j], weights)
+    xy = [_xy_block(t, XY, weights) for t in terms]
+    WXY = XY if weights is None else XY * weights[:, None]
+    xyxy = WXY.T @ XY
+    slw = 0.0 if weights is None else float(np.sum(np.log(weights)))
+    return _Partial(diag, off, xy, xyxy, len(y), slw)
+
+
+def _merge_keyed(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if len(parts) == 1:
+        return parts[0]
+    keys = np.concatenate([k for k, _ in parts])
+    vals = np.concatenate([v for _, v in parts])
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    out = np.zeros((len(uniq), *vals.shape[1:]))
+    np.add.at(out, inverse.ravel(), vals)
+    return uniq, out
+
+
+def combine(partials: Iterable[_Partial], terms: Sequence[TermData], p: int) -> CrossProducts:
+    """Sum partial blocks from :func:`accumulate` into the blocks of A."""
+    parts = list(partials)
+    if not parts:
+        raise ValueError("no data chunks to combine")
+    diag = [sum(pp.diag[j] for pp in parts) for j in range(len(terms))]
+    xy = [sum(pp.xy[j] for pp in parts) for j in range(len(terms))]
+    xyxy = sum(pp.xyxy for pp in parts)
+    off: dict[tuple[int, int], BlockSparse] = {}
+    for k, j in parts[0].off:
+        keys, vals = _merge_keyed([pp.off[(k, j)] for pp in parts])
+        nrow = terms[k].nlevels
+        ncol = terms[j].nlevels
+        cols = keys // nrow
+        rows = keys % nrow
+        colptr = np.zeros(ncol + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=ncol), out=colptr[1:])
+        off[(k, j)] = BlockSparse(nrow, ncol, colptr, rows.astype(np.int64), vals)
+    return CrossProducts(
+        diag=[np.asarray(d) for d in diag],
+        off=off,
+        xy=[np.asarray(x) for x in xy],
+        xyxy=np.asarray(xyxy),
+        n=sum(pp.n for pp in parts),
+        p=p,
+        sum_log_weights=sum(pp.sum_log_weights for pp in parts),
+        sizes=[(t.nlevels, t.n_effects) for t in terms],
+    )
+
+
+def assemble(
+    terms: Sequence[TermData],
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    chunk_rows: int = 1 << 20,
+) -> CrossProducts:
+    """Form the blocks of A = [Z X y]' W [Z X y] in one pass over the rows, chunk by chunk.
+
+    Parameters
+    ----------
+    terms
+        The random-effects terms.
+    X
+        Fixed-effects model matrix, (n, p).
+    y
+        Response (minus any offset), (n,).
+    weights
+        Prior weights, (n,), or ``None``.
+    chunk_rows
+        Rows per chunk; bounds the temporary memory of the pass.
+    """
+    n = len(y)
+    partials = []
+    for start in range(0, n, chunk_rows):
+        sl = slice(start, min(n, start + chunk_rows))
+        partials.append(
+            accumulate(
+                [t.rows(sl) for t in terms],
+                X[sl],
+                y[sl],
+                None if weights is None else weights[sl],
+            )
+        )
+    return combine(partials, terms, X.shape[1])
+
+
+def response_blocks(
+    A: CrossProducts,
+    terms: Sequence[TermData],
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> CrossProducts:
+    """A with the blocks that involve y recomputed for a new response (same X, Z, weights).
+
+    A parametric bootstrap refit changes only y: this costs one bincount per random effect column
+    instead of a new pass over all blocks.
+    """
+    p = X.shape[1]
+    wy = y if weights is None else y * weights
+    xy = []
+    for j, t in enumerate(terms):
+        blk = A.xy[j].copy()
+        s = t.n_effects
+        row = np.empty((t.nlevels, s))
+        for a in range(s):
+            row[:, a] = _bincount(t.refs, _prod(wy, t.zrow(a)), t.nlevels)
+        blk[p] = row.ravel()
+        xy.append(blk)
+    xyxy = A.xyxy.copy()
+    xty = X.T @ wy if p else np.zeros(0)
+    xyxy[p, :p] = xty
+    xyxy[:p, p] = xty
+    xyxy[p, p] = float(y @ wy)
+    return A.with_response(xy, xyxy)

@@ -1,0 +1,164 @@
+"""Compiled loops for the sparse block products of the blocked Cholesky factorization.
+
+A block-sparse matrix here is stored by block columns (CSC at the level of S_r x S_c blocks):
+``colptr`` (ncol + 1), ``rowidx`` (nnzb, sorted within each column) and ``data``
+(nnzb, S_r, S_c). Every kernel below subtracts a product from its target in place; they are the
+rank updates ``L[k, j] -= L[k, i] @ L[j, i].T`` of the left-looking block factorization
+(Bates et al. 2015, section 3.2; MixedModels.jl's ``rankUpdate!``).
+
+The module is imported lazily: models with a single random-effects term never need it, so they
+never pay numba's import or compilation time.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_JIT = {"nopython": True, "cache": True, "nogil": True}
+
+
+@nb.njit(**_JIT)
+def bs_syrk_dense(target, colptr, rowidx, data):  # pragma: no cover - compiled
+    """target (dense, lower triangle used) -= B @ B.T for block-sparse B (rows = target)."""
+    ncol = colptr.shape[0] - 1
+    sr = data.shape[1]
+    sc = data.shape[2]
+    for c in range(ncol):
+        for ia in range(colptr[c], colptr[c + 1]):
+            ra = rowidx[ia] * sr
+            for ib in range(colptr[c], ia + 1):
+                rb = rowidx[ib] * sr
+                for a in range(sr):
+                    for b in range(sr):
+                        acc = 0.0
+                        for t in range(sc):
+                            acc += data[ia, a, t] * data[ib, b, t]
+                        target[ra + a, rb + b] -= acc
+
+
+@nb.njit(**_JIT)
+def bs_bs_t_dense(
+    target, colptr_a, rowidx_a, data_a, colptr_b, rowidx_b, data_b
+):  # pragma: no cover
+    """target (dense) -= A @ B.T, A and B block-sparse with the same block columns."""
+    ncol = colptr_a.shape[0] - 1
+    sa = data_a.shape[1]
+    sb = data_b.shape[1]
+    sc = data_a.shape[2]
+    for c in range(ncol):
+        for ia in range(colptr_a[c], colptr_a[c + 1]):
+            ra = rowidx_a[ia] * sa
+            for ib in range(colptr_b[c], colptr_b[c + 1]):
+                rb = rowidx_b[ib] * sb
+                for a in range(sa):
+                    for b in range(sb):
+                        acc = 0.0
+                        for t in range(sc):
+                            acc += data_a[ia, a, t] * data_b[ib, b, t]
+                        target[ra + a, rb + b] -= acc
+
+
+@nb.njit(**_JIT)
+def dense_bs_t(target, A, colptr_b, rowidx_b, data_b):  # pragma: no cover
+    """target (dense, m x q_j) -= A @ B.T with A dense (m x q_i) and B block-sparse (q_j x q_i)."""
+    ncol = colptr_b.shape[0] - 1
+    sb = data_b.shape[1]
+    sc = data_b.shape[2]
+    m = A.shape[0]
+    for c in range(ncol):
+        cc = c * sc
+        for ib in range(colptr_b[c], colptr_b[c + 1]):
+            rb = rowidx_b[ib] * sb
+            for r in range(m):
+                for b in range(sb):
+                    acc = 0.0
+                    for t in range(sc):
+                        acc += A[r, cc + t] * data_b[ib, b, t]
+                    target[r, rb + b] -= acc
+
+
+@nb.njit(**_JIT)
+def bs_dense_t(target, colptr_a, rowidx_a, data_a, B):  # pragma: no cover
+    """target (dense, q_k x q_j) -= A @ B.T with A block-sparse (q_k x q_i), B dense (q_j x q_i)."""
+    ncol = colptr_a.shape[0] - 1
+    sa = data_a.shape[1]
+    sc = data_a.shape[2]
+    m = B.shape[0]
+    for c in range(ncol):
+        cc = c * sc
+        for ia in range(colptr_a[c], colptr_a[c + 1]):
+            ra = rowidx_a[ia] * sa
+            for a in range(sa):
+                for r in range(m):
+                    acc = 0.0
+                    for t in range(sc):
+                        acc += data_a[ia, a, t] * B[r, cc + t]
+                    target[ra + a, r] -= acc
+
+
+@nb.njit(**_JIT)
+def bs_bs_t_bs(
+    colptr_t, rowidx_t, data_t, colptr_a, rowidx_a, data_a, colptr_b, rowidx_b, data_b
+):  # pragma: no cover
+    """target (block-sparse, pattern containing that of A @ B.T) -= A @ B.T.
+
+    The target's column index is B's row level and its row index A's row level; positions
+    are found by binary search within the target column.
+    """
+    ncol = colptr_a.shape[0] - 1
+    sa = data_a.shape[1]
+    sb = data_b.shape[1]
+    sc = data_a.shape[2]
+    for c in range(ncol):
+        for ib in range(colptr_b[c], colptr_b[c + 1]):
+            tcol = rowidx_b[ib]
+            lo0 = colptr_t[tcol]
+            hi0 = colptr_t[tcol + 1]
+            for ia in range(colptr_a[c], colptr_a[c + 1]):
+                trow = rowidx_a[ia]
+                lo = lo0
+                hi = hi0
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if rowidx_t[mid] < trow:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                # lo is the position of (trow, tcol); the symbolic phase guarantees it exists
+                for a in range(sa):
+                    for b in range(sb):
+                        acc = 0.0
+                        for t in range(sc):
+                            acc += data_a[ia, a, t] * data_b[ib, b, t]
+                        data_t[lo, a, b] -= acc
+
+
+@nb.njit(**_JIT)
+def bs_t_vec(out, colptr, rowidx, data, v):  # pragma: no cover
+    """out (q_j) += B.T @ v for block-sparse B (q_k x q_j) and dense v (q_k)."""
+    ncol = colptr.shape[0] - 1
+    sr = data.shape[1]
+    sc = data.shape[2]
+    for c in range(ncol):
+        for i in range(colptr[c], colptr[c + 1]):
+            r = rowidx[i] * sr
+            for b in range(sc):
+                acc = 0.0
+                for a in range(sr):
+                    acc += data[i, a, b] * v[r + a]
+                out[c * sc + b] += acc
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) every kernel once, on tiny inputs."""
+    colptr = np.array([0, 1], dtype=np.int64)
+    rowidx = np.array([0], dtype=np.int64)
+    data = np.ones((1, 1, 1))
+    dense = np.zeros((1, 1))
+    bs_syrk_dense(dense, colptr, rowidx, data)
+    bs_bs_t_dense(dense, colptr, rowidx, data, colptr, rowidx, data)
+    dense_bs_t(dense, np.ones((1, 1)), colptr, rowidx, data)
+    bs_dense_t(dense, colptr, rowidx, data, np.ones((1, 1)))
+    bs_bs_t_bs(colptr, rowidx, data.copy(), colptr, rowidx, data, colptr, rowidx, data)
+    bs_t_vec(np.zeros(1), colptr, rowidx, data, np.ones(1))
