@@ -1,0 +1,338 @@
+"""Linear mixed models: the model specification, its profiled objective, and the fit.
+
+The model is :math:`y \\mid b \\sim N(X\\beta + Zb + o, \\sigma^2 W^{-1})`,
+:math:`b = \\Lambda_\\theta u`, :math:`u \\sim N(0, \\sigma^2 I_q)` (Bates et al. 2015, JSS 67(1),
+eq. 2-4). The blocks of A = [Z X y]' W [Z X y] are formed once from the data; each evaluation of
+the objective is a blocked Cholesky factorization of a matrix whose size does not depend on the
+number of rows.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ConvergenceWarning, ModelSpecError, SingularFitWarning
+from .formula.design import ArrayLike, Design, build_design
+from .linalg.assemble import CrossProducts, TermData, assemble, response_blocks
+from .linalg.cholesky import BlockedCholesky, ThetaLayout
+from .optim import finite_difference_derivatives, fixed_theta_summary, minimize_theta
+
+__all__ = ["LinearMixedModel", "lmer"]
+
+
+@dataclass(frozen=True, eq=False)
+class LinearMixedModel:
+    """A linear mixed model ready to be fitted: formula, data arrays and the blocks of A.
+
+    Build it with :meth:`from_formula` (or use :func:`lmer`, which also fits it). The object
+    is immutable; :meth:`fit` returns a new :class:`~mixedmodels.results.LmerResult`.
+
+    Attributes
+    ----------
+    design
+        The evaluated formula (y, X, random-effects terms, weights, offset).
+    reml
+        Whether :meth:`fit` maximizes the REML criterion (default) or the likelihood.
+    A
+        The blocks of A = [Z X y]' W [Z X y].
+    layout
+        How theta is laid out over the terms.
+    """
+
+    design: Design
+    reml: bool
+    A: CrossProducts
+    layout: ThetaLayout
+    terms_data: tuple[TermData, ...]
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_design(
+        cls, design: Design, *, reml: bool = True, chunk_rows: int = 1 << 20
+    ) -> LinearMixedModel:
+        """Assemble the blocks of A for an evaluated design."""
+        terms_data = tuple(TermData(t.refs, t.z, t.nlevels, t.n_effects) for t in design.terms)
+        y = design.y if design.offset is None else design.y - design.offset
+        A = assemble(terms_data, design.X, y, design.weights, chunk_rows=chunk_rows)
+        layout = ThetaLayout(tuple(t.n_effects for t in design.terms))
+        return cls(design=design, reml=bool(reml), A=A, layout=layout, terms_data=terms_data)
+
+    @classmethod
+    def from_formula(
+        cls,
+        formula: str,
+        data: Any,
+        *,
+        reml: bool = True,
+        weights: str | ArrayLike | None = None,
+        offset: str | ArrayLike | None = None,
+    ) -> LinearMixedModel:
+        """Build the model from an lme4-style formula and a data frame (see :func:`lmer`)."""
+        design = build_design(formula, data, weights=weights, offset=offset)
+        return cls.from_design(design, reml=reml)
+
+    def with_response(self, y: np.ndarray) -> LinearMixedModel:
+        """The same model with a new response vector (same X, Z, weights, offset).
+
+        Only the blocks of A that involve y are recomputed, which is what a parametric
+        bootstrap needs.
+        """
+        y = np.asarray(y, dtype=float)
+        if y.shape != self.design.y.shape:
+            raise ModelSpecError(f"y must have {self.design.nobs} values, got {y.shape}")
+        d = self.design
+        yo = y if d.offset is None else y - d.offset
+        A = response_blocks(self.A, self.terms_data, d.X, yo, d.weights)
+        from dataclasses import replace
+
+        return replace(self, design=replace(d, y=y), A=A)
+
+    def with_reml(self, reml: bool) -> LinearMixedModel:
+        """The same model with the other criterion (REML or ML)."""
+        from dataclasses import replace
+
+        return replace(self, reml=bool(reml))
+
+    # -- parameters ------------------------------------------------------------------------------
+    @property
+    def ntheta(self) -> int:
+        return self.layout.ntheta
+
+    @property
+    def lower_bounds(self) -> np.ndarray:
+        """Lower bounds of theta: 0 for template diagonals, -inf otherwise."""
+        return self.layout.lower_bounds()
+
+    @property
+    def theta_names(self) -> list[str]:
+        """lme4's names for theta, e.g. ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``."""
+        names = []
+        for t in self.design.terms:
+            r, c = self.layout.tril_indices(t.n_effects)
+            for i, j in zip(r, c, strict=True):
+                if i == j:
+                    names.append(f"{t.group_name}.{t.effect_names[i]}")
+                else:
+                    names.append(f"{t.group_name}.{t.effect_names[i]}.{t.effect_names[j]}")
+        return names
+
+    @property
+    def nobs(self) -> int:
+        return self.A.n
+
+    @property
+    def n_fixef(self) -> int:
+        return self.A.p
+
+    # -- objective -------------------------------------------------------------------------------
+    def workspace(self) -> BlockedCholesky:
+        """A fresh factorization workspace for this model's blocks."""
+        return BlockedCholesky(self.A)
+
+    def objective(self, theta: Sequence[float] | np.ndarray, reml: bool | None = None) -> float:
+        """The profiled objective at theta: REML criterion (-2 REML log-likelihood) or deviance.
+
+        Parameters
+        ----------
+        theta
+            Covariance parameters in lme4's order (see :attr:`theta_names`).
+        reml
+            Override the model's criterion.
+        """
+        theta = self._check_theta(theta)
+        ws = self.workspace()
+        ws.update(theta)
+        return ws.objective(self.reml if reml is None else reml)
+
+    def _check_theta(self, theta: Sequence[float] | np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float).ravel()
+        if theta.shape != (self.ntheta,):
+            raise ModelSpecError(
+                f"theta must have {self.ntheta} values ({', '.join(self.theta_names)}), "
+                f"got {theta.size}"
+            )
+        if np.any(theta < self.lower_bounds):
+            raise ModelSpecError("the diagonal entries of theta must be non-negative")
+        return theta
+
+    # -- fit -------------------------------------------------------------------------------------
+    def fit(
+        self,
+        *,
+        start: Sequence[float] | np.ndarray | None = None,
+        ftol_rel: float = 1e-12,
+        ftol_abs: float = 1e-10,
+        xtol_abs: float = 1e-10,
+        maxeval: int | None = None,
+        check_convergence: bool = True,
+        warn: bool = True,
+        optimize: bool = True,
+    ) -> Any:
+        """Estimate theta by minimizing the profiled objective, then beta, sigma and the modes.
+
+        Parameters
+        ----------
+        start
+            Starting theta (default: identity templates).
+        optimize
+            With ``False``, do not optimize: evaluate the model at ``start`` (which is then
+            required) and return the result there (beta, sigma and the modes are still the
+            conditional estimates at that theta).
+        ftol_rel, ftol_abs, xtol_abs, maxeval
+            Optimizer stopping criteria.
+        check_convergence
+            Compute the finite-difference gradient at the optimum and warn if it is large.
+        warn
+            Emit warnings (singular fit, rank deficiency, convergence) when fitting.
+
+        Returns
+        -------
+        LmerResult
+        """
+        from .results import LmerResult
+
+        x0 = self.layout.initial() if start is None else self._check_theta(start)
+        ws = self.workspace()
+        reml = self.reml
+
+        def f(theta: np.ndarray) -> float:
+            ws.update(theta)
+            return ws.objective(reml)
+
+        if optimize:
+            opt = minimize_theta(
+                f,
+                x0,
+                self.lower_bounds,
+                ftol_rel=ftol_rel,
+                ftol_abs=ftol_abs,
+                xtol_abs=xtol_abs,
+                maxeval=maxeval,
+            )
+        else:
+            if start is None:
+                raise ModelSpecError(
+                    "optimize=False needs start= (the theta to evaluate the model at)"
+                )
+            opt = fixed_theta_summary(x0, f(x0), self.lower_bounds)
+        theta = opt.final
+        singular = bool(np.any(theta[self.layout.is_diagonal()] < 1e-4))
+        conv_warnings: list[str] = []
+        if opt.return_code < 0 or opt.return_code == 5:
+            conv_warnings.append(
+                f"optimizer (LN_BOBYQA) stopped with code {opt.return_code} ({opt.message})"
+            )
+        gradient = None
+        if optimize and check_convergence and self.ntheta <= 30:
+            gradient, _ = finite_difference_derivatives(f, theta, self.lower_bounds, hessian=False)
+            if not singular:
+                msg = _gradient_check(f, theta, self.lower_bounds, gradient)
+                if msg:
+                    conv_warnings.append(msg)
+        from dataclasses import replace
+
+        opt = replace(opt, gradient=gradient, warnings=tuple(conv_warnings))
+        ws.update(theta)
+        if not ws.ok:  # pragma: no cover - the optimum is always factorable
+            raise ModelSpecError("the model matrix could not be factored at the optimum")
+        result = LmerResult.from_workspace(self, ws, opt, singular)
+        if warn:
+            for msg in self.design.messages:
+                if "rank deficient" in msg:
+                    warnings.warn(msg, UserWarning, stacklevel=3)
+            if singular:
+                warnings.warn(
+                    "boundary (singular) fit: a variance is estimated as zero or a correlation as "
+                    "+/-1; see LmerResult.is_singular",
+                    SingularFitWarning,
+                    stacklevel=3,
+                )
+            for msg in conv_warnings:
+                warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        return result
+
+
+def _gradient_check(
+    f: Any, theta: np.ndarray, lower: np.ndarray, grad: np.ndarray, tol: float = 2e-3
+) -> str | None:
+    """lme4's check.conv.grad: warn when the Hessian-scaled gradient exceeds ``tol``."""
+    if np.max(np.abs(grad), initial=0.0) <= tol:
+        return None
+    _, H = finite_difference_derivatives(f, theta, lower, hessian=True)
+    assert H is not None
+    try:
+        R = np.linalg.cholesky(H)
+        scaled = np.linalg.solve(R, grad)
+        worst = np.minimum(np.abs(scaled), np.abs(grad))
+    except np.linalg.LinAlgError:
+        worst = np.abs(grad)
+    k = int(np.argmax(worst))
+    if worst[k] <= tol:
+        return None
+    return (
+        f"Model failed to converge with max|grad| = {worst[k]:.6g} "
+        f"(tol = {tol:g}, component {k + 1})"
+    )
+
+
+def lmer(
+    formula: str,
+    data: Any,
+    *,
+    reml: bool = True,
+    weights: str | ArrayLike | None = None,
+    offset: str | ArrayLike | None = None,
+    start: Sequence[float] | np.ndarray | None = None,
+    check_convergence: bool = True,
+    warn: bool = True,
+) -> Any:
+    """Fit a linear mixed model, as lme4's ``lmer``.
+
+    Parameters
+    ----------
+    formula
+        lme4-style formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``. Random-effects terms
+        are written ``(effects | group)``; ``(x || g)`` drops the correlations, ``(1 | a/b)``
+        nests ``b`` in ``a``, ``(1 | a:b)`` groups by combinations. The fixed part accepts
+        ``a * b``, ``a:b``, ``0 +``/``- 1``, ``np.log(x)``, ``I(x**2)``, ``C(x)``,
+        ``center(x)``, ``scale(x)`` and ``offset(expr)``.
+    data
+        A pandas DataFrame (or a mapping of column name to values).
+    reml
+        Maximize the REML criterion (default) or the log-likelihood (``False``).
+    weights
+        Prior weights: a column name or an array with one value per row of ``data``.
+    offset
+        An offset added to the linear predictor: a column name or an array.
+    start
+        Starting value of theta.
+    check_convergence
+        Check the gradient at the optimum (as lme4 does) and warn if it is large.
+    warn
+        Emit warnings about singular fits, rank deficiency and convergence.
+
+    Returns
+    -------
+    LmerResult
+        The fitted model.
+
+    Examples
+    --------
+    >>> import mixedmodels as mm
+    >>> fit = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
+    >>> round(fit.loglik, 4)
+    -871.8141
+    """
+    model = LinearMixedModel.from_formula(formula, data, reml=reml, weights=weights, offset=offset)
+    return model.fit(start=start, check_convergence=check_convergence, warn=warn)
+
+
+def _sigma(ws: BlockedCholesky, reml: bool) -> float:
+    n, p = ws.A.n, ws.p
+    return math.sqrt(ws.pwrss() / (n - p if reml else n))

@@ -1,0 +1,633 @@
+"""Frozen result objects of a linear mixed-model fit.
+
+:class:`LmerResult` holds what the fit computed (theta, beta, sigma, the conditional modes, the
+factor L at the optimum, the optimizer's record) and derives everything else from those on
+request: the variance components (:class:`VarCorr`), the random effects with their conditional
+variances (:class:`RandomEffects`), fitted values, residuals, predictions and simulations.
+Nothing is attached to a result after it is made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+
+from .errors import FormulaError, ModelSpecError
+
+if TYPE_CHECKING:
+    from .display.lmer import LmerSummary
+    from .linalg.cholesky import BlockedCholesky
+    from .lmm import LinearMixedModel
+    from .optim import OptSummary
+
+__all__ = ["LmerResult", "RandomEffects", "VarCorr", "VarCorrTerm"]
+
+
+def _make_unique(names: Sequence[str]) -> list[str]:
+    """R's ``make.unique``: the second ``a`` becomes ``a.1``, the third ``a.2``."""
+    seen: dict[str, int] = {}
+    out = []
+    taken = set(names)
+    for name in names:
+        if name not in seen:
+            seen[name] = 0
+            out.append(name)
+            continue
+        k = seen[name]
+        while True:
+            k += 1
+            cand = f"{name}.{k}"
+            if cand not in taken:
+                break
+        seen[name] = k
+        taken.add(cand)
+        out.append(cand)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# variance components
+
+
+@dataclass(frozen=True)
+class VarCorrTerm:
+    """Covariance of one random-effects term.
+
+    Attributes
+    ----------
+    group
+        Grouping factor name, made unique as lme4 does (``Subject``, ``Subject.1``).
+    names
+        Names of the term's effects.
+    cov
+        Covariance matrix, (S, S) = sigma^2 T T'.
+    """
+
+    group: str
+    names: tuple[str, ...]
+    cov: np.ndarray
+
+    @property
+    def sd(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.cov))
+
+    @property
+    def corr(self) -> np.ndarray:
+        sd = self.sd
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = self.cov / np.outer(sd, sd)
+        c[~np.isfinite(c)] = 0.0
+        np.fill_diagonal(c, 1.0)
+        return c
+
+
+@dataclass(frozen=True)
+class VarCorr:
+    """Estimated variances, standard deviations and correlations of the random effects.
+
+    Prints like lme4's ``VarCorr``; :meth:`to_frame` gives lme4's
+    ``as.data.frame(VarCorr(fit))`` (columns grp, var1, var2, vcov, sdcor).
+    """
+
+    terms: tuple[VarCorrTerm, ...]
+    sigma: float
+    use_scale: bool = True
+
+    def __iter__(self) -> Iterator[VarCorrTerm]:
+        return iter(self.terms)
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def __getitem__(self, group: str) -> VarCorrTerm:
+        for t in self.terms:
+            if t.group == group:
+                return t
+        raise KeyError(
+            f"no random-effects term for group {group!r}; groups: {[t.group for t in self.terms]}"
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """lme4's long form: one row per variance, then per covariance, then the residual."""
+        rows = []
+        for t in self.terms:
+            sd = t.sd
+            corr = t.corr
+            for i, name in enumerate(t.names):
+                rows.append((t.group, name, None, t.cov[i, i], sd[i]))
+            for j in range(len(t.names)):
+                for i in range(j + 1, len(t.names)):
+                    rows.append((t.group, t.names[j], t.names[i], t.cov[i, j], corr[i, j]))
+        if self.use_scale:
+            rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    def format(self, digits: int = 5, comp: Sequence[str] = ("Std.Dev.",)) -> str:
+        """The table lme4 prints (``print(VarCorr(fit), digits=, comp=)``)."""
+        from .display import rformat
+
+        return rformat.format_varcorr(
+            [t.group for t in self.terms],
+            [list(t.names) for t in self.terms],
+            [t.sd for t in self.terms],
+            [t.corr if len(t.names) > 1 else None for t in self.terms],
+            digits=digits,
+            comp=tuple(comp),
+            use_scale=self.use_scale,
+            residual_sd=self.sigma,
+        )
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def __repr__(self) -> str:
+        return self.format()
+
+    def _repr_html_(self) -> str:
+        from .display.html import varcorr_html
+
+        return varcorr_html(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# random effects
+
+
+class RandomEffects(Mapping[str, pd.DataFrame]):
+    """Conditional modes of the random effects, by grouping factor.
+
+    ``re["Subject"]`` is a DataFrame with one row per level and one column per effect (terms on
+    the same grouping factor are put side by side, as lme4's ``ranef`` does). :meth:`to_frame`
+    gives lme4's ``as.data.frame(ranef(fit, condVar=TRUE))``: grpvar, term, grp, condval,
+    condsd. :meth:`condvar` gives the conditional covariance matrices.
+    """
+
+    def __init__(self, result: LmerResult):
+        self._result = result
+        groups: dict[str, list[int]] = {}
+        for j, t in enumerate(result.model.design.terms):
+            groups.setdefault(t.group_name, []).append(j)
+        self._groups = groups
+
+    def _frame(self, group: str) -> pd.DataFrame:
+        terms = self._result.model.design.terms
+        parts = []
+        for j in self._groups[group]:
+            t = terms[j]
+            parts.append(
+                pd.DataFrame(self._result.b[j], index=t.levels, columns=list(t.effect_names))
+            )
+        df = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+        df.index.name = group
+        return df
+
+    def __getitem__(self, group: str) -> pd.DataFrame:
+        if group not in self._groups:
+            raise KeyError(f"no grouping factor {group!r}; available: {list(self._groups)}")
+        return self._frame(group)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._groups)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def __repr__(self) -> str:
+        return "\n".join(f"${g}\n{self[g]}\n" for g in self)
+
+    def condvar(self, group: str) -> list[np.ndarray]:
+        """Conditional covariance matrices (levels, S, S) of each term on ``group``."""
+        return [self._result.condvar(j) for j in self._groups[group]]
+
+    def to_frame(self, condsd: bool = True) -> pd.DataFrame:
+        """lme4's long form: grpvar, term, grp, condval and (optionally) condsd."""
+        res = self._result
+        terms = res.model.design.terms
+        frames = []
+        for group, idx in self._groups.items():
+            for j in idx:
+                t = terms[j]
+                b = res.b[j]
+                sd = np.sqrt(np.diagonal(res.condvar(j), axis1=1, axis2=2)) if condsd else None
+                for s, name in enumerate(t.effect_names):
+                    data = {
+                        "grpvar": group,
+                        "term": name,
+                        "grp": t.levels.astype(str),
+                        "condval": b[:, s],
+                    }
+                    if sd is not None:
+                        data["condsd"] = sd[:, s]
+                    frames.append(pd.DataFrame(data))
+        return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LmerResult:
+    """A fitted linear mixed model (returned by :func:`mixedmodels.lmer`).
+
+    Attributes
+    ----------
+    model
+        The model that was fitted.
+    theta
+        Relative covariance parameters at the optimum, lme4's order (:attr:`theta_names`).
+    beta
+        Fixed-effects estimates (see :attr:`fixef` for a named Series).
+    sigma
+        Residual standard deviation.
+    b
+        Conditional modes of the random effects, one (levels, S) array per term.
+    u
+        Spherical conditional modes (b = Lambda u), one (levels, S) array per term.
+    optinfo
+        The optimizer's record (evaluations, theta path, return code, time).
+    is_singular
+        Whether the fit is on the boundary (a template diagonal below 1e-4, lme4's rule).
+    """
+
+    model: LinearMixedModel
+    theta: np.ndarray
+    beta: np.ndarray
+    sigma: float
+    b: tuple[np.ndarray, ...]
+    u: tuple[np.ndarray, ...]
+    optinfo: OptSummary
+    is_singular: bool
+    objective_value: float
+    ml_deviance: float
+    vcov_unscaled: np.ndarray = field(repr=False)
+    _factor: BlockedCholesky = field(repr=False)
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_workspace(
+        cls, model: LinearMixedModel, ws: BlockedCholesky, opt: OptSummary, singular: bool
+    ) -> LmerResult:
+        """Collect the estimates from a workspace factored at the optimum."""
+        reml = model.reml
+        theta = np.array(opt.final, dtype=float)
+        beta = ws.beta()
+        u_flat = ws.spherical_modes(beta)
+        n, p = model.nobs, model.n_fixef
+        sigma = math.sqrt(ws.pwrss() / (n - p if reml else n))
+        Ts = model.layout.templates(theta)
+        u, b = [], []
+        for j, t in enumerate(model.design.terms):
+            uj = u_flat[j].reshape(t.nlevels, t.n_effects)
+            u.append(uj)
+            b.append(uj @ Ts[j].T)
+        if p:
+            Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
+            unscaled = Linv.T @ Linv
+        else:
+            unscaled = np.zeros((0, 0))
+        return cls(
+            model=model,
+            theta=theta,
+            beta=beta,
+            sigma=sigma,
+            b=tuple(b),
+            u=tuple(u),
+            optinfo=opt,
+            is_singular=singular,
+            objective_value=ws.objective(reml),
+            ml_deviance=ws.objective(False),
+            vcov_unscaled=unscaled,
+            _factor=ws,
+        )
+
+    # -- basic quantities --------------------------------------------------------------------------
+    @property
+    def reml(self) -> bool:
+        """Whether the fit maximized the REML criterion."""
+        return self.model.reml
+
+    @property
+    def design(self) -> Any:
+        return self.model.design
+
+    @property
+    def formula(self) -> str:
+        return self.model.design.formula.source
+
+    @property
+    def theta_names(self) -> list[str]:
+        return self.model.theta_names
+
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates, named as R names them (``(Intercept)``, ``Days``)."""
+        return pd.Series(self.beta, index=list(self.design.fixef_names), name="Estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effects estimates, sigma^2 inv(L_X L_X')."""
+        names = list(self.design.fixef_names)
+        return pd.DataFrame(self.sigma**2 * self.vcov_unscaled, index=names, columns=names)
+
+    @property
+    def std_errors(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        return pd.Series(
+            self.sigma * np.sqrt(np.diag(self.vcov_unscaled)),
+            index=list(self.design.fixef_names),
+            name="Std. Error",
+        )
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations used (after dropping rows with missing values)."""
+        return self.model.nobs
+
+    @property
+    def n_dropped(self) -> int:
+        """Number of rows of the data dropped because of missing values."""
+        return self.design.n_dropped
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor."""
+        out: dict[str, int] = {}
+        for t in self.design.terms:
+            out.setdefault(t.group_name, t.nlevels)
+        return out
+
+    @property
+    def npar(self) -> int:
+        """Number of parameters: fixed effects, theta and sigma (the ``df`` of ``logLik``)."""
+        return self.model.n_fixef + self.model.ntheta + 1
+
+    @property
+    def df_resid(self) -> int:
+        """Residual degrees of freedom, nobs - npar (lme4's ``df.residual``)."""
+        return self.nobs - self.npar
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood at the optimum; the REML log-likelihood for REML fits (as lme4)."""
+        return -0.5 * self.objective_value
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.nobs) * self.npar
+
+    @property
+    def deviance(self) -> float:
+        """-2 log-likelihood. For REML fits, the ML deviance at the REML estimates
+        (lme4's ``deviance(fit, REML = FALSE)``)."""
+        return self.ml_deviance
+
+    @property
+    def reml_criterion(self) -> float | None:
+        """The REML criterion at convergence (-2 REML log-likelihood); ``None`` for ML fits."""
+        return self.objective_value if self.reml else None
+
+    # -- variance components --------------------------------------------------------------------
+    @cached_property
+    def varcorr(self) -> VarCorr:
+        """Variances, standard deviations and correlations of the random effects."""
+        Ts = self.model.layout.templates(self.theta)
+        terms = self.design.terms
+        groups = _make_unique([t.group_name for t in terms])
+        out = []
+        for j, t in enumerate(terms):
+            cov = self.sigma**2 * (Ts[j] @ Ts[j].T)
+            out.append(VarCorrTerm(groups[j], t.effect_names, cov))
+        return VarCorr(tuple(out), self.sigma)
+
+    def condvar(self, j: int) -> np.ndarray:
+        """Conditional covariance matrices of the random effects of term ``j``: (levels, S, S).
+
+        Var(b | y) = sigma^2 T_j [inv(L_Z L_Z')]_jj T_j' for each level (lme4's ``condVar``).
+        """
+        return self._condvars[j]
+
+    @cached_property
+    def _condvars(self) -> list[np.ndarray]:
+        Ts = self.model.layout.templates(self.theta)
+        out = []
+        for j in range(len(self.design.terms)):
+            blocks = self._factor.inverse_diag_blocks(j)
+            T = Ts[j]
+            out.append(self.sigma**2 * np.matmul(T, np.matmul(blocks, T.T)))
+        return out
+
+    def ranef(self) -> RandomEffects:
+        """Conditional modes of the random effects by grouping factor (lme4's ``ranef``)."""
+        return RandomEffects(self)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients: the fixed effects plus the level's random effects (lme4's
+        ``coef``)."""
+        fe = self.fixef
+        out = {}
+        for group, frame in self.ranef().items():
+            cols = list(fe.index) + [c for c in frame.columns if c not in fe.index]
+            df = pd.DataFrame(
+                {c: np.full(len(frame), fe.get(c, 0.0)) for c in cols}, index=frame.index
+            )
+            for c in frame.columns:
+                df[c] = df[c].to_numpy() + frame[c].to_numpy()
+            out[group] = df
+        return out
+
+    # -- fitted values and residuals -----------------------------------------------------------
+    def _linear_predictor(self, terms_used: Sequence[int] | None = None) -> np.ndarray:
+        d = self.design
+        eta = d.X @ self.beta if d.X.shape[1] else np.zeros(d.nobs)
+        if d.offset is not None:
+            eta = eta + d.offset
+        for j, t in enumerate(d.terms):
+            if terms_used is not None and j not in terms_used:
+                continue
+            bj = self.b[j][t.refs]  # (n, S)
+            if t.z is None:
+                eta = eta + bj[:, 0]
+            else:
+                eta = eta + np.einsum("sn,ns->n", t.z, bj)
+        return eta
+
+    def fitted(self) -> pd.Series:
+        """Fitted values X beta + Z b (+ offset), aligned with the rows used."""
+        return pd.Series(self._linear_predictor(), index=self.design.row_index, name="fitted")
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Residuals.
+
+        Parameters
+        ----------
+        type
+            ``"response"`` (y - fitted), ``"pearson"`` (times sqrt of the prior weights),
+            ``"working"`` (same as response for a linear model) or ``"deviance"`` (same as
+            pearson for a linear model).
+        scaled
+            Divide by sigma (lme4's ``scaled = TRUE``).
+        """
+        r = self.design.y - self._linear_predictor()
+        if type in ("pearson", "deviance"):
+            if self.design.weights is not None:
+                r = r * np.sqrt(self.design.weights)
+        elif type not in ("response", "working"):
+            raise ModelSpecError(
+                f"unknown residual type {type!r}; "
+                "use 'response', 'pearson', 'working' or 'deviance'"
+            )
+        if scaled:
+            r = r / self.sigma
+        return pd.Series(r, index=self.design.row_index, name="residuals")
+
+    # -- prediction -----------------------------------------------------------------------------
+    def _terms_in(self, re_form: Any) -> list[int]:
+        terms = self.design.terms
+        if re_form is None:
+            return list(range(len(terms)))
+        if isinstance(re_form, int | float) and re_form == 0:
+            return []
+        if not isinstance(re_form, str):
+            raise ModelSpecError(
+                "re_form must be None, '~0' (no random effects) or a formula with bar terms"
+            )
+        text = re_form.strip()
+        if text in ("~0", "~ 0", "0", "NA", "~-1", "~ -1"):
+            return []
+        from .formula.terms import split_formula
+
+        spec = split_formula(text if text.startswith("~") else f"~{text}")
+        chosen = []
+        for rt in spec.random:
+            for j, t in enumerate(terms):
+                if t.group_name == rt.group_name and t.spec.effects == rt.effects:
+                    chosen.append(j)
+                    break
+            else:
+                raise FormulaError(
+                    f"re_form term ({rt.source}) is not a random-effects term of the model", re_form
+                )
+        return sorted(set(chosen))
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        re_form: str | None = None,
+        allow_new_levels: bool = False,
+    ) -> pd.Series:
+        """Predictions, as lme4's ``predict``.
+
+        Parameters
+        ----------
+        newdata
+            Data to predict for (default: the data fitted).
+        re_form
+            ``None`` (all random effects), ``"~0"`` (population level: fixed effects only) or a
+            formula naming the random-effects terms to include, e.g. ``"~(1 | Subject)"``.
+        allow_new_levels
+            Levels of a grouping factor not seen in the fit get random effects of zero (the
+            population value); otherwise they raise :class:`~mixedmodels.DataError`.
+        """
+        used = self._terms_in(re_form)
+        if newdata is None:
+            return pd.Series(
+                self._linear_predictor(used), index=self.design.row_index, name="predicted"
+            )
+        from .formula.design import new_data_arrays
+
+        X, offset, ranef_parts, complete = new_data_arrays(
+            self.design, newdata, used, allow_new_levels
+        )
+        eta = X @ self.beta if X.shape[1] else np.zeros(X.shape[0])
+        if offset is not None:
+            eta = eta + offset
+        for j, refs, z in ranef_parts:
+            bj = np.zeros((len(refs), self.b[j].shape[1]))
+            ok = refs >= 0
+            bj[ok] = self.b[j][refs[ok]]
+            eta = eta + (bj[:, 0] if z is None else np.einsum("sn,ns->n", z, bj))
+        out = np.full(len(newdata), np.nan)
+        out[complete] = eta
+        return pd.Series(out, index=newdata.index, name="predicted")
+
+    def simulate(
+        self, nsim: int = 1, seed: int | np.random.Generator | None = None, use_u: bool = False
+    ) -> pd.DataFrame:
+        """Simulate responses from the fitted model (lme4's ``simulate``).
+
+        Parameters
+        ----------
+        nsim
+            Number of simulated responses.
+        seed
+            Seed or numpy Generator.
+        use_u
+            Keep the random effects at their conditional modes (simulate only the residual
+            noise) instead of drawing new ones.
+
+        Returns
+        -------
+        DataFrame
+            One column per simulation (``sim_1``, ...), aligned with the rows used.
+        """
+        if nsim < 1:
+            raise ModelSpecError("nsim must be at least 1")
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        d = self.design
+        n = d.nobs
+        base = d.X @ self.beta if d.X.shape[1] else np.zeros(n)
+        if d.offset is not None:
+            base = base + d.offset
+        Ts = self.model.layout.templates(self.theta)
+        scale = self.sigma if d.weights is None else self.sigma / np.sqrt(d.weights)
+        sims = np.empty((n, nsim))
+        fixed_re = self._linear_predictor() - base if use_u else None
+        for k in range(nsim):
+            eta = base.copy()
+            if fixed_re is not None:
+                eta += fixed_re
+            else:
+                for j, t in enumerate(d.terms):
+                    bj = self.sigma * rng.standard_normal((t.nlevels, t.n_effects)) @ Ts[j].T
+                    rows = bj[t.refs]
+                    eta += rows[:, 0] if t.z is None else np.einsum("sn,ns->n", t.z, rows)
+            sims[:, k] = eta + scale * rng.standard_normal(n)
+        return pd.DataFrame(sims, index=d.row_index, columns=[f"sim_{k + 1}" for k in range(nsim)])
+
+    # -- presentation ----------------------------------------------------------------------------
+    def summary(self, *, correlation: bool | None = None, digits: int = 4) -> LmerSummary:
+        """lme4's summary: criterion, scaled residuals, random effects, fixed effects, correlations.
+
+        Parameters
+        ----------
+        correlation
+            Show the correlation of the fixed-effects estimates (default: when there are at
+            most 12 fixed effects, as lme4).
+        digits
+            Significant digits of the text layout (lme4's default is 4).
+        """
+        from .display.lmer import LmerSummary
+
+        return LmerSummary.from_result(self, digits=digits, correlation=correlation)
+
+    def __str__(self) -> str:
+        from .display.lmer import format_print
+
+        return format_print(self)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
