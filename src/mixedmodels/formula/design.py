@@ -19,6 +19,7 @@ Conventions follow R / lme4 so that results agree with theirs:
 
 from __future__ import annotations
 
+import ast
 import difflib
 import itertools
 import re
@@ -233,45 +234,83 @@ def _unknown_column(name: str, frame: pd.DataFrame, role: str) -> DataError:
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     listing = ", ".join(repr(c) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
     return DataError(
-        f"{role} refers to column {name!r}, which is not in the data{hint} (columns: {listing})"
+        f"column {name!r}, used in {role}, is not in the data{hint} (columns: {listing})"
     )
 
 
-def _required_variables(expr: str, frame: pd.DataFrame, role: str) -> set[str]:
-    from formulaic import Formula
+_BACKTICK = re.compile(r"`([^`]*)`")
 
+
+def _python_names(expr: str) -> set[str]:
+    """Names an expression reads as values (not the functions it calls or their modules).
+
+    ``np.log(x + 1)`` reads ``x``; ``C(f, Treatment("b"))`` reads ``f``; back-quoted names
+    (```a b```) are names too.
+    """
+    quoted: dict[str, str] = {}
+
+    def _placeholder(m: re.Match[str]) -> str:
+        key = f"__bq{len(quoted)}__"
+        quoted[key] = m.group(1)
+        return key
+
+    source = _BACKTICK.sub(_placeholder, expr)
     try:
-        names = set(Formula(expr).required_variables)
-    except FormulaError:
-        raise
-    except Exception as exc:
-        raise FormulaError(f"cannot read the {role} {expr!r}: {exc}") from None
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise FormulaError(f"cannot read the expression {expr!r}: {exc.msg}") from None
+    callees: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            while isinstance(func, ast.Attribute):
+                func = func.value
+            callees.add(id(func))
+        elif isinstance(node, ast.Attribute):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            callees.add(id(root))  # module or object attribute, e.g. np.pi
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and id(node) not in callees:
+            names.add(quoted.get(node.id, node.id))
+    return names
+
+
+def _required_variables(
+    expr: str, frame: pd.DataFrame, role: str, *, formula: bool = True
+) -> set[str]:
+    """Columns of ``frame`` that a formula (or, with ``formula=False``, a Python expression)
+    uses; an unknown name raises :class:`DataError` with suggestions."""
+    names: set[str] = set()
+    if formula:
+        from formulaic import Formula
+
+        try:
+            parsed = Formula(expr)
+        except Exception as exc:
+            raise FormulaError(f"cannot read {role} {expr!r}: {exc}") from None
+        for term in parsed:  # type: ignore[union-attr]
+            for factor in term.factors:
+                method = str(factor.eval_method)
+                if method.endswith("LOOKUP"):
+                    names.add(factor.expr)
+                elif method.endswith("PYTHON"):
+                    names |= _python_names(factor.expr)
+    else:
+        names = _python_names(expr)
     out = set()
     for name in names:
         if name in frame.columns:
             out.add(name)
-            continue
-        if name in _KNOWN_NAMES:
-            continue
-        raise _unknown_column(name, frame, role)
+        elif name not in _KNOWN_NAMES:
+            raise _unknown_column(name, frame, role)
     return out
 
 
-# names formulaic can resolve without the data (numpy, transforms, constants)
-_KNOWN_NAMES = {
-    "np",
-    "numpy",
-    "pd",
-    "pandas",
-    "math",
-    "pi",
-    "e",
-    "inf",
-    "nan",
-    "True",
-    "False",
-    "None",
-}
+# names formulaic resolves without the data (constants); modules and functions are callees
+_KNOWN_NAMES = {"pi", "e", "inf", "nan", "np", "numpy", "math"}
 
 
 def _is_factor_like(s: pd.Series) -> bool:
@@ -479,7 +518,7 @@ def build_design(
         )
 
     # -- which columns are used ----------------------------------------------------------------
-    response_vars = _required_variables(spec.response, frame_all, "the response")
+    response_vars = _required_variables(spec.response, frame_all, "the response", formula=False)
     fixed_vars = _required_variables(spec.fixed, frame_all, "the fixed effects")
     effect_vars: set[str] = set()
     for term in spec.random:
@@ -494,7 +533,7 @@ def build_design(
             group_vars.add(f)
     offset_vars: set[str] = set()
     for expr in spec.offsets:
-        offset_vars |= _required_variables(expr, frame_all, "the offset")
+        offset_vars |= _required_variables(expr, frame_all, "the offset", formula=False)
     used = response_vars | fixed_vars | effect_vars | group_vars | offset_vars
     used_cols = [c for c in frame_all.columns if c in used]
 
@@ -735,7 +774,7 @@ def new_data_arrays(
     needed: set[str] = set()
     needed |= _required_variables(spec.fixed, frame, "the fixed effects")
     for expr in spec.offsets:
-        needed |= _required_variables(expr, frame, "the offset")
+        needed |= _required_variables(expr, frame, "the offset", formula=False)
     for j in used_terms:
         t = design.terms[j]
         if t.effects_spec is not None:

@@ -132,12 +132,12 @@ def _skip_balanced(source: str, pos: int) -> int:
     while i < len(source):
         ch = source[i]
         if ch in "\"'":
-            close = source.find(ch, i + 1)
-            while close != -1 and source[close - 1] == "\\":
-                close = source.find(ch, close + 1)
-            if close == -1:
+            j = i + 1
+            while j < len(source) and source[j] != ch:
+                j += 2 if source[j] == "\\" else 1
+            if j >= len(source):
                 raise FormulaError("unterminated string literal", source, i)
-            i = close + 1
+            i = j + 1
             continue
         if ch in _CLOSERS:
             stack.append(_CLOSERS[ch])

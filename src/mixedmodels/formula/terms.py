@@ -99,8 +99,10 @@ def render(node: Node, names: Mapping[str, str] | None = None) -> str:
     if isinstance(node, Unary):
         return f"{node.op}{render(node.operand, names)}"
     if isinstance(node, Binary):
-        sep = "" if node.op in (":", "^") else " "
-        return f"{render(node.left, names)}{sep}{node.op}{sep}{render(node.right, names)}"
+        # R's `a %in% b` is the term a:b (formulaic reads %in% as nesting, like a/b)
+        op = ":" if node.op == "%in%" else node.op
+        sep = "" if op in (":", "^") else " "
+        return f"{render(node.left, names)}{sep}{op}{sep}{render(node.right, names)}"
     raise TypeError(f"unknown node {node!r}")  # pragma: no cover
 
 
@@ -231,6 +233,8 @@ def split_formula(formula: str) -> FormulaSpec:
     random: list[RandomTermSpec] = []
     offsets: list[str] = []
     for sign, item in _additive_items(parsed.rhs):
+        while isinstance(item, Paren) and isinstance(item.inner, Paren):
+            item = item.inner  # ((1 | g)) is (1 | g), as in lme4's findbars
         inner = item.inner if isinstance(item, Paren) else None
         if isinstance(inner, Binary) and inner.op in ("|", "||"):
             if sign == "-":
