@@ -9,7 +9,6 @@ number of rows.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,12 @@ class LinearMixedModel:
         The blocks of A = [Z X y]' W [Z X y].
     layout
         How theta is laid out over the terms.
+    beta_shift
+        Weighted least-squares coefficients of y on X. The blocks of A are formed from the
+        residual y - X beta_shift (minus any offset) rather than from y: the profiled objective
+        is the same (the fixed effects absorb any vector in the span of X) but r^2 is no longer
+        the small difference of large sums of squares, so a response far from zero loses no
+        precision. The estimate of beta is the solution for the residual plus ``beta_shift``.
     """
 
     design: Design
@@ -50,6 +55,7 @@ class LinearMixedModel:
     A: CrossProducts
     layout: ThetaLayout
     terms_data: tuple[TermData, ...]
+    beta_shift: np.ndarray
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -58,10 +64,17 @@ class LinearMixedModel:
     ) -> LinearMixedModel:
         """Assemble the blocks of A for an evaluated design."""
         terms_data = tuple(TermData(t.refs, t.z, t.nlevels, t.n_effects) for t in design.terms)
-        y = design.y if design.offset is None else design.y - design.offset
+        y, shift = _residualized_response(design, design.y)
         A = assemble(terms_data, design.X, y, design.weights, chunk_rows=chunk_rows)
         layout = ThetaLayout(tuple(t.n_effects for t in design.terms))
-        return cls(design=design, reml=bool(reml), A=A, layout=layout, terms_data=terms_data)
+        return cls(
+            design=design,
+            reml=bool(reml),
+            A=A,
+            layout=layout,
+            terms_data=terms_data,
+            beta_shift=shift,
+        )
 
     @classmethod
     def from_formula(
@@ -87,11 +100,11 @@ class LinearMixedModel:
         if y.shape != self.design.y.shape:
             raise ModelSpecError(f"y must have {self.design.nobs} values, got {y.shape}")
         d = self.design
-        yo = y if d.offset is None else y - d.offset
-        A = response_blocks(self.A, self.terms_data, d.X, yo, d.weights)
+        yr, shift = _residualized_response(d, y)
+        A = response_blocks(self.A, self.terms_data, d.X, yr, d.weights)
         from dataclasses import replace
 
-        return replace(self, design=replace(d, y=y), A=A)
+        return replace(self, design=replace(d, y=y), A=A, beta_shift=shift)
 
     def with_reml(self, reml: bool) -> LinearMixedModel:
         """The same model with the other criterion (REML or ML)."""
@@ -125,6 +138,42 @@ class LinearMixedModel:
     @property
     def nobs(self) -> int:
         return self.A.n
+
+    def column_scales(self) -> list[np.ndarray]:
+        """Typical size of each random-effects column: its root mean square over the rows
+        where it is not zero (1 for an intercept or an indicator column)."""
+        out = []
+        for t in self.terms_data:
+            if t.z is None:
+                out.append(np.ones(1))
+                continue
+            scales = np.ones(t.n_effects)
+            for s in range(t.n_effects):
+                nz = t.z[s][t.z[s] != 0.0]
+                if nz.size:
+                    scales[s] = float(np.sqrt(np.mean(nz * nz)))
+            out.append(scales)
+        return out
+
+    def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
+        """Starting theta and BOBYQA's initial steps, in the units of the data.
+
+        lme4 and MixedModels.jl start at identity templates, which assumes every random-effects
+        column has unit scale: with a covariate in hours instead of days the start is 24 times
+        too large for the slope and the search can end in a poor local optimum. Here the
+        template row of a column with typical size c starts at 1/c (with steps 0.75/c on the
+        diagonal and 1/c off it), so rescaling a covariate rescales the whole search and
+        changes nothing else. For intercepts and indicator columns (c = 1) this is lme4's start.
+        """
+        theta, step = [], []
+        for scales, s in zip(self.column_scales(), self.layout.sizes, strict=True):
+            rows, cols = self.layout.tril_indices(s)
+            inv = 1.0 / scales[rows]
+            theta.append(np.where(rows == cols, inv, 0.0))
+            step.append(np.where(rows == cols, 0.75, 1.0) * inv)
+        if not theta:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(theta), np.concatenate(step)
 
     @property
     def n_fixef(self) -> int:
@@ -197,7 +246,8 @@ class LinearMixedModel:
         """
         from .results import LmerResult
 
-        x0 = self.layout.initial() if start is None else self._check_theta(start)
+        theta0, step = self.initial_theta()
+        x0 = theta0 if start is None else self._check_theta(start)
         ws = self.workspace()
         reml = self.reml
 
@@ -214,6 +264,7 @@ class LinearMixedModel:
                 ftol_abs=ftol_abs,
                 xtol_abs=xtol_abs,
                 maxeval=maxeval,
+                initial_step=step,
             )
         else:
             if start is None:
@@ -333,6 +384,15 @@ def lmer(
     return model.fit(start=start, check_convergence=check_convergence, warn=warn)
 
 
-def _sigma(ws: BlockedCholesky, reml: bool) -> float:
-    n, p = ws.A.n, ws.p
-    return math.sqrt(ws.pwrss() / (n - p if reml else n))
+def _residualized_response(design: Design, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(y - offset - X gamma, gamma): gamma is the weighted least-squares fit of y - offset on X."""
+    yo = y if design.offset is None else y - design.offset
+    X = design.X
+    if X.shape[1] == 0:
+        return yo, np.zeros(0)
+    if design.weights is None:
+        gamma = np.linalg.lstsq(X, yo, rcond=None)[0]
+    else:
+        sw = np.sqrt(design.weights)
+        gamma = np.linalg.lstsq(X * sw[:, None], yo * sw, rcond=None)[0]
+    return yo - X @ gamma, gamma

@@ -129,6 +129,7 @@ def _bobyqa(
     x0: np.ndarray,
     lower: np.ndarray,
     settings: dict[str, float],
+    step: np.ndarray,
 ) -> tuple[np.ndarray, float, int]:
     import nlopt
 
@@ -139,10 +140,11 @@ def _bobyqa(
     opt.set_ftol_rel(settings["ftol_rel"])
     opt.set_ftol_abs(settings["ftol_abs"])
     opt.set_xtol_rel(settings["xtol_rel"])
-    opt.set_xtol_abs([settings["xtol_abs"]] * n)
+    scale = step / np.where(np.isfinite(lower), 0.75, 1.0)
+    opt.set_xtol_abs((settings["xtol_abs"] * scale).tolist())
     opt.set_maxeval(int(settings["maxeval"]))
-    # initial trust-region radius: 0.75 on the diagonal, 1 off it (as MixedModels.jl)
-    step = np.where(np.isfinite(lower), 0.75, 1.0)
+    # NLopt's BOBYQA rescales each variable by its initial step, so steps proportional to the
+    # natural scale of each parameter make the search invariant to rescaling the data
     opt.set_initial_step(step.tolist())
     try:
         x = opt.optimize(x0.tolist())
@@ -168,6 +170,7 @@ def minimize_theta(
     xtol_abs: float = 1e-10,
     maxeval: int | None = None,
     boundary_tol: float = 1e-5,
+    initial_step: np.ndarray | None = None,
 ) -> OptSummary:
     """Minimize a profiled objective over theta with BOBYQA, then check the boundary.
 
@@ -186,6 +189,10 @@ def minimize_theta(
     ftol_rel, ftol_abs, xtol_rel, xtol_abs, maxeval
         NLopt stopping criteria; the defaults are tighter than lme4's so that the optimum is at
         least as good as lme4's.
+    initial_step
+        Initial trust-region step of each parameter (default 0.75 for bounded parameters and 1
+        for the others, MixedModels.jl's choice). ``boundary_tol`` and ``xtol_abs`` are scaled
+        by it relative to those defaults.
 
     Returns
     -------
@@ -207,15 +214,18 @@ def minimize_theta(
         "xtol_abs": xtol_abs,
         "maxeval": float(maxeval if maxeval is not None else max(1000, 1000 * n * n)),
     }
+    default_step = np.where(np.isfinite(lower), 0.75, 1.0)
+    step = default_step if initial_step is None else np.asarray(initial_step, dtype=float)
+    scale = step / default_step
     rec = _Recorder(f)
     t0 = time.perf_counter()
-    x, fx, code = _bobyqa(rec, x0, lower, settings)
+    x, fx, code = _bobyqa(rec, x0, lower, settings, step)
 
     for _ in range(3):  # a restart rarely helps twice; bound the work
         bounded = np.isfinite(lower)
         # snap near-zero components to the boundary when that is no worse
         changed = False
-        for i in np.flatnonzero(bounded & (x > lower) & (x < lower + boundary_tol)):
+        for i in np.flatnonzero(bounded & (x > lower) & (x < lower + boundary_tol * scale)):
             trial = x.copy()
             trial[i] = lower[i]
             ft = rec(trial)
@@ -225,12 +235,13 @@ def minimize_theta(
         restart = False
         for i in np.flatnonzero(bounded & (x == lower)):
             trial = x.copy()
-            trial[i] = lower[i] + 1e-4
+            trial[i] = lower[i] + 1e-4 * scale[i]
             if rec(trial) < fx - 1e-8:
                 restart = True
         if not restart:
             break
-        x1, f1, code1 = _bobyqa(rec, np.maximum(x, lower + 1e-4 * bounded), lower, settings)
+        start = np.where(bounded & (x == lower), lower + 1e-4 * scale, x)
+        x1, f1, code1 = _bobyqa(rec, start, lower, settings, step)
         if f1 < fx:
             x, fx, code = x1, f1, code1
         if not changed and f1 >= fx:

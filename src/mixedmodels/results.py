@@ -277,8 +277,9 @@ class LmerResult:
         """Collect the estimates from a workspace factored at the optimum."""
         reml = model.reml
         theta = np.array(opt.final, dtype=float)
-        beta = ws.beta()
-        u_flat = ws.spherical_modes(beta)
+        beta_work = ws.beta()
+        u_flat = ws.spherical_modes(beta_work)
+        beta = beta_work + model.beta_shift
         n, p = model.nobs, model.n_fixef
         sigma = math.sqrt(ws.pwrss() / (n - p if reml else n))
         Ts = model.layout.templates(theta)

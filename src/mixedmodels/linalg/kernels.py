@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-_JIT = {"nopython": True, "cache": True, "nogil": True}
+_JIT = {"cache": True, "nogil": True}
 
 
 @nb.njit(**_JIT)
