@@ -1375,7 +1375,9 @@ def print_coefmat(
         sleg: list[str] = [legend]
         if width < _strwidth(legend):
             sleg = strwrap(legend, width - 2, prefix="  ")
-        text += cat_fill(["---\nSignif. codes:  ", *sleg], width=width + 4, sep="")
+        # R widens the fill by the legend's extra bytes, because cat() counts bytes
+        extra = max(len(s.encode("utf-8")) - len(s) for s in sleg)
+        text += cat_fill(["---\nSignif. codes:  ", *sleg], width=width + 4 + extra, sep="")
     return text
 
 
