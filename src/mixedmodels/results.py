@@ -116,7 +116,7 @@ class VarCorr:
 
     def to_frame(self) -> pd.DataFrame:
         """lme4's long form: one row per variance, then per covariance, then the residual."""
-        rows = []
+        rows: list[tuple[str, str | None, str | None, float, float]] = []
         for t in self.terms:
             sd = t.sd
             corr = t.corr

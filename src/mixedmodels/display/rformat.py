@@ -108,18 +108,16 @@ def _flatten(x: Any) -> tuple[list[float], list[bool], bool]:
         mask = np.ma.getmaskarray(x).ravel().tolist()
         data = np.asarray(x.data)
         is_int = data.dtype.kind in "iu"
-        vals = data.ravel().astype(np.float64)
-        na = [bool(m) or is_na(v) for m, v in zip(mask, vals.tolist(), strict=True)]
-        return [0.0 if n else float(v) for n, v in zip(na, vals, strict=True)], na, is_int
+        flat = data.ravel().astype(np.float64).tolist()
+        na_mask = [bool(m) or is_na(v) for m, v in zip(mask, flat, strict=True)]
+        return [0.0 if n else float(v) for n, v in zip(na_mask, flat, strict=True)], na_mask, is_int
     if isinstance(x, np.ndarray):
         if x.dtype.kind in "iub":
             return x.ravel().astype(np.float64).tolist(), [False] * x.size, x.dtype.kind != "b"
         if x.dtype.kind == "f":
-            vals = x.ravel().astype(np.float64)
-            na = [False] * vals.size
-            if np.isnan(vals).any():
-                na = [is_na(v) for v in vals.tolist()]
-            return vals.tolist(), na, False
+            flat = x.ravel().astype(np.float64).tolist()
+            flags = [is_na(v) for v in flat] if np.isnan(x).any() else [False] * len(flat)
+            return flat, flags, False
         items = x.ravel().tolist()
     elif isinstance(x, (int, float, np.number)) or x is None:
         items = [x]

@@ -25,7 +25,7 @@ import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ __all__ = [
     "r_column_name",
 ]
 
-ArrayLike = Sequence[float] | np.ndarray | pd.Series
+ArrayLike: TypeAlias = Sequence[float] | np.ndarray | pd.Series
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,7 +291,7 @@ def _required_variables(
             parsed = Formula(expr)
         except Exception as exc:
             raise FormulaError(f"cannot read {role} {expr!r}: {exc}") from None
-        for term in parsed:  # type: ignore[union-attr]
+        for term in parsed:
             for factor in term.factors:
                 method = str(factor.eval_method)
                 if method.endswith("LOOKUP"):

@@ -196,7 +196,7 @@ def _effects_terms(effects: str, parsed: ParsedFormula, node: Node) -> tuple[boo
         raise FormulaError(
             f"cannot read the random effects {effects!r}: {exc}", parsed.source, node.start
         ) from None
-    terms = [str(t) for t in formula]  # type: ignore[union-attr]
+    terms = [str(t) for t in formula]
     intercept = "1" in terms
     return intercept, [t for t in terms if t != "1"]
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-_JIT = {"cache": True, "nogil": True}
+
+def _jit(func):
+    """Compile with numba in nopython mode, caching the machine code on disk."""
+    return nb.njit(cache=True, nogil=True)(func)
 
 
-@nb.njit(**_JIT)
+@_jit
 def bs_syrk_dense(target, colptr, rowidx, data):  # pragma: no cover - compiled
     """target (dense, lower triangle used) -= B @ B.T for block-sparse B (rows = target)."""
     ncol = colptr.shape[0] - 1
@@ -37,7 +40,7 @@ def bs_syrk_dense(target, colptr, rowidx, data):  # pragma: no cover - compiled
                         target[ra + a, rb + b] -= acc
 
 
-@nb.njit(**_JIT)
+@_jit
 def bs_bs_t_dense(
     target, colptr_a, rowidx_a, data_a, colptr_b, rowidx_b, data_b
 ):  # pragma: no cover
@@ -59,7 +62,7 @@ def bs_bs_t_dense(
                         target[ra + a, rb + b] -= acc
 
 
-@nb.njit(**_JIT)
+@_jit
 def dense_bs_t(target, A, colptr_b, rowidx_b, data_b):  # pragma: no cover
     """target (dense, m x q_j) -= A @ B.T with A dense (m x q_i) and B block-sparse (q_j x q_i)."""
     ncol = colptr_b.shape[0] - 1
@@ -78,7 +81,7 @@ def dense_bs_t(target, A, colptr_b, rowidx_b, data_b):  # pragma: no cover
                     target[r, rb + b] -= acc
 
 
-@nb.njit(**_JIT)
+@_jit
 def bs_dense_t(target, colptr_a, rowidx_a, data_a, B):  # pragma: no cover
     """target (dense, q_k x q_j) -= A @ B.T with A block-sparse (q_k x q_i), B dense (q_j x q_i)."""
     ncol = colptr_a.shape[0] - 1
@@ -97,7 +100,7 @@ def bs_dense_t(target, colptr_a, rowidx_a, data_a, B):  # pragma: no cover
                     target[ra + a, r] -= acc
 
 
-@nb.njit(**_JIT)
+@_jit
 def bs_bs_t_bs(
     colptr_t, rowidx_t, data_t, colptr_a, rowidx_a, data_a, colptr_b, rowidx_b, data_b
 ):  # pragma: no cover
@@ -134,7 +137,7 @@ def bs_bs_t_bs(
                         data_t[lo, a, b] -= acc
 
 
-@nb.njit(**_JIT)
+@_jit
 def bs_t_vec(out, colptr, rowidx, data, v):  # pragma: no cover
     """out (q_j) += B.T @ v for block-sparse B (q_k x q_j) and dense v (q_k)."""
     ncol = colptr.shape[0] - 1
