@@ -15,7 +15,7 @@ from scipy import stats
 from .errors import FormulaError, ModelSpecError
 from .formula.design import ArrayLike, Design, build_design, new_data_arrays
 
-__all__ = ["LmResult", "lm"]
+__all__ = ["LmResult", "fit_lm", "lm"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,6 +170,19 @@ class LmResult:
         )
 
     @property
+    def loglik_reml(self) -> float:
+        """REML log-likelihood (R's ``logLik(fit, REML = TRUE)``), for comparisons with REML
+        fits of mixed models."""
+        n = self.nobs - self.rank
+        w = self._weights()
+        val = 0.5 * (
+            float(np.sum(np.log(w)))
+            - n * (math.log(2 * math.pi) + 1 - math.log(n) + math.log(self.rss))
+        )
+        X = self.design.X * np.sqrt(w)[:, None]
+        return val - 0.5 * float(np.linalg.slogdet(X.T @ X)[1])
+
+    @property
     def npar(self) -> int:
         return self.rank + 1
 
@@ -226,6 +239,11 @@ def lm(
             "use mixedmodels.lmer",
             design.formula.source,
         )
+    return fit_lm(design)
+
+
+def fit_lm(design: Design) -> LmResult:
+    """Least-squares fit of an evaluated design without random effects."""
     X = design.X
     y = design.y if design.offset is None else design.y - design.offset
     w = design.weights

@@ -35,6 +35,7 @@ from .terms import FormulaSpec, RandomTermSpec, split_formula
 
 __all__ = [
     "Design",
+    "FixedTerm",
     "RandomTerm",
     "build_design",
     "r_column_name",
@@ -93,6 +94,35 @@ class RandomTerm:
         return self.z
 
 
+@dataclass(frozen=True)
+class FixedTerm:
+    """One term of the fixed part, as R's ``terms()`` sees it.
+
+    Attributes
+    ----------
+    label
+        R's term label: ``"(Intercept)"``, ``"recipe"``, ``"recipe:temperature"``.
+    factors
+        The variables (factor expressions) multiplied in the term, R-style names.
+    numeric
+        For each of ``factors``, whether it is numeric (not categorical).
+    columns
+        Indices of the term's columns in ``Design.X`` (after rank-deficient columns were dropped).
+    full_columns
+        Indices of the term's columns in the full fixed-effects matrix.
+    """
+
+    label: str
+    factors: tuple[str, ...]
+    numeric: tuple[bool, ...]
+    columns: tuple[int, ...]
+    full_columns: tuple[int, ...]
+
+    @property
+    def numeric_factors(self) -> frozenset[str]:
+        return frozenset(f for f, num in zip(self.factors, self.numeric, strict=True) if num)
+
+
 @dataclass(frozen=True, eq=False)
 class Design:
     """Everything a linear mixed model needs from the data, as arrays.
@@ -113,6 +143,12 @@ class Design:
         Names of the columns removed because ``X`` was rank deficient.
     fixed_columns, all_fixef_names
         Which columns of the full fixed-effects matrix were kept, and the names of all of them.
+    fixed_terms
+        The terms of the fixed part and their columns (for F-tests of terms).
+    frame
+        The data the model was built from: the rows used and the columns the formula needs,
+        prepared (booleans as categoricals, unused categories dropped). Reduced and refitted
+        models (likelihood-ratio tests, random-effects tests) are built from it.
     fixed_spec
         The formulaic model spec for the fixed part (to build ``X`` on new data), or ``None``
         when there are no fixed effects.
@@ -152,6 +188,12 @@ class Design:
     messages: tuple[str, ...] = field(default=())
     fixed_columns: tuple[int, ...] = field(default=())
     all_fixef_names: tuple[str, ...] = field(default=())
+    fixed_terms: tuple[FixedTerm, ...] = field(default=())
+    frame: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def has_intercept(self) -> bool:
+        return any(t.label == "(Intercept)" for t in self.fixed_terms)
 
     @property
     def nobs(self) -> int:
@@ -481,6 +523,7 @@ def build_design(
     weights: str | ArrayLike | None = None,
     offset: str | ArrayLike | None = None,
     require_random: bool = True,
+    require_response: bool = True,
 ) -> Design:
     """Evaluate a mixed-model formula on a data frame.
 
@@ -494,6 +537,9 @@ def build_design(
         Column names or arrays aligned with the rows of ``data``.
     require_random
         Raise if the formula has no random-effects term (``False`` for :func:`mixedmodels.lm`).
+    require_response
+        Raise if the formula has no response (``False`` for simulation from a one-sided
+        formula; the response is then all zeros).
 
     Returns
     -------
@@ -508,7 +554,7 @@ def build_design(
     if frame_all.columns.duplicated().any():
         dup = frame_all.columns[frame_all.columns.duplicated()].tolist()
         raise DataError(f"the data has duplicated column names: {dup}")
-    if spec.response is None:
+    if spec.response is None and require_response:
         raise FormulaError("the formula has no response: write it as 'y ~ ...'", spec.source, 0)
     if require_random and not spec.random:
         raise FormulaError(
@@ -518,7 +564,11 @@ def build_design(
         )
 
     # -- which columns are used ----------------------------------------------------------------
-    response_vars = _required_variables(spec.response, frame_all, "the response", formula=False)
+    response_vars = (
+        _required_variables(spec.response, frame_all, "the response", formula=False)
+        if spec.response is not None
+        else set()
+    )
     fixed_vars = _required_variables(spec.fixed, frame_all, "the fixed effects")
     effect_vars: set[str] = set()
     for term in spec.random:
@@ -597,7 +647,7 @@ def build_design(
     rename = {v: k for k, v in poly.items()}
 
     # -- response ------------------------------------------------------------------------------
-    y = _evaluate_response(spec, frame)
+    y = _evaluate_response(spec, frame) if spec.response is not None else np.zeros(len(frame))
 
     # -- fixed effects -------------------------------------------------------------------------
     _check_one_level_factors(frame, fixed_vars, "fixed effects")
@@ -618,6 +668,7 @@ def build_design(
         )
     X = np.ascontiguousarray(X_full[:, keep]) if len(keep) != X_full.shape[1] else X_full
     fixef_names = tuple(names_full[j] for j in keep)
+    fixed_terms = _fixed_terms(mm.model_spec, rename, keep) if X_full.shape[1] else ()
 
     # -- offsets -------------------------------------------------------------------------------
     off = None if o_all is None else o_all.copy()
@@ -650,7 +701,7 @@ def build_design(
     data_name = frame_all.attrs.get("name") if hasattr(frame_all, "attrs") else None
     return Design(
         formula=spec,
-        response_name=spec.response,
+        response_name=spec.response or "",
         y=y,
         X=X,
         fixef_names=fixef_names,
@@ -667,7 +718,31 @@ def build_design(
         messages=tuple(messages),
         fixed_columns=tuple(keep),
         all_fixef_names=tuple(names_full),
+        fixed_terms=fixed_terms,
+        frame=frame,
     )
+
+
+def _fixed_terms(spec: Any, rename: Mapping[str, str], keep: list[int]) -> tuple[FixedTerm, ...]:
+    """R-style description of formulaic's terms: labels, factors, numeric flags, columns."""
+    position = {c: i for i, c in enumerate(keep)}
+    out = []
+    for term in spec.terms:
+        sl = spec.term_slices[term]
+        exprs = [f.expr for f in term.factors if f.expr != "1"]
+        factors = tuple(rename.get(e, e) for e in exprs)
+        numeric = tuple(not str(spec.encoder_state[e][0]).endswith("CATEGORICAL") for e in exprs)
+        full = tuple(range(sl.start, sl.stop))
+        out.append(
+            FixedTerm(
+                label=":".join(factors) if factors else "(Intercept)",
+                factors=factors,
+                numeric=numeric,
+                columns=tuple(position[c] for c in full if c in position),
+                full_columns=full,
+            )
+        )
+    return tuple(out)
 
 
 def _substitute(formula: str, poly: Mapping[str, str]) -> str:
@@ -765,9 +840,10 @@ def new_data_arrays(
 ]:
     """Evaluate the fixed part and the chosen random-effects terms of a fitted design on new data.
 
-    Returns ``(X, offset, [(term index, level codes (-1 = new level), z)], complete)`` where
-    ``complete`` marks the rows of ``newdata`` without missing values in the variables needed
-    (the arrays cover those rows only).
+    Returns ``(X, offset, [(term index, level codes, z)], complete)`` where ``complete`` marks
+    the rows of ``newdata`` without missing values in the variables needed (the arrays cover
+    those rows only). Levels not seen in the fit get codes from the term's number of levels up,
+    one code per new level.
     """
     frame = _as_frame(newdata)
     spec = design.formula
@@ -834,15 +910,19 @@ def new_data_arrays(
                 piece = sub[f].astype(str).to_numpy(dtype=object)
                 lab = piece if lab is None else lab + ":" + piece
             refs = t.levels.get_indexer(pd.Index(lab))
-        if not allow_new_levels and (refs < 0).any():
-            bad = pd.unique(
-                np.asarray(sub[list(t.spec.factors)].astype(str).agg(":".join, axis=1))[refs < 0]
-            )
-            shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
-            raise DataError(
-                f"new levels of grouping factor {t.group_name!r} in newdata ({shown}); "
-                f"pass allow_new_levels=True to predict them at the population level"
-            )
+        new = refs < 0
+        if new.any():
+            labels = np.asarray(sub[list(t.spec.factors)].astype(str).agg(":".join, axis=1))[new]
+            if not allow_new_levels:
+                bad = pd.unique(labels)
+                shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+                raise DataError(
+                    f"new levels of grouping factor {t.group_name!r} in newdata ({shown}); "
+                    f"pass allow_new_levels=True to predict them at the population level"
+                )
+            codes, _ = pd.factorize(labels)
+            refs = refs.copy()
+            refs[new] = t.nlevels + codes
         if t.effects_spec is None:
             z = None
         else:

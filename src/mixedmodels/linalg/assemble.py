@@ -23,7 +23,15 @@ import numpy as np
 
 from .blocks import BlockSparse
 
-__all__ = ["CrossProducts", "TermData", "accumulate", "assemble", "combine", "response_blocks"]
+__all__ = [
+    "CrossProducts",
+    "TermData",
+    "accumulate",
+    "assemble",
+    "combine",
+    "response_blocks",
+    "transform_xy",
+]
 
 #: Above this many block positions (l_k * l_j) the off-diagonal pattern is found by sorting the
 #: row keys instead of counting into a dense array.
@@ -287,3 +295,17 @@ def response_blocks(
     xyxy[:p, p] = xty
     xyxy[p, p] = float(y @ wy)
     return A.with_response(xy, xyxy)
+
+
+def transform_xy(A: CrossProducts, T: np.ndarray) -> CrossProducts:
+    """A for a new fixed-effects-and-response block [X' y'] = [X y] T' (T is (p'+1) x (p+1)).
+
+    Any [X' y'] whose columns are linear combinations of those of [X y] needs no pass over the
+    data: Z'W[X' y'] = (Z'W[X y]) T' and [X' y']'W[X' y'] = T ([X y]'W[X y]) T'. This fixes a
+    fixed effect at a value (profiling), drops columns of X (tests of terms), or changes the
+    response by a vector in the span of X.
+    """
+    T = np.asarray(T, dtype=float)
+    xy = [T @ blk for blk in A.xy]
+    xyxy = T @ A.xyxy @ T.T
+    return CrossProducts(A.diag, A.off, xy, xyxy, A.n, T.shape[0] - 1, A.sum_log_weights, A.sizes)

@@ -147,6 +147,14 @@ def _blockdiag_inverse(data: np.ndarray) -> np.ndarray:
     s = data.shape[1]
     if s == 1:
         return 1.0 / data
+    if s == 2:
+        # inv([[a, 0], [c, d]]) = [[1/a, 0], [-c/(a d), 1/d]]
+        a, c, d = data[:, 0, 0], data[:, 1, 0], data[:, 1, 1]
+        out = np.zeros_like(data)
+        out[:, 0, 0] = 1.0 / a
+        out[:, 1, 1] = 1.0 / d
+        out[:, 1, 0] = -c / (a * d)
+        return out
     eye = np.broadcast_to(np.eye(s), data.shape)
     return np.linalg.solve(data, eye)
 
@@ -539,6 +547,34 @@ class BlockedCholesky:
             csr = Lki.to_scipy()
             self._scipy_cache[(k, i)] = csr
         return np.asarray(csr @ X)
+
+    def forward_solve(
+        self, WZ: list[np.ndarray], WX: np.ndarray
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Solve L v = w for the random-effects-and-fixed-effects part of L, column by column.
+
+        ``WZ[j]`` holds the rows of term j (q_j x m) and ``WX`` the fixed-effects rows (p x m).
+        Then ||v||^2 = w' inv(L L') w; with w = [Lambda' z; x] for a new observation,
+        sigma^2 ||v||^2 is the variance of its estimated conditional mean x'beta + z'b given
+        theta (the fixed effects' uncertainty included).
+        """
+        vs: list[np.ndarray] = []
+        for k in range(self.m):
+            rhs = np.array(WZ[k], dtype=float, copy=True)
+            for i in range(k):
+                if (k, i) in self.Loff:
+                    rhs -= self._off_mul(k, i, vs[i])
+            vs.append(self._solve_diag(k, rhs))
+        p = self.p
+        rhs = np.array(WX, dtype=float, copy=True)
+        for i in range(self.m):
+            rhs -= self.Lxy[i][:p] @ vs[i]
+        vX = (
+            sla.solve_triangular(self.Lxyxy[:p, :p], rhs, lower=True, check_finite=False)
+            if p
+            else rhs
+        )
+        return vs, vX
 
     def inverse_diag_blocks(self, j: int, max_entries: int = 4_000_000) -> np.ndarray:
         """The S_j x S_j diagonal blocks of inv(L_Z L_Z') belonging to term j, (l_j, S_j, S_j).
