@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from . import datasets
+from .display.anova import AnovaTable
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -18,13 +19,17 @@ from .errors import (
     SingularFitWarning,
     WeightsError,
 )
+from .inference.anova import RefitNotice
+from .inference.anova import compare as anova
 from .lm import LmResult, lm
 from .lmm import LinearMixedModel, lmer
 from .results import LmerResult, RandomEffects, VarCorr
+from .simulate import simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnovaTable",
     "ConvergenceWarning",
     "DataError",
     "FormulaError",
@@ -35,11 +40,14 @@ __all__ = [
     "MixedModelError",
     "ModelSpecError",
     "RandomEffects",
+    "RefitNotice",
     "SingularFitWarning",
     "VarCorr",
     "WeightsError",
     "__version__",
+    "anova",
     "datasets",
     "lm",
     "lmer",
+    "simulate",
 ]

@@ -295,12 +295,20 @@ def _emit(text: str, out: str | None = None) -> None:
 # commands
 
 
+_DDF_ARG: dict[str, Any] = {
+    "choices": ["satterthwaite", "kenward-roger", "none"],
+    "default": "satterthwaite",
+    "help": "denominator df for the t-tests of the summary (default satterthwaite; "
+    "none gives lme4's table without p-values)",
+}
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import mixedmodels as mm
 
     data = mm.datasets.load("sleepstudy")
     fit, _ = _fit(DEMO_FORMULA, data, reml=not args.ml)
-    _emit(str(fit.summary()))
+    _emit(str(fit.summary(ddf=args.ddf)))
     return EXIT_OK
 
 
@@ -313,7 +321,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         doc = result_to_dict(fit, data=args.data, fit_warnings=fit_warnings)
         text = json.dumps(doc, indent=2, allow_nan=False)
     else:
-        text = str(fit.summary())
+        text = str(fit.summary(ddf=args.ddf))
     _emit(text, args.out)
     return EXIT_OK
 
@@ -349,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="fit the sleepstudy example", description=f"Fit {DEMO_FORMULA} to sleepstudy."
     )
     demo.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    demo.add_argument("--ddf", **_DDF_ARG)
     demo.set_defaults(func=_cmd_demo)
 
     fit = sub.add_parser(
@@ -361,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument("--weights", metavar="COL", help="column of prior weights")
     fit.add_argument("--offset", metavar="COL", help="column added to the linear predictor")
+    fit.add_argument("--ddf", **_DDF_ARG)
     fit.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format (text)"
     )

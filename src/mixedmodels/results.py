@@ -521,49 +521,129 @@ class LmerResult:
                 )
         return sorted(set(chosen))
 
+    def _rows(
+        self, newdata: pd.DataFrame | None, used: list[int], allow_new_levels: bool
+    ) -> tuple[Any, ...]:
+        """(X, offset, [(term, refs, z)], complete mask, index) for the data fitted or new data."""
+        d = self.design
+        if newdata is None:
+            parts = [(j, d.terms[j].refs.astype(np.int64), d.terms[j].z) for j in used]
+            return d.X, d.offset, parts, np.ones(d.nobs, dtype=bool), d.row_index
+        from .formula.design import new_data_arrays
+
+        X, offset, parts, complete = new_data_arrays(d, newdata, used, allow_new_levels)
+        return X, offset, parts, complete, newdata.index
+
     def predict(
         self,
         newdata: pd.DataFrame | None = None,
         re_form: str | None = None,
         allow_new_levels: bool = False,
-    ) -> pd.Series:
-        """Predictions, as lme4's ``predict``.
+        interval: str = "none",
+        level: float = 0.95,
+    ) -> pd.Series | pd.DataFrame:
+        """Predictions, as lme4's ``predict``, optionally with intervals.
 
         Parameters
         ----------
         newdata
-            Data to predict for (default: the data fitted).
+            Data to predict for (default: the data fitted). Rows with missing values in the
+            variables needed get NaN.
         re_form
             ``None`` (all random effects), ``"~0"`` (population level: fixed effects only) or a
             formula naming the random-effects terms to include, e.g. ``"~(1 | Subject)"``.
         allow_new_levels
             Levels of a grouping factor not seen in the fit get random effects of zero (the
             population value); otherwise they raise :class:`~mixedmodels.DataError`.
-        """
-        used = self._terms_in(re_form)
-        if newdata is None:
-            return pd.Series(
-                self._linear_predictor(used), index=self.design.row_index, name="predicted"
-            )
-        from .formula.design import new_data_arrays
+        interval
+            ``"none"`` (a Series of predictions), ``"confidence"`` (for the conditional mean
+            x'beta + z'b) or ``"prediction"`` (for a new observation: also the residual
+            variance). Variances are conditional on the estimated covariance parameters and
+            include the uncertainty of the fixed effects and of the conditional modes
+            (sigma^2 w' inv(L L') w with w = [Lambda'z; x]); a level not seen in the fit adds
+            its random effects' variance z' Sigma z.
+        level
+            Coverage of the intervals.
 
-        X, offset, ranef_parts, complete = new_data_arrays(
-            self.design, newdata, used, allow_new_levels
-        )
+        Returns
+        -------
+        Series, or DataFrame with columns fit, se_fit, lower, upper.
+        """
+        if interval not in ("none", "confidence", "prediction"):
+            raise ModelSpecError("interval must be 'none', 'confidence' or 'prediction'")
+        used = self._terms_in(re_form)
+        X, offset, parts, complete, index = self._rows(newdata, used, allow_new_levels)
         eta = X @ self.beta if X.shape[1] else np.zeros(X.shape[0])
         if offset is not None:
             eta = eta + offset
-        for j, refs, z in ranef_parts:
+        for j, refs, z in parts:
             bj = np.zeros((len(refs), self.b[j].shape[1]))
-            ok = refs >= 0
+            ok = refs < self.b[j].shape[0]
             bj[ok] = self.b[j][refs[ok]]
             eta = eta + (bj[:, 0] if z is None else np.einsum("sn,ns->n", z, bj))
-        out = np.full(len(newdata), np.nan)
-        out[complete] = eta
-        return pd.Series(out, index=newdata.index, name="predicted")
+        n_out = len(complete)
+        if interval == "none":
+            out = np.full(n_out, np.nan)
+            out[complete] = eta
+            return pd.Series(out, index=index, name="predicted")
+        var = self._prediction_variance(X, parts, used)
+        if interval == "prediction":
+            w = self.design.weights if newdata is None else None
+            var = var + self.sigma**2 / (w if w is not None else 1.0)
+        from scipy import stats
+
+        zq = float(stats.norm.ppf(0.5 + level / 2))
+        se = np.sqrt(var)
+        cols = {"fit": eta, "se_fit": se, "lower": eta - zq * se, "upper": eta + zq * se}
+        frame = pd.DataFrame(np.nan, index=index, columns=list(cols))
+        for name, vals in cols.items():
+            frame.loc[frame.index[complete], name] = vals
+        return frame
+
+    def _prediction_variance(self, X: np.ndarray, parts: list, used: list[int]) -> np.ndarray:
+        m = X.shape[0]
+        if not used:  # population level: Var(x' beta_hat)
+            V = self.sigma**2 * self.vcov_unscaled
+            return np.einsum("ij,jk,ik->i", X, V, X) if X.shape[1] else np.zeros(m)
+        ws = self._factor
+        Ts = self.model.layout.templates(self.theta)
+        terms = self.design.terms
+        out = np.zeros(m)
+        q_total = sum(t.n_ranef for t in terms)
+        step = max(1, 4_000_000 // max(q_total, 1))
+        part_of = {j: (refs, z) for j, refs, z in parts}
+        for start in range(0, m, step):
+            stop = min(m, start + step)
+            cols = np.arange(start, stop)
+            WZ = []
+            new_var = np.zeros(stop - start)
+            for j, t in enumerate(terms):
+                W = np.zeros((t.n_ranef, stop - start))
+                if j in part_of:
+                    refs, z = part_of[j]
+                    zr = np.ones((1, stop - start)) if z is None else z[:, cols]
+                    r = refs[cols]
+                    lz = Ts[j].T @ zr  # Lambda' z for each row, (S, rows)
+                    known = r < t.nlevels
+                    for s in range(t.n_effects):
+                        W[r[known] * t.n_effects + s, np.flatnonzero(known)] = lz[s, known]
+                    if (~known).any():
+                        cov = self.sigma**2 * (Ts[j] @ Ts[j].T)
+                        zn = zr[:, ~known]
+                        new_var[~known] += np.einsum("sr,st,tr->r", zn, cov, zn)
+                WZ.append(W)
+            vs, vX = ws.forward_solve(WZ, X[cols].T)
+            total = sum(np.sum(v * v, axis=0) for v in vs) + np.sum(vX * vX, axis=0)
+            out[start:stop] = self.sigma**2 * total + new_var
+        return out
 
     def simulate(
-        self, nsim: int = 1, seed: int | np.random.Generator | None = None, use_u: bool = False
+        self,
+        nsim: int = 1,
+        seed: int | np.random.Generator | None = None,
+        use_u: bool = False,
+        newdata: pd.DataFrame | None = None,
+        newparams: Mapping[str, Any] | None = None,
     ) -> pd.DataFrame:
         """Simulate responses from the fitted model (lme4's ``simulate``).
 
@@ -574,44 +654,230 @@ class LmerResult:
         seed
             Seed or numpy Generator.
         use_u
-            Keep the random effects at their conditional modes (simulate only the residual
-            noise) instead of drawing new ones.
+            Keep the random effects of the levels seen in the fit at their conditional modes
+            (simulate only the residual noise, and new levels' effects) instead of drawing new
+            ones.
+        newdata
+            Simulate for these rows instead of the data fitted (levels not seen in the fit get
+            new random effects).
+        newparams
+            Parameters to simulate with instead of the estimates: any of ``beta`` (array in the
+            order of :attr:`fixef`, or a mapping name -> value), ``theta`` (lme4's order) and
+            ``sigma``.
 
         Returns
         -------
         DataFrame
-            One column per simulation (``sim_1``, ...), aligned with the rows used.
+            One column per simulation (``sim_1``, ...), aligned with the rows.
         """
+        from .simulate import _params, simulate_arrays
+
         if nsim < 1:
             raise ModelSpecError("nsim must be at least 1")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        d = self.design
-        n = d.nobs
-        base = d.X @ self.beta if d.X.shape[1] else np.zeros(n)
-        if d.offset is not None:
-            base = base + d.offset
-        Ts = self.model.layout.templates(self.theta)
-        scale = self.sigma if d.weights is None else self.sigma / np.sqrt(d.weights)
-        sims = np.empty((n, nsim))
-        fixed_re = self._linear_predictor() - base if use_u else None
-        for k in range(nsim):
-            eta = base.copy()
-            if fixed_re is not None:
-                eta += fixed_re
-            else:
-                for j, t in enumerate(d.terms):
-                    bj = self.sigma * rng.standard_normal((t.nlevels, t.n_effects)) @ Ts[j].T
-                    rows = bj[t.refs]
-                    eta += rows[:, 0] if t.z is None else np.einsum("sn,ns->n", t.z, rows)
-            sims[:, k] = eta + scale * rng.standard_normal(n)
-        return pd.DataFrame(sims, index=d.row_index, columns=[f"sim_{k + 1}" for k in range(nsim)])
+        beta, theta, sigma = _params(
+            newparams or {},
+            self.beta,
+            self.theta,
+            self.sigma,
+            list(self.design.fixef_names),
+            self.model.theta_names,
+        )
+        used = list(range(len(self.design.terms)))
+        X, offset, parts, complete, index = self._rows(newdata, used, True)
+        weights = self.design.weights if newdata is None else None
+        Ts = self.model.layout.templates(theta)
+        fixed_u = None
+        if use_u:
+            fixed_u = [self.u[j] for j in used]
+        sims = simulate_arrays(
+            X, offset, parts, [t.nlevels for t in self.design.terms], weights, beta, Ts, sigma,
+            nsim, rng, fixed_u,
+        )  # fmt: skip
+        out = np.full((len(complete), nsim), np.nan)
+        out[complete] = sims
+        return pd.DataFrame(out, index=index, columns=[f"sim_{k + 1}" for k in range(nsim)])
 
-    # -- presentation ----------------------------------------------------------------------------
-    def summary(self, *, correlation: bool | None = None, digits: int = 4) -> LmerSummary:
-        """lme4's summary: criterion, scaled residuals, random effects, fixed effects, correlations.
+    # -- inference -------------------------------------------------------------------------------
+    @cached_property
+    def _satterthwaite(self) -> Any:
+        from .inference.satterthwaite import _warn_notes, varpar_derivatives
+
+        info = varpar_derivatives(self)
+        _warn_notes(info)
+        return info
+
+    @cached_property
+    def _kenward_roger(self) -> Any:
+        from .inference.kenward_roger import kenward_roger
+
+        return kenward_roger(self)
+
+    def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """t-tests of the fixed effects: Estimate, Std. Error, df, t value, Pr(>|t|).
+
+        ``ddf`` is ``"satterthwaite"`` (lmerTest's default), ``"kenward-roger"`` (standard errors
+        from the adjusted covariance, as lmerTest) or ``"none"`` (lme4's table: Estimate,
+        Std. Error, t value).
+        """
+        names = list(self.design.fixef_names)
+        p = len(names)
+        if ddf == "none" or ddf is None:
+            se = self.std_errors.to_numpy()
+            return pd.DataFrame(
+                {"Estimate": self.beta, "Std. Error": se, "t value": self.beta / se}, index=names
+            )
+        from .inference.anova import _ddf_name
+
+        method = _ddf_name(ddf)
+        tester = self._satterthwaite if method == "satterthwaite" else self._kenward_roger
+        rows = []
+        for i in range(p):
+            L = np.zeros(p)
+            L[i] = 1.0
+            if method == "satterthwaite":
+                from .inference.satterthwaite import t_test
+
+                rows.append(t_test(tester, L, self.beta))
+            else:
+                rows.append(tester.t_test(L, self.beta))
+        return pd.DataFrame(
+            rows, index=names, columns=["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
+        )
+
+    def anova(self, type: int | str = 3, ddf: str = "satterthwaite") -> Any:
+        """F-tests of the fixed-effect terms (lmerTest's ``anova``).
 
         Parameters
         ----------
+        type
+            3 (default, marginal hypotheses as SAS), 2 or 1 (sequential).
+        ddf
+            ``"satterthwaite"`` or ``"kenward-roger"``.
+
+        Returns
+        -------
+        AnovaTable
+            Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F) per term.
+        """
+        from .inference.anova import term_tests
+
+        return term_tests(self, type=type, ddf=ddf)
+
+    def drop1(self, ddf: str = "satterthwaite") -> Any:
+        """F-tests for dropping each marginal fixed-effect term (lmerTest's ``drop1``)."""
+        from .inference.anova import drop1
+
+        return drop1(self, ddf=ddf)
+
+    def confint(
+        self,
+        method: str = "profile",
+        level: float = 0.95,
+        which: Sequence[str] | str | None = None,
+        *,
+        nsim: int = 1000,
+        seed: int | None = None,
+        boot_type: str = "perc",
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Confidence intervals for every parameter, in lme4's order and names.
+
+        Rows: ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sd_Days|Subject``,
+        ..., ``sigma``, then the fixed effects (lme4's ``confint(fit, oldNames = FALSE)``).
+
+        Parameters
+        ----------
+        method
+            ``"profile"`` (profile likelihood of the ML deviance, as lme4; REML fits are
+            refitted with ML), ``"wald"`` (fixed effects only: estimate -+ z SE; the variance
+            parameters get NaN, as in lme4) or ``"boot"`` (parametric bootstrap, see
+            :meth:`bootstrap`).
+        level
+            Confidence level.
+        which
+            Parameter names (or ``"theta_"`` for the variance parameters, ``"beta_"`` for the
+            fixed effects); default all.
+        nsim, seed, boot_type, progress
+            For ``method="boot"``: number of replicates, seed, interval type (``"perc"``,
+            ``"basic"`` or ``"norm"``) and whether to show a progress bar.
+        """
+        from .inference.profile import _pct, _which, confint_profile, parameter_names
+
+        method = method.lower()
+        if method == "profile":
+            return confint_profile(self, level=level, which=which)
+        names = parameter_names(self)
+        idx = _which(names, which)
+        if method == "wald":
+            from scipy import stats
+
+            z = float(stats.norm.ppf(0.5 + level / 2))
+            nvar = len(names) - len(self.beta)
+            se = self.std_errors.to_numpy()
+            rows = [
+                (np.nan, np.nan)
+                if i < nvar
+                else (
+                    self.beta[i - nvar] - z * se[i - nvar],
+                    self.beta[i - nvar] + z * se[i - nvar],
+                )
+                for i in idx
+            ]
+            a = (1 - level) / 2
+            return pd.DataFrame(rows, index=[names[i] for i in idx], columns=[_pct(a), _pct(1 - a)])
+        if method in ("boot", "bootstrap"):
+            boot = self.bootstrap(nsim, seed=seed, progress=progress)
+            return boot.confint(level=level, type=boot_type).loc[[names[i] for i in idx]]
+        raise ModelSpecError(f"method must be 'profile', 'wald' or 'boot', not {method!r}")
+
+    def bootstrap(
+        self,
+        nsim: int = 1000,
+        seed: int | None = None,
+        *,
+        use_u: bool = False,
+        n_jobs: int | None = None,
+        progress: bool = True,
+    ) -> Any:
+        """Parametric bootstrap (lme4's ``bootMer``): simulate from the fit and refit.
+
+        Only the blocks of A that involve y are recomputed per replicate; replicates run in
+        ``n_jobs`` processes (default: all CPUs). Returns a :class:`BootstrapResult` with the
+        replicates (one column per parameter, lme4's ``confint`` names) and ``confint(type=)``
+        for percentile, basic and normal intervals.
+        """
+        from .inference.bootstrap import bootstrap
+
+        return bootstrap(self, nsim, seed, use_u=use_u, n_jobs=n_jobs, progress=progress)
+
+    def profile(
+        self, which: Sequence[str] | str | None = None, level: float = 0.99, npoints: int = 8
+    ) -> Any:
+        """Profile traces of the ML deviance (lme4's ``profile``): zeta and every parameter
+        along each parameter's profile; ``.plot()`` draws them (needs matplotlib)."""
+        from .inference.profile import profile
+
+        return profile(self, which=which, level=level, npoints=npoints)
+
+    def ranova(self) -> Any:
+        """Likelihood-ratio tests for removing or reducing each random-effects term (lmerTest's
+        ``ranova``)."""
+        from .inference.anova import ranova
+
+        return ranova(self)
+
+    # -- presentation ----------------------------------------------------------------------------
+    def summary(
+        self, ddf: str = "satterthwaite", *, correlation: bool | None = None, digits: int = 4
+    ) -> LmerSummary:
+        """The fit summary: criterion, scaled residuals, random effects, fixed effects.
+
+        Parameters
+        ----------
+        ddf
+            ``"satterthwaite"`` (default) or ``"kenward-roger"``: t-tests with denominator df
+            and p-values, in lmerTest's layout; ``"none"``: lme4's layout, without p-values.
         correlation
             Show the correlation of the fixed-effects estimates (default: when there are at
             most 12 fixed effects, as lme4).
@@ -620,7 +886,7 @@ class LmerResult:
         """
         from .display.lmer import LmerSummary
 
-        return LmerSummary.from_result(self, digits=digits, correlation=correlation)
+        return LmerSummary.from_result(self, ddf=ddf, digits=digits, correlation=correlation)
 
     def __str__(self) -> str:
         from .display.lmer import format_print

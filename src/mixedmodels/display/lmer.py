@@ -32,9 +32,25 @@ def _method_title(reml: bool) -> str:
     return "Linear mixed model fit by " + ("REML" if reml else "maximum likelihood ")
 
 
-def _header(result: LmerResult) -> list[str]:
+_DDF_TITLE = {"satterthwaite": "Satterthwaite's", "kenward-roger": "Kenward-Roger's"}
+
+
+def _title(result: LmerResult, ddf: str) -> str:
+    """lme4's ``.prt.methTit``: the method title and the class, wrapped as R wraps them."""
+    title = _method_title(result.reml)
+    cls = "lmerMod"
+    if ddf != "none":
+        title = f"{title}. t-tests use {_DDF_TITLE[ddf]} method"
+        cls = "lmerModLmerTest"
+    if len(title) + 5 + len(cls) > 80:
+        lines = rformat.strwrap(title, 78, prefix="  ", initial="")
+        return rformat.cat_fill(["\n".join(lines), " [", cls, "]"], sep="").rstrip("\n")
+    return f"{title} ['{cls}']"
+
+
+def _header(result: LmerResult, ddf: str = "none") -> list[str]:
     d = result.design
-    lines = [f"{_method_title(result.reml)} ['lmerMod']"]
+    lines = [_title(result, ddf)]
     lines.append(f"Formula: {d.formula.source}")
     if d.data_name:
         lines.append(f"   Data: {d.data_name}")
@@ -143,20 +159,27 @@ class LmerSummary:
     residual_quantiles: pd.Series
     digits: int = 4
     correlation: bool | None = None
+    ddf: str = "satterthwaite"
 
     @classmethod
     def from_result(
-        cls, result: LmerResult, digits: int = 4, correlation: bool | None = None
+        cls,
+        result: LmerResult,
+        ddf: str | None = "satterthwaite",
+        digits: int = 4,
+        correlation: bool | None = None,
     ) -> LmerSummary:
-        se = result.std_errors.to_numpy()
-        coefs = pd.DataFrame(
-            {"Estimate": result.beta, "Std. Error": se, "t value": result.beta / se},
-            index=list(result.design.fixef_names),
-        )
+        if ddf is None or str(ddf).lower() in ("none", "lme4"):
+            method = "none"
+        else:
+            from ..inference.anova import _ddf_name
+
+            method = _ddf_name(ddf)
+        coefs = result.coef_table(method)
         r = result.residuals("pearson", scaled=True).to_numpy()
         q = np.quantile(r, [0.0, 0.25, 0.5, 0.75, 1.0])
         rq = pd.Series(q, index=["Min", "1Q", "Median", "3Q", "Max"])
-        return cls(result, coefs, rq, digits, correlation)
+        return cls(result, coefs, rq, digits, correlation, method)
 
     @property
     def varcorr(self) -> VarCorr:
@@ -165,7 +188,7 @@ class LmerSummary:
     def __str__(self) -> str:
         res = self.result
         digits = self.digits
-        out = "\n".join(_header(res)) + "\n\n"
+        out = "\n".join(_header(res, self.ddf)) + "\n\n"
         out += _aic_table(res, 1) + "\n"
         out += "Scaled residuals: \n"
         zq = rformat.zapsmall(self.residual_quantiles.to_numpy(), digits + 1)

@@ -1,0 +1,320 @@
+"""Parametric bootstrap of a linear mixed model (lme4's ``bootMer``).
+
+Each replicate simulates a new response from the fitted model (new random effects and new
+residual noise, ``use_u=False``, as lme4's default) and refits the model to it. Only the blocks
+of A that involve y are recomputed for a replicate; X, Z, the weights and every block without y
+are shared, and each refit starts at the original estimate of theta. Replicates are spread over
+worker processes; each replicate has its own random stream (spawned from the seed), so the
+results do not depend on how many workers run them.
+
+Intervals (as R's ``boot.ci``, which lme4's ``confint(method = "boot")`` uses): percentile,
+basic, and normal (bias-corrected).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .._progress import Progress
+from ..errors import ModelSpecError
+from ..linalg.assemble import response_blocks
+from ..linalg.cholesky import BlockedCholesky
+from ..optim import minimize_theta
+from .profile import _pct, parameter_names, sdcor
+
+if TYPE_CHECKING:
+    from ..results import LmerResult
+
+__all__ = ["BootstrapResult", "bootstrap"]
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What a worker needs to simulate and refit replicates (picklable)."""
+
+    model: Any  # LinearMixedModel
+    theta: np.ndarray
+    beta: np.ndarray
+    sigma: float
+    step: np.ndarray
+    use_u: bool
+    b: tuple[np.ndarray, ...]
+
+
+_TASK: _Task | None = None
+
+
+def _init_worker(task: _Task) -> None:
+    global _TASK
+    _TASK = task
+    # one BLAS thread per worker: the matrices are small and the workers already use the cores
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+def _simulate(task: _Task, rng: np.random.Generator) -> np.ndarray:
+    model = task.model
+    d = model.design
+    eta = d.X @ task.beta if d.X.shape[1] else np.zeros(d.nobs)
+    if d.offset is not None:
+        eta = eta + d.offset
+    Ts = model.layout.templates(task.theta)
+    for j, t in enumerate(model.terms_data):
+        if task.use_u:
+            bj = task.b[j]
+        else:
+            bj = task.sigma * rng.standard_normal((t.nlevels, t.n_effects)) @ Ts[j].T
+        rows = bj[t.refs]
+        eta = eta + (rows[:, 0] if t.z is None else np.einsum("sn,ns->n", t.z, rows))
+    scale = task.sigma if d.weights is None else task.sigma / np.sqrt(d.weights)
+    return eta + scale * rng.standard_normal(d.nobs)
+
+
+def _refit(
+    task: _Task, y: np.ndarray, ws: BlockedCholesky | None
+) -> tuple[np.ndarray, BlockedCholesky]:
+    """Parameters (sd/cor, sigma, beta) of the model refitted to y."""
+    from ..lmm import _residualized_response
+
+    model = task.model
+    d = model.design
+    yr, shift = _residualized_response(d, y)
+    A = response_blocks(model.A, model.terms_data, d.X, yr, d.weights)
+    if ws is None:
+        ws = BlockedCholesky(A)
+    else:
+        ws.A = A
+    reml = model.reml
+
+    def f(theta: np.ndarray) -> float:
+        ws.update(theta)
+        return ws.objective(reml)
+
+    opt = minimize_theta(f, task.theta, model.lower_bounds, initial_step=task.step)
+    ws.update(opt.final)
+    n, p = model.nobs, model.n_fixef
+    sigma = math.sqrt(ws.pwrss() / (n - p if reml else n))
+    beta = ws.beta() + shift
+    return np.concatenate([sdcor(model.layout, opt.final, sigma), beta]), ws
+
+
+def _run(
+    indices: list[int], seeds: list[np.random.SeedSequence]
+) -> tuple[list[int], np.ndarray, list[str]]:
+    task = _TASK
+    assert task is not None
+    out = []
+    errors = []
+    ws = None
+    for i, ss in zip(indices, seeds, strict=True):
+        rng = np.random.default_rng(ss)
+        y = _simulate(task, rng)
+        try:
+            params, ws = _refit(task, y, ws)
+        except Exception as exc:  # a failed replicate is recorded, not fatal
+            params = np.full(len(task.theta) + 1 + len(task.beta), np.nan)
+            errors.append(f"replicate {i + 1}: {exc}")
+        out.append(params)
+    return indices, np.array(out), errors
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Replicates of a parametric bootstrap and the intervals they give.
+
+    Attributes
+    ----------
+    replicates
+        One row per replicate, one column per parameter (lme4's ``confint`` names:
+        ``sd_(Intercept)|Subject``, ..., ``sigma``, fixed effects).
+    estimates
+        The estimates from the original fit (``t0`` in R's boot).
+    seed
+        The seed the replicates were drawn from.
+    elapsed
+        Wall time in seconds.
+    failures
+        Messages of replicates whose refit failed (their rows are NaN).
+    """
+
+    replicates: pd.DataFrame
+    estimates: pd.Series
+    seed: int | None
+    elapsed: float
+    failures: tuple[str, ...] = ()
+
+    @property
+    def nsim(self) -> int:
+        return len(self.replicates)
+
+    def summary(self) -> pd.DataFrame:
+        """original, bias, std. error and the mean of each parameter over the replicates."""
+        t = self.replicates
+        return pd.DataFrame(
+            {
+                "original": self.estimates,
+                "bias": t.mean() - self.estimates,
+                "std. error": t.std(ddof=1),
+                "mean": t.mean(),
+            }
+        )
+
+    def confint(self, level: float = 0.95, type: str = "perc") -> pd.DataFrame:
+        """Bootstrap confidence intervals (R's ``boot.ci``).
+
+        Parameters
+        ----------
+        level
+            Confidence level.
+        type
+            ``"perc"`` (percentile, lme4's default), ``"basic"`` or ``"norm"`` (normal
+            approximation with bias correction).
+        """
+        if not 0 < level < 1:
+            raise ModelSpecError("level must be between 0 and 1")
+        a = (1 - level) / 2
+        rows = {}
+        for name in self.replicates.columns:
+            t = self.replicates[name].to_numpy()
+            t = t[np.isfinite(t)]
+            t0 = float(self.estimates[name])
+            if t.size < 2:
+                rows[name] = (np.nan, np.nan)
+            elif type == "perc":
+                rows[name] = tuple(_norm_inter(t, np.array([a, 1 - a])))
+            elif type == "basic":
+                lo, hi = _norm_inter(t, np.array([1 - a, a]))
+                rows[name] = (2 * t0 - lo, 2 * t0 - hi)
+            elif type == "norm":
+                bias = float(t.mean()) - t0
+                half = float(stats.norm.ppf(1 - a)) * float(t.std(ddof=1))
+                rows[name] = (t0 - bias - half, t0 - bias + half)
+            else:
+                raise ModelSpecError(f"type must be 'perc', 'basic' or 'norm', not {type!r}")
+        return pd.DataFrame.from_dict(rows, orient="index", columns=[_pct(a), _pct(1 - a)])
+
+    def __repr__(self) -> str:
+        head = f"Parametric bootstrap: {self.nsim} replicates ({len(self.failures)} failed)"
+        return f"{head}\n{self.summary()}"
+
+
+def _norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Quantiles of the replicates as R's ``boot:::norm.inter``: order statistic (R+1) alpha,
+    interpolated on the normal scale between neighbouring order statistics."""
+    R = t.size
+    ts = np.sort(t)
+    rk = (R + 1) * alpha
+    k = np.trunc(rk).astype(int)
+    out = np.empty(alpha.size)
+    for i in range(alpha.size):
+        if k[i] == rk[i] and 0 < k[i] <= R:
+            out[i] = ts[k[i] - 1]
+        elif k[i] <= 0:
+            out[i] = ts[0]
+        elif k[i] >= R:
+            out[i] = ts[-1]
+        else:
+            z = stats.norm.ppf(alpha[i])
+            z1 = stats.norm.ppf(k[i] / (R + 1))
+            z2 = stats.norm.ppf((k[i] + 1) / (R + 1))
+            lo, hi = ts[k[i] - 1], ts[k[i]]
+            out[i] = lo + (z - z1) / (z2 - z1) * (hi - lo)
+    return out
+
+
+def _context() -> Any:
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else "spawn")
+
+
+def bootstrap(
+    result: LmerResult,
+    nsim: int = 1000,
+    seed: int | None = None,
+    *,
+    use_u: bool = False,
+    n_jobs: int | None = None,
+    progress: bool = True,
+    chunk: int | None = None,
+) -> BootstrapResult:
+    """Parametric bootstrap: simulate ``nsim`` responses from the fit, refit, collect parameters.
+
+    Parameters
+    ----------
+    result
+        The fit.
+    nsim
+        Number of replicates.
+    seed
+        Seed of the random streams (each replicate gets its own stream spawned from it).
+    use_u
+        Keep the random effects at their conditional modes and simulate only the residual noise.
+    n_jobs
+        Worker processes (default: the number of CPUs; 1 runs in this process).
+    progress
+        Show a progress bar.
+    chunk
+        Replicates per task sent to a worker (default: about 40 tasks in all).
+    """
+    if nsim < 1:
+        raise ModelSpecError("nsim must be at least 1")
+    model = result.model
+    _, step = model.initial_theta()
+    task = _Task(model, result.theta, result.beta, result.sigma, step, use_u, tuple(result.b))
+    names = parameter_names(result)
+    estimates = pd.Series(
+        np.concatenate([sdcor(model.layout, result.theta, result.sigma), result.beta]), index=names
+    )
+    seeds = np.random.SeedSequence(seed).spawn(nsim)
+    n_jobs = (os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
+    n_jobs = min(n_jobs, nsim)
+    chunk = chunk or max(1, min(50, math.ceil(nsim / 40)))
+    batches = [list(range(s, min(nsim, s + chunk))) for s in range(0, nsim, chunk)]
+    values = np.full((nsim, len(names)), np.nan)
+    failures: list[str] = []
+    t0 = time.perf_counter()
+    with Progress(nsim, "bootstrap", progress) as bar:
+        if n_jobs == 1:
+            _init_worker(task)
+            for idx in batches:
+                got, vals, errs = _run(idx, [seeds[i] for i in idx])
+                values[got] = vals
+                failures.extend(errs)
+                bar.update(len(idx))
+        else:
+            with ProcessPoolExecutor(
+                max_workers=n_jobs,
+                mp_context=_context(),
+                initializer=_init_worker,
+                initargs=(task,),
+            ) as pool:
+                futures = [pool.submit(_run, idx, [seeds[i] for i in idx]) for idx in batches]
+                for fut in as_completed(futures):
+                    got, vals, errs = fut.result()
+                    values[got] = vals
+                    failures.extend(errs)
+                    bar.update(len(got))
+    elapsed = time.perf_counter() - t0
+    reps = pd.DataFrame(values, columns=names)
+    reps.index.name = "replicate"
+    return BootstrapResult(
+        replicates=reps,
+        estimates=estimates,
+        seed=seed,
+        elapsed=elapsed,
+        failures=tuple(sorted(failures)),
+    )
