@@ -60,12 +60,19 @@ def test_demo(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "demo")
     assert code == 0
     assert err == ""
-    assert "Linear mixed model fit by REML ['lmerMod']" in out
+    assert "Linear mixed model fit by REML. t-tests use Satterthwaite's method" in out
     assert "   Data: sleepstudy" in out
     assert "REML criterion at convergence: 1743.6" in out
     assert "Fixed effects:" in out
+    assert "(Intercept)  251.405      6.825  17.000  36.838  < 2e-16 ***" in out
+    assert "Days          10.467      1.546  17.000   6.771 3.26e-06 ***" in out
+
+
+def test_demo_in_lme4_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "demo", "--ddf", "none")
+    assert code == 0
+    assert "Linear mixed model fit by REML ['lmerMod']" in out
     assert "(Intercept)  251.405      6.825  36.838" in out
-    assert "Days          10.467      1.546   6.771" in out
 
 
 def test_demo_ml(capsys: pytest.CaptureFixture[str]) -> None:

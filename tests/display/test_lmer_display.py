@@ -52,7 +52,7 @@ def _normalize(r_text: str) -> str:
 @pytest.mark.parametrize("name", CASES)
 def test_summary_text_matches_lme4(name):
     fit = case_at_lme4_theta(name)
-    ours = str(fit.summary()).rstrip("\n")
+    ours = str(fit.summary(ddf="none")).rstrip("\n")
     expected = _normalize(lmer_cases()[name]["summary_text"])
     if fit.n_dropped:  # we also say how many rows were dropped; lme4 does not
         ours = ours.replace("\n  (4 observations deleted due to missingness)", "")
@@ -78,7 +78,7 @@ def test_varcorr_text_matches_lme4(name):
 def test_optimized_summary_has_lme4_layout(name):
     """At our own optimum the layout is lme4's line for line (numbers may differ in the last
     digit where lme4 stopped short of the optimum)."""
-    ours = str(fitted_case(name).summary()).rstrip("\n").split("\n")
+    ours = str(fitted_case(name).summary(ddf="none")).rstrip("\n").split("\n")
     theirs = _normalize(lmer_cases()[name]["summary_text"]).split("\n")
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs, strict=True):
@@ -96,8 +96,11 @@ def test_summary_renders_html(sleep_fit):
 
 def test_summary_coefficients_table(sleep_fit):
     coefs = sleep_fit.summary().coefficients
-    assert list(coefs.columns) == ["Estimate", "Std. Error", "t value"]
+    assert list(coefs.columns) == ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
     assert coefs.loc["Days", "t value"] == pytest.approx(6.771, abs=5e-4)
+    assert coefs.loc["Days", "df"] == pytest.approx(17.0, abs=1e-3)
+    lme4 = sleep_fit.summary(ddf="none").coefficients
+    assert list(lme4.columns) == ["Estimate", "Std. Error", "t value"]
 
 
 def test_correlation_switch(sleep_fit):
