@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from . import datasets
+from . import datasets, families
 from .display.anova import AnovaTable
 from .errors import (
     ConvergenceWarning,
@@ -19,11 +19,13 @@ from .errors import (
     SingularFitWarning,
     WeightsError,
 )
+from .glmm import GeneralizedLinearMixedModel, glmer
 from .inference.anova import RefitNotice
 from .inference.anova import compare as anova
 from .lm import LmResult, lm
 from .lmm import LinearMixedModel, lmer
 from .results import LmerResult, RandomEffects, VarCorr
+from .results_glmm import GlmerResult
 from .simulate import simulate
 
 __version__ = "0.1.0"
@@ -33,6 +35,8 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "FormulaError",
+    "GeneralizedLinearMixedModel",
+    "GlmerResult",
     "GroupingError",
     "LinearMixedModel",
     "LmResult",
@@ -47,6 +51,8 @@ __all__ = [
     "__version__",
     "anova",
     "datasets",
+    "families",
+    "glmer",
     "lm",
     "lmer",
     "simulate",

@@ -16,11 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConvergenceWarning, ModelSpecError, SingularFitWarning
+from .errors import ConvergenceWarning, FormulaError, ModelSpecError, SingularFitWarning
 from .formula.design import ArrayLike, Design, build_design
 from .linalg.assemble import CrossProducts, TermData, assemble, response_blocks
 from .linalg.cholesky import BlockedCholesky, ThetaLayout
-from .optim import finite_difference_derivatives, fixed_theta_summary, minimize_theta
+from .optim import (
+    finite_difference_derivatives,
+    fixed_theta_summary,
+    gradient_message,
+    minimize_theta,
+)
 
 __all__ = ["LinearMixedModel", "lmer"]
 
@@ -63,6 +68,12 @@ class LinearMixedModel:
         cls, design: Design, *, reml: bool = True, chunk_rows: int = 1 << 20
     ) -> LinearMixedModel:
         """Assemble the blocks of A for an evaluated design."""
+        if design.trials is not None:
+            raise FormulaError(
+                "a cbind(successes, failures) response is for binomial models: use "
+                "mixedmodels.glmer(..., family='binomial')",
+                design.formula.source,
+            )
         terms_data = tuple(TermData(t.refs, t.z, t.nlevels, t.n_effects) for t in design.terms)
         y, shift = _residualized_response(design, design.y)
         A = assemble(terms_data, design.X, y, design.weights, chunk_rows=chunk_rows)
@@ -316,20 +327,7 @@ def _gradient_check(
     if np.max(np.abs(grad), initial=0.0) <= tol:
         return None
     _, H = finite_difference_derivatives(f, theta, lower, hessian=True)
-    assert H is not None
-    try:
-        R = np.linalg.cholesky(H)
-        scaled = np.linalg.solve(R, grad)
-        worst = np.minimum(np.abs(scaled), np.abs(grad))
-    except np.linalg.LinAlgError:
-        worst = np.abs(grad)
-    k = int(np.argmax(worst))
-    if worst[k] <= tol:
-        return None
-    return (
-        f"Model failed to converge with max|grad| = {worst[k]:.6g} "
-        f"(tol = {tol:g}, component {k + 1})"
-    )
+    return gradient_message(grad, H, tol)
 
 
 def lmer(

@@ -18,7 +18,14 @@ import numpy as np
 
 from .errors import ModelSpecError
 
-__all__ = ["OptSummary", "finite_difference_derivatives", "fixed_theta_summary", "minimize_theta"]
+__all__ = [
+    "OptSummary",
+    "finite_difference_derivatives",
+    "fixed_theta_summary",
+    "gradient_message",
+    "hessian_messages",
+    "minimize_theta",
+]
 
 _NLOPT_CODES = {
     1: "NLOPT_SUCCESS",
@@ -269,17 +276,34 @@ def finite_difference_derivatives(
     lower: np.ndarray,
     *,
     hessian: bool = True,
-    step: float = 1e-4,
+    step: float | np.ndarray = 1e-4,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Gradient (and Hessian) of f at x by finite differences that respect the lower bounds.
+    r"""Gradient (and Hessian) of f at x by finite differences that respect the lower bounds.
 
     Central differences in the interior; one-sided (forward) differences for components whose
-    lower bound is within ``step`` (as lme4's ``deriv12`` does at the boundary).
+    lower bound is within a step (as lme4's ``deriv12`` does at the boundary). The mixed
+    second derivatives of two interior components use
+
+    .. math:: H_{ij} \approx \frac{f(x + h_i + h_j) + f(x - h_i - h_j) - f(x \pm h_i)
+              - f(x \pm h_j) + 2 f(x)}{2 h_i h_j},
+
+    second-order accurate like the four-point formula but with two new evaluations per pair
+    (the single-axis values are reused); pairs with a one-sided component use the first-order
+    forward formula.
+
+    Parameters
+    ----------
+    step
+        A relative step (the step of component i is ``step * max(1, |x_i|)``) or an array of
+        absolute steps.
     """
     x = np.asarray(x, dtype=float)
     n = len(x)
     f0 = f(x)
-    h = step * np.maximum(1.0, np.abs(x))
+    if np.ndim(step) == 0:
+        h = float(step) * np.maximum(1.0, np.abs(x))
+    else:
+        h = np.asarray(step, dtype=float)
     forward = x - h < lower
     grad = np.empty(n)
     fp = np.empty(n)
@@ -304,13 +328,71 @@ def finite_difference_derivatives(
         else:
             H[i, i] = (fp[i] - 2 * f0 + fm[i]) / (h[i] ** 2)
         for j in range(i):
-            ei = np.zeros(n)
-            ej = np.zeros(n)
-            ei[i] = h[i]
-            ej[j] = h[j]
-            fpp = f(x + ei + ej)
-            H[i, j] = H[j, i] = (fpp - fp[i] - fp[j] + f0) / (h[i] * h[j])
+            e = np.zeros(n)
+            e[i] = h[i]
+            e[j] = h[j]
+            fpp = f(x + e)
+            if forward[i] or forward[j]:
+                H[i, j] = (fpp - fp[i] - fp[j] + f0) / (h[i] * h[j])
+            else:
+                fmm = f(x - e)
+                num = fpp + fmm - fp[i] - fm[i] - fp[j] - fm[j] + 2 * f0
+                H[i, j] = num / (2 * h[i] * h[j])
+            H[j, i] = H[i, j]
     return grad, H
+
+
+def gradient_message(grad: np.ndarray, H: np.ndarray | None, tol: float = 2e-3) -> str | None:
+    """lme4's ``check.conv.grad``: the gradient scaled by the Hessian's Cholesky factor R
+    (H = R'R, scaled = R^-1 g), elementwise no larger than the raw gradient, must not exceed
+    ``tol``. None if it does not; the message otherwise."""
+    if grad.size == 0 or np.max(np.abs(grad)) <= tol:
+        return None
+    if H is None:
+        worst = np.abs(grad)
+    else:
+        try:
+            L = np.linalg.cholesky(H)
+            scaled = np.linalg.solve(L.T, grad)
+        except np.linalg.LinAlgError:
+            return "unable to evaluate scaled gradient"
+        if not np.all(np.isfinite(scaled)):
+            return "unable to evaluate scaled gradient"
+        worst = np.minimum(np.abs(scaled), np.abs(grad))
+    k = int(np.argmax(worst))
+    if worst[k] <= tol:
+        return None
+    return (
+        f"Model failed to converge with max|grad| = {worst[k]:.6g} "
+        f"(tol = {tol:g}, component {k + 1})"
+    )
+
+
+def hessian_messages(H: np.ndarray, kind: str = "", tol: float = 1e-6) -> list[str]:
+    """lme4's ``checkHess``: negative or zero eigenvalues of the Hessian at the optimum, or an
+    ill-conditioned one (very large eigenvalue, large eigenvalue ratio)."""
+    label = f"{kind} Hessian" if kind else "Hessian"
+    if not np.all(np.isfinite(H)):
+        return ["Problem with Hessian check (infinite or missing values?)"]
+    ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+    negative = int(np.sum(ev < -tol))
+    if negative:
+        return [
+            f"Model failed to converge: degenerate {label} with {negative} negative eigenvalues"
+        ]
+    try:
+        np.linalg.cholesky(H)
+        chol_ok = True
+    except np.linalg.LinAlgError:
+        chol_ok = False
+    if np.any(np.abs(ev) < tol) or not chol_ok:
+        return [f"{label} is numerically singular: parameters are not uniquely determined".strip()]
+    out = []
+    if ev.max() * tol > 1:
+        out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+    if ev.min() / ev.max() < tol:
+        out.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
+    return out
 
 
 def fixed_theta_summary(theta: np.ndarray, value: float, lower: np.ndarray) -> OptSummary:

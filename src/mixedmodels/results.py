@@ -169,7 +169,7 @@ class RandomEffects(Mapping[str, pd.DataFrame]):
     condsd. :meth:`condvar` gives the conditional covariance matrices.
     """
 
-    def __init__(self, result: LmerResult):
+    def __init__(self, result: _MixedResult):
         self._result = result
         groups: dict[str, list[int]] = {}
         for j, t in enumerate(result.model.design.terms):
@@ -232,8 +232,212 @@ class RandomEffects(Mapping[str, pd.DataFrame]):
 # ---------------------------------------------------------------------------------------------
 
 
+class _MixedResult:
+    """What linear and generalized linear mixed-model fits share: the fixed effects and their
+    covariance, the variance components, the random effects and the linear predictor.
+
+    Subclasses provide ``model``, ``theta``, ``beta``, ``b``, ``u``, ``_factor`` (the blocked
+    factor at the optimum), ``npar``, ``loglik``, ``_scale`` (the residual standard deviation, 1
+    for families without a scale) and ``_vcov_matrix`` (the covariance of beta).
+    """
+
+    model: Any
+    theta: np.ndarray
+    beta: np.ndarray
+    b: tuple[np.ndarray, ...]
+    u: tuple[np.ndarray, ...]
+    _factor: Any
+
+    @property
+    def _scale(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def _use_scale(self) -> bool:
+        return True
+
+    @property
+    def _vcov_matrix(self) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def npar(self) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def loglik(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def design(self) -> Any:
+        return self.model.design
+
+    @property
+    def formula(self) -> str:
+        return self.model.design.formula.source
+
+    @property
+    def theta_names(self) -> list[str]:
+        return self.model.theta_names
+
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates, named as R names them (``(Intercept)``, ``Days``)."""
+        return pd.Series(self.beta, index=list(self.design.fixef_names), name="Estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effects estimates."""
+        names = list(self.design.fixef_names)
+        return pd.DataFrame(self._vcov_matrix, index=names, columns=names)
+
+    @property
+    def std_errors(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        return pd.Series(
+            np.sqrt(np.diag(self._vcov_matrix)),
+            index=list(self.design.fixef_names),
+            name="Std. Error",
+        )
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations used (after dropping rows with missing values)."""
+        return self.model.nobs
+
+    @property
+    def n_dropped(self) -> int:
+        """Number of rows of the data dropped because of missing values."""
+        return self.design.n_dropped
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor."""
+        out: dict[str, int] = {}
+        for t in self.design.terms:
+            out.setdefault(t.group_name, t.nlevels)
+        return out
+
+    @property
+    def df_resid(self) -> int:
+        """Residual degrees of freedom, nobs - npar (lme4's ``df.residual``)."""
+        return self.nobs - self.npar
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.nobs) * self.npar
+
+    @cached_property
+    def varcorr(self) -> VarCorr:
+        """Variances, standard deviations and correlations of the random effects."""
+        Ts = self.model.layout.templates(self.theta)
+        terms = self.design.terms
+        groups = _make_unique([t.group_name for t in terms])
+        out = []
+        for j, t in enumerate(terms):
+            cov = self._scale**2 * (Ts[j] @ Ts[j].T)
+            out.append(VarCorrTerm(groups[j], t.effect_names, cov))
+        return VarCorr(tuple(out), self._scale, self._use_scale)
+
+    def condvar(self, j: int) -> np.ndarray:
+        """Conditional covariance matrices of the random effects of term ``j``: (levels, S, S).
+
+        Var(b | y) = sigma^2 T_j [inv(L_Z L_Z')]_jj T_j' for each level (lme4's ``condVar``).
+        """
+        return self._condvars[j]
+
+    @cached_property
+    def _condvars(self) -> list[np.ndarray]:
+        Ts = self.model.layout.templates(self.theta)
+        out = []
+        for j in range(len(self.design.terms)):
+            blocks = self._factor.inverse_diag_blocks(j)
+            T = Ts[j]
+            out.append(self._scale**2 * np.matmul(T, np.matmul(blocks, T.T)))
+        return out
+
+    def ranef(self) -> RandomEffects:
+        """Conditional modes of the random effects by grouping factor (lme4's ``ranef``)."""
+        return RandomEffects(self)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients: the fixed effects plus the level's random effects (lme4's
+        ``coef``)."""
+        fe = self.fixef
+        out = {}
+        for group, frame in self.ranef().items():
+            cols = list(fe.index) + [c for c in frame.columns if c not in fe.index]
+            df = pd.DataFrame(
+                {c: np.full(len(frame), fe.get(c, 0.0)) for c in cols}, index=frame.index
+            )
+            for c in frame.columns:
+                df[c] = df[c].to_numpy() + frame[c].to_numpy()
+            out[group] = df
+        return out
+
+    def _linear_predictor(self, terms_used: Sequence[int] | None = None) -> np.ndarray:
+        d = self.design
+        eta = d.X @ self.beta if d.X.shape[1] else np.zeros(d.nobs)
+        if d.offset is not None:
+            eta = eta + d.offset
+        for j, t in enumerate(d.terms):
+            if terms_used is not None and j not in terms_used:
+                continue
+            bj = self.b[j][t.refs]  # (n, S)
+            if t.z is None:
+                eta = eta + bj[:, 0]
+            else:
+                eta = eta + np.einsum("sn,ns->n", t.z, bj)
+        return eta
+
+    def _terms_in(self, re_form: Any) -> list[int]:
+        terms = self.design.terms
+        if re_form is None:
+            return list(range(len(terms)))
+        if isinstance(re_form, int | float) and re_form == 0:
+            return []
+        if not isinstance(re_form, str):
+            raise ModelSpecError(
+                "re_form must be None, '~0' (no random effects) or a formula with bar terms"
+            )
+        text = re_form.strip()
+        if text in ("~0", "~ 0", "0", "NA", "~-1", "~ -1"):
+            return []
+        from .formula.terms import split_formula
+
+        spec = split_formula(text if text.startswith("~") else f"~{text}")
+        chosen = []
+        for rt in spec.random:
+            for j, t in enumerate(terms):
+                if t.group_name == rt.group_name and t.spec.effects == rt.effects:
+                    chosen.append(j)
+                    break
+            else:
+                raise FormulaError(
+                    f"re_form term ({rt.source}) is not a random-effects term of the model", re_form
+                )
+        return sorted(set(chosen))
+
+    def _rows(
+        self, newdata: pd.DataFrame | None, used: list[int], allow_new_levels: bool
+    ) -> tuple[Any, ...]:
+        """(X, offset, [(term, refs, z)], complete mask, index) for the data fitted or new data."""
+        d = self.design
+        if newdata is None:
+            parts = [(j, d.terms[j].refs.astype(np.int64), d.terms[j].z) for j in used]
+            return d.X, d.offset, parts, np.ones(d.nobs, dtype=bool), d.row_index
+        from .formula.design import new_data_arrays
+
+        X, offset, parts, complete = new_data_arrays(d, newdata, used, allow_new_levels)
+        return X, offset, parts, complete, newdata.index
+
+
 @dataclass(frozen=True, eq=False)
-class LmerResult:
+class LmerResult(_MixedResult):
     """A fitted linear mixed model (returned by :func:`mixedmodels.lmer`).
 
     Attributes
@@ -310,59 +514,17 @@ class LmerResult:
 
     # -- basic quantities --------------------------------------------------------------------------
     @property
+    def _scale(self) -> float:
+        return self.sigma
+
+    @property
+    def _vcov_matrix(self) -> np.ndarray:
+        return self.sigma**2 * self.vcov_unscaled
+
+    @property
     def reml(self) -> bool:
         """Whether the fit maximized the REML criterion."""
         return self.model.reml
-
-    @property
-    def design(self) -> Any:
-        return self.model.design
-
-    @property
-    def formula(self) -> str:
-        return self.model.design.formula.source
-
-    @property
-    def theta_names(self) -> list[str]:
-        return self.model.theta_names
-
-    @property
-    def fixef(self) -> pd.Series:
-        """Fixed-effects estimates, named as R names them (``(Intercept)``, ``Days``)."""
-        return pd.Series(self.beta, index=list(self.design.fixef_names), name="Estimate")
-
-    @property
-    def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of the fixed-effects estimates, sigma^2 inv(L_X L_X')."""
-        names = list(self.design.fixef_names)
-        return pd.DataFrame(self.sigma**2 * self.vcov_unscaled, index=names, columns=names)
-
-    @property
-    def std_errors(self) -> pd.Series:
-        """Standard errors of the fixed effects."""
-        return pd.Series(
-            self.sigma * np.sqrt(np.diag(self.vcov_unscaled)),
-            index=list(self.design.fixef_names),
-            name="Std. Error",
-        )
-
-    @property
-    def nobs(self) -> int:
-        """Number of observations used (after dropping rows with missing values)."""
-        return self.model.nobs
-
-    @property
-    def n_dropped(self) -> int:
-        """Number of rows of the data dropped because of missing values."""
-        return self.design.n_dropped
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        """Number of levels of each grouping factor."""
-        out: dict[str, int] = {}
-        for t in self.design.terms:
-            out.setdefault(t.group_name, t.nlevels)
-        return out
 
     @property
     def npar(self) -> int:
@@ -370,22 +532,9 @@ class LmerResult:
         return self.model.n_fixef + self.model.ntheta + 1
 
     @property
-    def df_resid(self) -> int:
-        """Residual degrees of freedom, nobs - npar (lme4's ``df.residual``)."""
-        return self.nobs - self.npar
-
-    @property
     def loglik(self) -> float:
         """Log-likelihood at the optimum; the REML log-likelihood for REML fits (as lme4)."""
         return -0.5 * self.objective_value
-
-    @property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + math.log(self.nobs) * self.npar
 
     @property
     def deviance(self) -> float:
@@ -399,70 +548,7 @@ class LmerResult:
         return self.objective_value if self.reml else None
 
     # -- variance components --------------------------------------------------------------------
-    @cached_property
-    def varcorr(self) -> VarCorr:
-        """Variances, standard deviations and correlations of the random effects."""
-        Ts = self.model.layout.templates(self.theta)
-        terms = self.design.terms
-        groups = _make_unique([t.group_name for t in terms])
-        out = []
-        for j, t in enumerate(terms):
-            cov = self.sigma**2 * (Ts[j] @ Ts[j].T)
-            out.append(VarCorrTerm(groups[j], t.effect_names, cov))
-        return VarCorr(tuple(out), self.sigma)
-
-    def condvar(self, j: int) -> np.ndarray:
-        """Conditional covariance matrices of the random effects of term ``j``: (levels, S, S).
-
-        Var(b | y) = sigma^2 T_j [inv(L_Z L_Z')]_jj T_j' for each level (lme4's ``condVar``).
-        """
-        return self._condvars[j]
-
-    @cached_property
-    def _condvars(self) -> list[np.ndarray]:
-        Ts = self.model.layout.templates(self.theta)
-        out = []
-        for j in range(len(self.design.terms)):
-            blocks = self._factor.inverse_diag_blocks(j)
-            T = Ts[j]
-            out.append(self.sigma**2 * np.matmul(T, np.matmul(blocks, T.T)))
-        return out
-
-    def ranef(self) -> RandomEffects:
-        """Conditional modes of the random effects by grouping factor (lme4's ``ranef``)."""
-        return RandomEffects(self)
-
-    def coef(self) -> dict[str, pd.DataFrame]:
-        """Per-level coefficients: the fixed effects plus the level's random effects (lme4's
-        ``coef``)."""
-        fe = self.fixef
-        out = {}
-        for group, frame in self.ranef().items():
-            cols = list(fe.index) + [c for c in frame.columns if c not in fe.index]
-            df = pd.DataFrame(
-                {c: np.full(len(frame), fe.get(c, 0.0)) for c in cols}, index=frame.index
-            )
-            for c in frame.columns:
-                df[c] = df[c].to_numpy() + frame[c].to_numpy()
-            out[group] = df
-        return out
-
     # -- fitted values and residuals -----------------------------------------------------------
-    def _linear_predictor(self, terms_used: Sequence[int] | None = None) -> np.ndarray:
-        d = self.design
-        eta = d.X @ self.beta if d.X.shape[1] else np.zeros(d.nobs)
-        if d.offset is not None:
-            eta = eta + d.offset
-        for j, t in enumerate(d.terms):
-            if terms_used is not None and j not in terms_used:
-                continue
-            bj = self.b[j][t.refs]  # (n, S)
-            if t.z is None:
-                eta = eta + bj[:, 0]
-            else:
-                eta = eta + np.einsum("sn,ns->n", t.z, bj)
-        return eta
-
     def fitted(self) -> pd.Series:
         """Fitted values X beta + Z b (+ offset), aligned with the rows used."""
         return pd.Series(self._linear_predictor(), index=self.design.row_index, name="fitted")
@@ -493,47 +579,6 @@ class LmerResult:
         return pd.Series(r, index=self.design.row_index, name="residuals")
 
     # -- prediction -----------------------------------------------------------------------------
-    def _terms_in(self, re_form: Any) -> list[int]:
-        terms = self.design.terms
-        if re_form is None:
-            return list(range(len(terms)))
-        if isinstance(re_form, int | float) and re_form == 0:
-            return []
-        if not isinstance(re_form, str):
-            raise ModelSpecError(
-                "re_form must be None, '~0' (no random effects) or a formula with bar terms"
-            )
-        text = re_form.strip()
-        if text in ("~0", "~ 0", "0", "NA", "~-1", "~ -1"):
-            return []
-        from .formula.terms import split_formula
-
-        spec = split_formula(text if text.startswith("~") else f"~{text}")
-        chosen = []
-        for rt in spec.random:
-            for j, t in enumerate(terms):
-                if t.group_name == rt.group_name and t.spec.effects == rt.effects:
-                    chosen.append(j)
-                    break
-            else:
-                raise FormulaError(
-                    f"re_form term ({rt.source}) is not a random-effects term of the model", re_form
-                )
-        return sorted(set(chosen))
-
-    def _rows(
-        self, newdata: pd.DataFrame | None, used: list[int], allow_new_levels: bool
-    ) -> tuple[Any, ...]:
-        """(X, offset, [(term, refs, z)], complete mask, index) for the data fitted or new data."""
-        d = self.design
-        if newdata is None:
-            parts = [(j, d.terms[j].refs.astype(np.int64), d.terms[j].z) for j in used]
-            return d.X, d.offset, parts, np.ones(d.nobs, dtype=bool), d.row_index
-        from .formula.design import new_data_arrays
-
-        X, offset, parts, complete = new_data_arrays(d, newdata, used, allow_new_levels)
-        return X, offset, parts, complete, newdata.index
-
     def predict(
         self,
         newdata: pd.DataFrame | None = None,

@@ -128,3 +128,40 @@ def lm_summary_html(s: LmSummary) -> str:
         )
     parts.append("</div>")
     return "".join(parts)
+
+
+def glmer_summary_html(s: object) -> str:
+    """HTML summary of a GLMM fit."""
+    res = s.result  # type: ignore[attr-defined]
+    d = res.design
+    fam = res.family
+    groups = ", ".join(f"{html.escape(g)}: {n}" for g, n in res.ngroups.items())
+    how = "Laplace approximation" if res.nAGQ == 1 else f"adaptive quadrature, nAGQ = {res.nAGQ}"
+    parts = [
+        f'<div class="mm-summary">{_STYLE}',
+        f"<b>Generalized linear mixed model fit by maximum likelihood ({how})</b><br>",
+        f"Family: {html.escape(fam.name)} ({html.escape(fam.link.name)})<br>",
+        f"<code>{html.escape(d.formula.source)}</code>"
+        + (f" &nbsp;data: <code>{html.escape(d.data_name)}</code>" if d.data_name else "")
+        + "<br>",
+        f"AIC {res.aic:.1f} &middot; BIC {res.bic:.1f} &middot; logLik {res.loglik:.1f} "
+        f"&middot; deviance {res.deviance:.1f} &middot; df.resid {res.df_resid}<br>",
+        f"Number of obs: {res.nobs} ({groups})<br>",
+        _table(
+            pd.DataFrame(
+                [
+                    (t.group if i == 0 else "", n, t.cov[i, i], float(np.sqrt(t.cov[i, i])))
+                    for t in res.varcorr.terms
+                    for i, n in enumerate(t.names)
+                ],
+                columns=["Group", "Name", "Variance", "Std.Dev."],
+            ).set_index("Group"),
+            "Random effects",
+        ),
+        _table(s.coefficients, "Fixed effects"),  # type: ignore[attr-defined]
+    ]
+    if res.is_singular:
+        parts.append("<i>boundary (singular) fit</i><br>")
+    parts.extend(f"<i>{html.escape(w)}</i><br>" for w in res.optinfo.warnings)
+    parts.append("</div>")
+    return "".join(parts)

@@ -8,7 +8,7 @@ order, with R's rounding and column formatting (see :mod:`mixedmodels.display.rf
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from . import rformat
 
 if TYPE_CHECKING:
     from ..results import LmerResult, VarCorr
+    from ..results_glmm import GlmerResult
 
 __all__ = ["LmerSummary", "format_print"]
 
@@ -42,9 +43,15 @@ def _title(result: LmerResult, ddf: str) -> str:
     if ddf != "none":
         title = f"{title}. t-tests use {_DDF_TITLE[ddf]} method"
         cls = "lmerModLmerTest"
+    return _wrap_title(title, cls)
+
+
+def _wrap_title(title: str, cls: str) -> str:
+    """``.prt.methTit``: ``title ['cls']``, or wrapped as
+    ``cat(strwrap(title), " [", cls, "]")``."""
     if len(title) + 5 + len(cls) > 80:
         lines = rformat.strwrap(title, 78, prefix="  ", initial="")
-        return rformat.cat_fill(["\n".join(lines), " [", cls, "]"], sep="").rstrip("\n")
+        return rformat.cat_fill([lines, " [", cls, "]"], sep="").rstrip("\n")
     return f"{title} ['{cls}']"
 
 
@@ -66,7 +73,7 @@ def _r_cat_number(x: float) -> str:
     return rformat.format_num([x], digits=7)[0].strip()
 
 
-def _aic_table(result: LmerResult, digits: int) -> str:
+def _aic_table(result: LmerResult | GlmerResult, digits: int) -> str:
     """lme4's ``.prt.aictab``: the REML criterion line, or the AIC/BIC/logLik table for ML."""
     if result.reml:
         value = rformat.r_round(result.objective_value, digits)
@@ -78,7 +85,7 @@ def _aic_table(result: LmerResult, digits: int) -> str:
     return rformat.print_named(cells, ["AIC", "BIC", "logLik", "deviance", "df.resid"])
 
 
-def _groups_line(result: LmerResult) -> str:
+def _groups_line(result: Any) -> str:
     parts = [
         f"Number of obs: {result.nobs}, groups: ",
         "; ".join(f"{g}, {n}" for g, n in result.ngroups.items()),
@@ -86,11 +93,11 @@ def _groups_line(result: LmerResult) -> str:
     return rformat.cat_fill(parts)
 
 
-def _fixef_correlation(result: LmerResult) -> str:
+def _fixef_correlation(result: Any) -> str:
     p = len(result.beta)
     if p <= 1:
         return ""
-    V = result.vcov_unscaled
+    V = result.vcov.to_numpy()
     sd = np.sqrt(np.diag(V))
     corr = V / np.outer(sd, sd)
     names = list(result.design.fixef_names)
@@ -104,12 +111,15 @@ def _fixef_correlation(result: LmerResult) -> str:
     )
 
 
-def _warnings_block(result: LmerResult, summary: bool) -> str:
+def _warnings_block(result: Any, summary: bool) -> str:
     """lme4's ``.prt.warn``: optimizer code and lme4's messages, when there is something to say."""
     messages = []
     if result.is_singular:
         messages.append(SINGULAR_MESSAGE)
-    warnings = list(result.optinfo.warnings)
+    # the optimizer's own complaints, and the checks made after it (gradient, Hessian), which
+    # lme4 counts as its own messages
+    warnings = [w for w in result.optinfo.warnings if w.startswith("optimizer")]
+    messages += [w for w in result.optinfo.warnings if not w.startswith("optimizer")]
     code = 0 if result.optinfo.return_code > 0 else result.optinfo.return_code
     if code == 0 and not messages and not warnings:
         return ""
@@ -120,7 +130,7 @@ def _warnings_block(result: LmerResult, summary: bool) -> str:
     return "\n".join([conv, *messages, *warnings]) + "\n\n"
 
 
-def _fit_messages(result: LmerResult) -> str:
+def _fit_messages(result: Any) -> str:
     msgs = []
     for m in result.design.messages:
         if "rank deficient" in m:

@@ -145,6 +145,9 @@ class Design:
         Which columns of the full fixed-effects matrix were kept, and the names of all of them.
     fixed_terms
         The terms of the fixed part and their columns (for F-tests of terms).
+    trials
+        For a ``cbind(successes, failures)`` response, the number of trials of each row (``y``
+        is then the proportion of successes).
     frame
         The data the model was built from: the rows used and the columns the formula needs,
         prepared (booleans as categoricals, unused categories dropped). Reduced and refitted
@@ -190,6 +193,7 @@ class Design:
     all_fixef_names: tuple[str, ...] = field(default=())
     fixed_terms: tuple[FixedTerm, ...] = field(default=())
     frame: pd.DataFrame | None = field(default=None, repr=False)
+    trials: np.ndarray | None = None
 
     @property
     def has_intercept(self) -> bool:
@@ -524,6 +528,8 @@ def build_design(
     offset: str | ArrayLike | None = None,
     require_random: bool = True,
     require_response: bool = True,
+    factor_response: bool = False,
+    residual_variance: bool = True,
 ) -> Design:
     """Evaluate a mixed-model formula on a data frame.
 
@@ -540,6 +546,12 @@ def build_design(
     require_response
         Raise if the formula has no response (``False`` for simulation from a one-sided
         formula; the response is then all zeros).
+    factor_response
+        Accept a two-level factor as the response (1 for the second level), for the binomial
+        family.
+    residual_variance
+        Whether the model has a residual variance besides the random effects. If not (binomial
+        and Poisson GLMMs) a grouping factor may have one level per observation.
 
     Returns
     -------
@@ -647,7 +659,10 @@ def build_design(
     rename = {v: k for k, v in poly.items()}
 
     # -- response ------------------------------------------------------------------------------
-    y = _evaluate_response(spec, frame) if spec.response is not None else np.zeros(len(frame))
+    if spec.response is not None:
+        y, trials = _evaluate_response(spec, frame, factor_response)
+    else:
+        y, trials = np.zeros(len(frame)), None
 
     # -- fixed effects -------------------------------------------------------------------------
     _check_one_level_factors(frame, fixed_vars, "fixed effects")
@@ -684,6 +699,10 @@ def build_design(
     terms = [terms[i] for i in order]
     n = len(y)
     for t in terms:
+        if not residual_variance:
+            # GLMMs without a scale parameter may have one level per observation
+            # (observation-level random effects for overdispersion), as lme4's glmer
+            continue
         if t.nlevels >= n:
             raise GroupingError(
                 f"grouping factor {t.group_name!r} has {t.nlevels} levels for {n} observations; "
@@ -720,6 +739,7 @@ def build_design(
         all_fixef_names=tuple(names_full),
         fixed_terms=fixed_terms,
         frame=frame,
+        trials=trials,
     )
 
 
@@ -756,27 +776,167 @@ def _substitute(formula: str, poly: Mapping[str, str]) -> str:
     return render(node, poly)
 
 
-def _evaluate_response(spec: FormulaSpec, frame: pd.DataFrame) -> np.ndarray:
+def _cbind_args(resp: str) -> list[str] | None:
+    """The two expressions of a ``cbind(successes, failures)`` response, or None."""
+    text = resp.strip()
+    if not (text.startswith("cbind(") and text.endswith(")")):
+        return None
+    inner = text[len("cbind(") : -1]
+    parts = _split_top_level(inner, ",")
+    if len(parts) != 2:
+        raise FormulaError(
+            f"cbind() in the response takes two arguments, successes and failures; "
+            f"got {len(parts)}",
+            resp,
+        )
+    return [p.strip() for p in parts]
+
+
+_ARITHMETIC = {
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.true_divide,
+    ast.Pow: np.power,
+}
+
+
+def _simple_arithmetic(expr: str, frame: pd.DataFrame) -> np.ndarray | None:
+    """Evaluate +, -, *, /, ** of numeric columns and numbers (optionally inside ``I()``)
+    directly; None for anything else (left to formulaic)."""
+    try:
+        tree = ast.parse(expr.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if (
+        isinstance(tree, ast.Call)
+        and isinstance(tree.func, ast.Name)
+        and tree.func.id == "I"
+        and len(tree.args) == 1
+        and not tree.keywords
+    ):
+        tree = tree.args[0]
+
+    def ev(node: ast.AST) -> np.ndarray | float | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            if isinstance(node.value, bool):
+                return None
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in frame.columns:
+                return None
+            col = frame[node.id]
+            if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(
+                col.dtype
+            ):
+                return None
+            return col.to_numpy(dtype=float)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            v = ev(node.operand)
+            return None if v is None else -v
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+            a, b = ev(node.left), ev(node.right)
+            if a is None or b is None:
+                return None
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.asarray(_ARITHMETIC[type(node.op)](a, b), dtype=float)
+        return None
+
+    value = ev(tree)
+    if value is None or np.ndim(value) == 0:
+        return None
+    return np.array(value, dtype=float)
+
+
+def _evaluate_expression(expr: str, frame: pd.DataFrame, what: str, source: str) -> np.ndarray:
+    if expr in frame.columns:
+        s = frame[expr]
+        if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+            raise DataError(f"{what} {expr!r} must be numeric, but the column has type {s.dtype}")
+        return s.to_numpy(dtype=float).copy()
+    fast = _simple_arithmetic(expr, frame)
+    if fast is not None:
+        _check_finite(fast, f"{what} {expr!r}")
+        return fast
+    mm = _model_matrix(f"0 + I({expr})", frame, what, source)
+    if mm.shape[1] != 1:
+        raise DataError(f"{what} {expr!r} must evaluate to one numeric column")
+    values = np.asarray(mm, dtype=float).ravel()
+    _check_finite(values, f"{what} {expr!r}")
+    return values
+
+
+def _evaluate_response(
+    spec: FormulaSpec, frame: pd.DataFrame, factor_response: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(y, trials): the response, and for ``cbind(successes, failures)`` the numbers of trials
+    (y is then the proportion of successes, R's convention)."""
     assert spec.response is not None
     resp = spec.response
+    args = _cbind_args(resp)
+    if args is not None:
+        succ = _evaluate_expression(args[0], frame, "the successes", spec.source)
+        fail = _evaluate_expression(args[1], frame, "the failures", spec.source)
+        if np.any(succ < 0) or np.any(fail < 0):
+            bad = "successes" if np.any(succ < 0) else "failures"
+            nbad = int(np.sum((succ if bad == "successes" else fail) < 0))
+            hint = (
+                "successes above the number of trials?" if bad == "failures" else "check the data"
+            )
+            raise DataError(
+                f"cbind({args[0]}, {args[1]}): the {bad} must not be negative "
+                f"({nbad} row{'s' if nbad != 1 else ''}; {hint})"
+            )
+        if np.any(np.abs(succ - np.round(succ)) > 1e-3) or np.any(
+            np.abs(fail - np.round(fail)) > 1e-3
+        ):
+            import warnings
+
+            warnings.warn("non-integer counts in a binomial glm", UserWarning, stacklevel=4)
+        trials = succ + fail
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(trials > 0, succ / np.where(trials > 0, trials, 1.0), 0.0)
+        return y, trials
     if resp in frame.columns:
         s = frame[resp]
         if pd.api.types.is_bool_dtype(s.dtype) or (
             isinstance(s.dtype, pd.CategoricalDtype) and set(s.cat.categories) <= {False, True}
         ):
-            return s.astype(float).to_numpy()
+            return s.astype(float).to_numpy(), None
         if not pd.api.types.is_numeric_dtype(s.dtype):
+            if factor_response:
+                return _two_level_indicator(s, resp), None
             raise DataError(
                 f"the response {resp!r} must be numeric, but the column has type {s.dtype}; "
                 f"convert it (e.g. with pd.to_numeric) or choose another response"
             )
-        return s.to_numpy(dtype=float).copy()
+        return s.to_numpy(dtype=float).copy(), None
+    fast = _simple_arithmetic(resp, frame)
+    if fast is not None:
+        _check_finite(fast, f"the response {resp!r}")
+        return fast, None
     mm = _model_matrix(f"0 + I({resp})", frame, "response", spec.source)
     if mm.shape[1] != 1:
         raise DataError(f"the response {resp!r} must evaluate to one numeric column")
     y = np.asarray(mm, dtype=float).ravel()
     _check_finite(y, f"the response {resp!r}")
-    return y
+    return y, None
+
+
+def _two_level_indicator(s: pd.Series, name: str) -> np.ndarray:
+    """A factor response for the binomial family: 1 for the second level (R: not the first)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        levels = list(s.cat.remove_unused_categories().cat.categories)
+    else:
+        levels = sorted(pd.unique(s.dropna()))
+    if len(levels) != 2:
+        raise DataError(
+            f"the response {name!r} is a factor with {len(levels)} levels; a binomial response "
+            f"needs two (the first, {levels[0]!r}, counts as failure)"
+            if levels
+            else f"the response {name!r} has no values"
+        )
+    return (s.astype(object) == levels[1]).to_numpy(dtype=float)
 
 
 def _build_term(

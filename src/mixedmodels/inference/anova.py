@@ -267,7 +267,8 @@ def compare(
     Parameters
     ----------
     *fits
-        Fitted models (:class:`~mixedmodels.LmerResult`, or :class:`~mixedmodels.LmResult`).
+        Fitted models (:class:`~mixedmodels.LmerResult` or :class:`~mixedmodels.LmResult`; or
+        all :class:`~mixedmodels.GlmerResult` of the same family).
     names
         Row names (default ``model1``, ``model2``, ... in the order given).
     refit
@@ -285,12 +286,36 @@ def compare(
     """
     from ..lm import LmResult
     from ..results import LmerResult
+    from ..results_glmm import GlmerResult
 
     if len(fits) < 2:
         raise ModelSpecError("give at least two fitted models to compare")
     for f in fits:
-        if not isinstance(f, LmerResult | LmResult):
+        if not isinstance(f, LmerResult | LmResult | GlmerResult):
             raise ModelSpecError(f"cannot compare a {type(f).__name__}; give fitted models")
+    glmms = [f for f in fits if isinstance(f, GlmerResult)]
+    if glmms:
+        if len(glmms) != len(fits):
+            raise ModelSpecError(
+                "cannot compare a generalized linear mixed model with a linear (mixed) model: "
+                "their likelihoods are for different distributions of the response"
+            )
+        fams = {(f.family.name, f.family.link.name) for f in glmms}
+        if len(fams) > 1:
+            raise ModelSpecError(
+                "the models have different families or links ("
+                + ", ".join(f"{a}({b})" for a, b in sorted(fams))
+                + "); a likelihood-ratio test needs the same response distribution"
+            )
+        quad = {f.model.nAGQ for f in glmms}
+        if len(quad) > 1:
+            warnings.warn(
+                "the models use different approximations of the likelihood (nAGQ "
+                + ", ".join(str(q) for q in sorted(quad))
+                + "); their log-likelihoods are not strictly comparable",
+                UserWarning,
+                stacklevel=3,
+            )
     names = list(names) if names is not None else [f"model{i + 1}" for i in range(len(fits))]
     if len(names) != len(fits) or len(set(names)) != len(names):
         raise ModelSpecError("names must be unique, one per model")

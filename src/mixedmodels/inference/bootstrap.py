@@ -1,4 +1,4 @@
-"""Parametric bootstrap of a linear mixed model (lme4's ``bootMer``).
+"""Parametric bootstrap of linear and generalized linear mixed models (lme4's ``bootMer``).
 
 Each replicate simulates a new response from the fitted model (new random effects and new
 residual noise, ``use_u=False``, as lme4's default) and refits the model to it. Only the blocks
@@ -6,6 +6,10 @@ of A that involve y are recomputed for a replicate; X, Z, the weights and every 
 are shared, and each refit starts at the original estimate of theta. Replicates are spread over
 worker processes; each replicate has its own random stream (spawned from the seed), so the
 results do not depend on how many workers run them.
+
+For a GLMM a replicate draws new random effects, then responses from the family at the
+resulting means (binomial counts of the same numbers of trials, Poisson counts, ...), and refits
+by the joint optimization over (theta, beta) started at the original estimates.
 
 Intervals (as R's ``boot.ci``, which lme4's ``confint(method = "boot")`` uses): percentile,
 basic, and normal (bias-corrected).
@@ -34,21 +38,24 @@ from .profile import _pct, parameter_names, sdcor
 
 if TYPE_CHECKING:
     from ..results import LmerResult
+    from ..results_glmm import GlmerResult
 
-__all__ = ["BootstrapResult", "bootstrap"]
+__all__ = ["BootstrapResult", "bootstrap", "bootstrap_glmm"]
 
 
 @dataclass(frozen=True)
 class _Task:
     """What a worker needs to simulate and refit replicates (picklable)."""
 
-    model: Any  # LinearMixedModel
+    model: Any  # LinearMixedModel or GeneralizedLinearMixedModel
     theta: np.ndarray
     beta: np.ndarray
     sigma: float
     step: np.ndarray
     use_u: bool
     b: tuple[np.ndarray, ...]
+    glmm: bool = False
+    se: np.ndarray | None = None  # GLMM: standard errors of beta (optimizer steps)
 
 
 _TASK: _Task | None = None
@@ -112,6 +119,34 @@ def _refit(
     return np.concatenate([sdcor(model.layout, opt.final, sigma), beta]), ws
 
 
+def _simulate_glmm(task: _Task, rng: np.random.Generator) -> np.ndarray:
+    model = task.model
+    d = model.design
+    eta = model.offset + (d.X @ task.beta if d.X.shape[1] else 0.0)
+    Ts = model.layout.templates(task.theta)
+    for j, t in enumerate(model.terms_data):
+        if task.use_u:
+            bj = task.b[j]
+        else:
+            bj = rng.standard_normal((t.nlevels, t.n_effects)) @ Ts[j].T
+        rows = bj[t.refs]
+        eta = eta + (rows[:, 0] if t.z is None else np.einsum("sn,ns->n", t.z, rows))
+    mu = model.family.linkinv(eta)
+    return np.asarray(
+        model.family.simulate(mu, model.trials, model.prior_weights, task.sigma**2, rng),
+        dtype=float,
+    )
+
+
+def _refit_glmm(task: _Task, y: np.ndarray) -> np.ndarray:
+    """Parameters (sd/cor, beta) of the GLMM refitted to y, started at the estimates."""
+    from .profile_glmm import _sdcor
+
+    model = task.model.with_response(y)
+    theta, beta, _, _ = model.optimize(task.theta, task.step, beta0=task.beta, se0=task.se)
+    return np.concatenate([_sdcor(model.layout, theta), beta])
+
+
 def _run(
     indices: list[int], seeds: list[np.random.SeedSequence]
 ) -> tuple[list[int], np.ndarray, list[str]]:
@@ -120,13 +155,16 @@ def _run(
     out = []
     errors = []
     ws = None
+    nparams = len(task.theta) + len(task.beta) + (0 if task.glmm else 1)
     for i, ss in zip(indices, seeds, strict=True):
         rng = np.random.default_rng(ss)
-        y = _simulate(task, rng)
         try:
-            params, ws = _refit(task, y, ws)
+            if task.glmm:
+                params = _refit_glmm(task, _simulate_glmm(task, rng))
+            else:
+                params, ws = _refit(task, _simulate(task, rng), ws)
         except Exception as exc:  # a failed replicate is recorded, not fatal
-            params = np.full(len(task.theta) + 1 + len(task.beta), np.nan)
+            params = np.full(nparams, np.nan)
             errors.append(f"replicate {i + 1}: {exc}")
         out.append(params)
     return indices, np.array(out), errors
@@ -279,6 +317,59 @@ def bootstrap(
     estimates = pd.Series(
         np.concatenate([sdcor(model.layout, result.theta, result.sigma), result.beta]), index=names
     )
+    return _drive(task, names, estimates, nsim, seed, n_jobs, progress, chunk)
+
+
+def bootstrap_glmm(
+    result: GlmerResult,
+    nsim: int = 1000,
+    seed: int | None = None,
+    *,
+    use_u: bool = False,
+    n_jobs: int | None = None,
+    progress: bool = True,
+    chunk: int | None = None,
+) -> BootstrapResult:
+    """Parametric bootstrap of a GLMM: simulate ``nsim`` responses from the fit (new random
+    effects, responses from the family), refit each, collect sd/cor and fixed effects.
+
+    Parameters are as for :func:`bootstrap`.
+    """
+    from .profile_glmm import _sdcor, parameter_names_glmm
+
+    if nsim < 1:
+        raise ModelSpecError("nsim must be at least 1")
+    model = result.model
+    _, step = model.initial_theta()
+    task = _Task(
+        model,
+        result.theta,
+        result.beta,
+        math.sqrt(result.scale),
+        step,
+        use_u,
+        tuple(result.b),
+        glmm=True,
+        se=np.sqrt(np.diag(result.vcov_rx)) if model.n_fixef else np.zeros(0),
+    )
+    names = parameter_names_glmm(result)
+    estimates = pd.Series(
+        np.concatenate([_sdcor(model.layout, result.theta), result.beta]), index=names
+    )
+    return _drive(task, names, estimates, nsim, seed, n_jobs, progress, chunk)
+
+
+def _drive(
+    task: _Task,
+    names: list[str],
+    estimates: pd.Series,
+    nsim: int,
+    seed: int | None,
+    n_jobs: int | None,
+    progress: bool,
+    chunk: int | None,
+) -> BootstrapResult:
+    """Run the replicates in this process or in worker processes."""
     seeds = np.random.SeedSequence(seed).spawn(nsim)
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
     n_jobs = min(n_jobs, nsim)

@@ -37,7 +37,7 @@ from ..linalg.assemble import transform_xy
 from ..linalg.cholesky import BlockedCholesky
 
 if TYPE_CHECKING:
-    from ..results import LmerResult
+    from ..results import LmerResult, _MixedResult
 
 __all__ = ["ProfileResult", "confint_profile", "parameter_names", "profile", "sdcor"]
 
@@ -53,7 +53,7 @@ class ProfileWarning(UserWarning):
 # parameterization
 
 
-def parameter_names(result: LmerResult) -> list[str]:
+def parameter_names(result: _MixedResult) -> list[str]:
     """lme4's names (``oldNames = FALSE``): ``sd_(Intercept)|Subject``,
     ``cor_Days.(Intercept)|Subject``, ..., ``sigma``, then the fixed effects."""
     names = []
@@ -478,7 +478,7 @@ def _find_limit(
     return math.inf * direction
 
 
-def _verified_limit(prof: _Profiler, i: int, target: float, bound: float) -> float:
+def _verified_limit(prof: Any, i: int, target: float, bound: float) -> float:
     """The limit where zeta = target, checked by re-evaluating zeta there with random restarts
     of the other parameters; if they find a lower deviance the search is repeated with them."""
     name = prof.names[i]

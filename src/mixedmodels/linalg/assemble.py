@@ -25,6 +25,7 @@ from .blocks import BlockSparse
 
 __all__ = [
     "CrossProducts",
+    "Reweighter",
     "TermData",
     "accumulate",
     "assemble",
@@ -309,3 +310,68 @@ def transform_xy(A: CrossProducts, T: np.ndarray) -> CrossProducts:
     xy = [T @ blk for blk in A.xy]
     xyxy = T @ A.xyxy @ T.T
     return CrossProducts(A.diag, A.off, xy, xyxy, A.n, T.shape[0] - 1, A.sum_log_weights, A.sizes)
+
+
+class Reweighter:
+    """Blocks of A for fixed rows and random-effects structure, with new weights and response.
+
+    Penalized iteratively reweighted least squares forms A = [Z X z]' W [Z X z] once per
+    iteration with new working weights W and working response z. The block patterns and the
+    map from rows to blocks are found here once, so each assembly is a set of weighted
+    bincounts (no sorting).
+
+    Parameters
+    ----------
+    terms
+        The random-effects terms.
+    X
+        The fixed-effects columns to include (may have no columns).
+    """
+
+    def __init__(self, terms: Sequence[TermData], X: np.ndarray):
+        self.terms = list(terms)
+        self.X = np.ascontiguousarray(X, dtype=float)
+        self.n = X.shape[0]
+        self.pairs: dict[tuple[int, int], tuple[np.ndarray, BlockSparse]] = {}
+        for k in range(len(terms)):
+            for j in range(k):
+                tk, tj = terms[k], terms[j]
+                key = tj.refs.astype(np.int64) * tk.nlevels + tk.refs
+                keys, inverse = np.unique(key, return_inverse=True)
+                cols = keys // tk.nlevels
+                colptr = np.zeros(tj.nlevels + 1, dtype=np.int64)
+                np.cumsum(np.bincount(cols, minlength=tj.nlevels), out=colptr[1:])
+                pattern = BlockSparse(
+                    tk.nlevels,
+                    tj.nlevels,
+                    colptr,
+                    (keys % tk.nlevels).astype(np.int64),
+                    np.empty((len(keys), tk.n_effects, tj.n_effects)),
+                )
+                self.pairs[(k, j)] = (inverse.ravel(), pattern)
+
+    def blocks(self, w: np.ndarray, z: np.ndarray) -> CrossProducts:
+        """A with weights ``w`` and response ``z``."""
+        terms = self.terms
+        diag = [_diag_block(t, w) for t in terms]
+        off = {}
+        for (k, j), (inverse, pattern) in self.pairs.items():
+            tk, tj = terms[k], terms[j]
+            vals = np.empty_like(pattern.data)
+            for a in range(tk.n_effects):
+                for b in range(tj.n_effects):
+                    vals[:, a, b] = _bincount(inverse, _prod(w, tk.zrow(a), tj.zrow(b)), len(vals))
+            off[(k, j)] = pattern.with_data(vals)
+        XY = np.column_stack([self.X, z]) if self.X.shape[1] else z[:, None]
+        xy = [_xy_block(t, XY, w) for t in terms]
+        xyxy = (XY * w[:, None]).T @ XY
+        return CrossProducts(
+            diag,
+            off,
+            xy,
+            xyxy,
+            self.n,
+            self.X.shape[1],
+            0.0,
+            [(t.nlevels, t.n_effects) for t in terms],
+        )

@@ -1,0 +1,15 @@
+# lme4::glmer on cbpp (binomial counts, herd random intercept, Laplace), timed.
+# Usage: Rscript glmer_cbpp.R [REPEATS]  -> prints one JSON line {"seconds": ..., ...}
+# "seconds" is the median elapsed time of REPEATS (default 3) fits in this R process.
+suppressPackageStartupMessages(library(lme4))
+args <- commandArgs(trailingOnly = TRUE)
+reps <- if (length(args)) as.integer(args[1]) else 3L
+times <- numeric(reps)
+for (i in seq_len(reps)) {
+  times[i] <- system.time(
+    m <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), data = cbpp,
+               family = binomial))[["elapsed"]]
+}
+cat(sprintf('{"seconds": %.4f, "times": [%s], "loglik": %.10f, "lme4": "%s"}\n', median(times),
+            paste(sprintf("%.4f", times), collapse = ", "), as.numeric(logLik(m)),
+            as.character(packageVersion("lme4"))))

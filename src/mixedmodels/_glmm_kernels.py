@@ -1,0 +1,794 @@
+"""Compiled PIRLS, Laplace and adaptive-quadrature criteria for GLMMs with scalar terms.
+
+Models whose random-effects terms are all scalar (``(1 | g)``, ``(1 | g) + (1 | h)``,
+``(0 + x | g)``, ...) are the bulk of GLMMs in practice. For them the penalized weighted
+least-squares system has a diagonal first block (the term with the most levels) and a small
+remaining part, so one PIRLS iteration is: one pass over the rows to form the weights and the
+blocks, a diagonal solve, a dense Schur complement of the remaining random effects (and of the
+fixed effects when they are estimated inside PIRLS) and its Cholesky factor. The whole
+evaluation of the criterion runs here, without returning to Python between iterations.
+
+The family and link are integer codes; every function reproduces the Python definitions in
+:mod:`mixedmodels.families` (R's ``stats::family``) term for term, so both paths give the same
+criterion to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+# family codes
+BINOMIAL, POISSON, GAMMA, INVERSE_GAUSSIAN, GAUSSIAN = 0, 1, 2, 3, 4
+# link codes
+LOGIT, PROBIT, CAUCHIT, CLOGLOG, LOG, IDENTITY, INVERSE, SQRT, INVERSE_SQUARE = range(9)
+
+FAMILY_CODES = {
+    "binomial": BINOMIAL,
+    "poisson": POISSON,
+    "Gamma": GAMMA,
+    "inverse.gaussian": INVERSE_GAUSSIAN,
+    "gaussian": GAUSSIAN,
+}
+LINK_CODES = {
+    "logit": LOGIT,
+    "probit": PROBIT,
+    "cauchit": CAUCHIT,
+    "cloglog": CLOGLOG,
+    "log": LOG,
+    "identity": IDENTITY,
+    "inverse": INVERSE,
+    "sqrt": SQRT,
+    "1/mu^2": INVERSE_SQUARE,
+}
+
+_EPS = float(np.finfo(float).eps)
+_THRESH = 30.0
+_PROBIT_THRESH = 8.125890664701906  # -qnorm(eps)
+_CAUCHIT_THRESH = float(np.tan(np.pi * (0.5 - _EPS)))  # qcauchy(1 - eps)
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+DRIFT_ITERATIONS = 25
+
+STATUS_OK = 0
+STATUS_NOT_FACTORED = 1
+STATUS_NONFINITE = 2
+STATUS_NO_DECREASE = 3
+STATUS_MAXIT = 4
+
+
+def _jit(func):
+    return nb.njit(cache=True, nogil=True)(func)
+
+
+# -- links -----------------------------------------------------------------------------------
+@_jit
+def _expit(x):  # pragma: no cover - compiled
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@_jit
+def linkinv(link, eta):  # pragma: no cover - compiled
+    if link == LOGIT:
+        if eta < -_THRESH:
+            return _EPS
+        if eta > _THRESH:
+            return 1.0 - _EPS
+        return _expit(eta)
+    if link == PROBIT:
+        x = min(max(eta, -_PROBIT_THRESH), _PROBIT_THRESH)
+        return 0.5 * math.erfc(-x / _SQRT2)
+    if link == CAUCHIT:
+        x = min(max(eta, -_CAUCHIT_THRESH), _CAUCHIT_THRESH)
+        return 0.5 + math.atan(x) / math.pi
+    if link == CLOGLOG:
+        v = -math.expm1(-math.exp(eta))
+        return min(max(v, _EPS), 1.0 - _EPS)
+    if link == LOG:
+        return max(math.exp(eta), _EPS)
+    if link == IDENTITY:
+        return eta
+    if link == INVERSE:
+        return 1.0 / eta
+    if link == SQRT:
+        return eta * eta
+    return 1.0 / math.sqrt(eta)
+
+
+@_jit
+def mu_eta(link, eta):  # pragma: no cover - compiled
+    if link == LOGIT:
+        if abs(eta) > _THRESH:
+            return _EPS
+        e = math.exp(-abs(eta))
+        return e / ((1.0 + e) * (1.0 + e))
+    if link == PROBIT:
+        return max(_INV_SQRT_2PI * math.exp(-0.5 * eta * eta), _EPS)
+    if link == CAUCHIT:
+        return max(1.0 / (math.pi * (1.0 + eta * eta)), _EPS)
+    if link == CLOGLOG:
+        x = min(eta, 700.0)
+        return max(math.exp(x) * math.exp(-math.exp(x)), _EPS)
+    if link == LOG:
+        return max(math.exp(eta), _EPS)
+    if link == IDENTITY:
+        return 1.0
+    if link == INVERSE:
+        return -1.0 / (eta * eta)
+    if link == SQRT:
+        return 2.0 * eta
+    return -1.0 / (2.0 * eta**1.5)
+
+
+@_jit
+def mu_eta_at(link, eta, mu):  # pragma: no cover - compiled
+    """d mu / d eta given mu = linkinv(eta) too (saves the exponential for logit and log)."""
+    if link == LOGIT:
+        if abs(eta) > _THRESH:
+            return _EPS
+        return mu * (1.0 - mu)
+    if link == LOG:
+        return mu
+    return mu_eta(link, eta)
+
+
+@_jit
+def mu_eta2(link, eta):  # pragma: no cover - compiled
+    if link == LOGIT:
+        m = _expit(eta)
+        return m * (1.0 - m) * (1.0 - 2.0 * m)
+    if link == PROBIT:
+        return -eta * _INV_SQRT_2PI * math.exp(-0.5 * eta * eta)
+    if link == CAUCHIT:
+        d = 1.0 + eta * eta
+        return -2.0 * eta / (math.pi * d * d)
+    if link == CLOGLOG:
+        e = math.exp(min(eta, 700.0))
+        return e * math.exp(-e) * (1.0 - e)
+    if link == LOG:
+        return math.exp(eta)
+    if link == IDENTITY:
+        return 0.0
+    if link == INVERSE:
+        return 2.0 / eta**3
+    if link == SQRT:
+        return 2.0
+    return 0.75 / eta**2.5
+
+
+# -- families --------------------------------------------------------------------------------
+@_jit
+def variance(fam, mu):  # pragma: no cover - compiled
+    if fam == BINOMIAL:
+        return mu * (1.0 - mu)
+    if fam == POISSON:
+        return mu
+    if fam == GAMMA:
+        return mu * mu
+    if fam == INVERSE_GAUSSIAN:
+        return mu**3
+    return 1.0
+
+
+@_jit
+def variance_deriv(fam, mu):  # pragma: no cover - compiled
+    if fam == BINOMIAL:
+        return 1.0 - 2.0 * mu
+    if fam == POISSON:
+        return 1.0
+    if fam == GAMMA:
+        return 2.0 * mu
+    if fam == INVERSE_GAUSSIAN:
+        return 3.0 * mu * mu
+    return 0.0
+
+
+@_jit
+def _ylogy(y, mu):  # pragma: no cover - compiled
+    if y > 0:
+        return y * math.log(y / mu)
+    return 0.0
+
+
+@_jit
+def dev_resid(fam, y, mu, wt):  # pragma: no cover - compiled
+    if fam == BINOMIAL:
+        return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
+    if fam == POISSON:
+        return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
+    if fam == GAMMA:
+        ratio = 1.0 if y == 0 else y / mu
+        return -2.0 * wt * (math.log(ratio) - (y - mu) / mu)
+    if fam == INVERSE_GAUSSIAN:
+        return wt * (y - mu) * (y - mu) / (y * mu * mu)
+    return wt * (y - mu) * (y - mu)
+
+
+@_jit
+def aic(fam, y, mu, wt, a1, a2, const, dev):  # pragma: no cover - compiled
+    """-2 log-likelihood with constants (R's family$aic); a1, a2, const are precomputed
+    per family (see :func:`aic_terms`)."""
+    n = y.shape[0]
+    if fam == BINOMIAL:
+        s = const
+        for i in range(n):
+            if a1[i] != 0.0:
+                s += a1[i] * math.log(mu[i])
+            if a2[i] != 0.0:
+                s += a2[i] * math.log1p(-mu[i])
+        return -2.0 * s
+    if fam == POISSON:
+        s = -const
+        for i in range(n):
+            s += wt[i] * (-mu[i])
+            if y[i] != 0.0:
+                s += wt[i] * y[i] * math.log(mu[i])
+        return -2.0 * s
+    if fam == GAMMA:
+        sw = 0.0
+        for i in range(n):
+            sw += wt[i]
+        disp = dev / sw
+        shape = 1.0 / disp
+        lg = math.lgamma(shape)
+        s = 0.0
+        for i in range(n):
+            sc = mu[i] * disp
+            s += wt[i] * ((shape - 1.0) * math.log(y[i]) - y[i] / sc - lg - shape * math.log(sc))
+        return -2.0 * s + 2.0
+    if fam == INVERSE_GAUSSIAN:
+        sw = 0.0
+        for i in range(n):
+            sw += wt[i]
+        return sw * (math.log(dev / sw * 2.0 * math.pi) + 1.0) + const + 2.0
+    return n * (math.log(2.0 * math.pi * dev / n) + 1.0) + 2.0 - const
+
+
+# -- the penalized weighted least-squares system ------------------------------------------------
+@_jit
+def _solve_system(
+    w, s, u, X, refs, zv, lam, off, q1, upd, cptr, ccol, nu, pos, dense, D1, Cv, E, step
+):  # pragma: no cover - compiled
+    """Form H = [Lambda'Z'WZLambda + I, Lambda'Z'WX; X'WZLambda, X'WX] (X only if ``upd``) and the
+    right side Lambda'Z's - u (X's), factor H and write the Newton step into ``step``.
+
+    The first term's block is diagonal (D1). The block C below it is stored by the first term's
+    levels (row lv of C' holds columns ``ccol[cptr[lv]:cptr[lv + 1]]``: the other terms' levels
+    that share rows with level lv, ``nu[lv]`` of them, then the fixed effects), ``pos[k - 1, i]``
+    is where row i of term k lands. With ``dense`` every level lists all columns, so C' is a
+    dense q1 x (qr + p) matrix and the Schur complement is one matrix product. The rest, E, is
+    dense; on return it holds its Cholesky factor after the Schur complement. Returns
+    (ok, log|L_Z|^2).
+    """
+    n = w.shape[0]
+    K = refs.shape[0]
+    q = off[K]
+    qr = q - q1
+    p = X.shape[1] if upd else 0
+    m = qr + p
+    g1 = np.empty(q1)
+    g2 = np.zeros(m)
+    for lv in range(q1):
+        D1[lv] = 1.0
+        g1[lv] = -u[lv]
+    for t in range(Cv.shape[0]):
+        Cv[t] = 0.0
+    for a in range(m):
+        for b in range(m):
+            E[a, b] = 0.0
+    for a in range(qr):
+        E[a, a] = 1.0
+        g2[a] = -u[q1 + a]
+    # one pass over the rows for the random-effects parts; the other terms' levels of row i are
+    # computed on the fly (no scratch arrays, which would keep values out of registers)
+    ku = K - 1
+    for i in range(n):
+        wi = w[i]
+        si = s[i]
+        l0 = refs[0, i]
+        v0 = lam[0] * zv[0, i]
+        D1[l0] += wi * v0 * v0
+        g1[l0] += v0 * si
+        wv0 = wi * v0
+        for a in range(ku):
+            ia = off[a + 1] - q1 + refs[a + 1, i]
+            va = lam[a + 1] * zv[a + 1, i]
+            Cv[pos[a, i]] += wv0 * va
+            g2[ia] += va * si
+            wva = wi * va
+            for b in range(a):
+                ib = off[b + 1] - q1 + refs[b + 1, i]
+                E[ia, ib] += wva * lam[b + 1] * zv[b + 1, i]
+            E[ia, ia] += wva * va
+    if p > 0:
+        # the fixed-effects columns: C's block by the first term's levels, E's blocks with the
+        # other terms, then X'WX and X's by matrix products
+        for i in range(n):
+            wi = w[i]
+            l0 = refs[0, i]
+            wv0 = wi * lam[0] * zv[0, i]
+            xbase = cptr[l0] + nu[l0]
+            for j in range(p):
+                Cv[xbase + j] += wv0 * X[i, j]
+            for a in range(ku):
+                ia = off[a + 1] - q1 + refs[a + 1, i]
+                wva = wi * lam[a + 1] * zv[a + 1, i]
+                for j in range(p):
+                    E[qr + j, ia] += wva * X[i, j]
+        WX = np.empty((n, p))
+        for i in range(n):
+            for j in range(p):
+                WX[i, j] = w[i] * X[i, j]
+        XtWX = np.dot(WX.T.copy(), X)
+        Xs = np.dot(s, X)
+        for j in range(p):
+            g2[qr + j] += Xs[j]
+            for jj in range(j + 1):
+                E[qr + j, qr + jj] += XtWX[j, jj]
+    logdet = 0.0
+    for lv in range(q1):
+        d = D1[lv]
+        if not d > 0.0:
+            return False, 0.0
+        d = math.sqrt(d)
+        D1[lv] = d
+        logdet += 2.0 * math.log(d)
+        g1[lv] /= d
+        end = cptr[lv] + nu[lv] + p
+        for t in range(cptr[lv], end):
+            Cv[t] /= d
+    if m == 0:
+        for lv in range(q1):
+            step[lv] = g1[lv] / D1[lv]
+        return True, logdet
+    # Schur complement E - C'C and the right side g2 - C' y1
+    Cd = np.empty((0, 0))
+    if dense:
+        stride = X.shape[1] + qr
+        Cd = np.empty((q1, m))
+        for lv in range(q1):
+            for a in range(m):
+                Cd[lv, a] = Cv[lv * stride + a]
+        Ct = Cd.T.copy()
+        for a in range(m):
+            for b in range(a + 1, m):
+                E[a, b] = E[b, a]
+        E -= np.dot(Ct, Cd)
+        g2 -= np.dot(Ct, g1)
+    else:
+        for lv in range(q1):
+            start = cptr[lv]
+            end = start + nu[lv] + p
+            gl = g1[lv]
+            for t in range(start, end):
+                ct = ccol[t]
+                vt = Cv[t]
+                g2[ct] -= vt * gl
+                for t2 in range(start, t + 1):
+                    E[ct, ccol[t2]] -= vt * Cv[t2]
+        for a in range(m):
+            for b in range(a + 1, m):
+                E[a, b] = E[b, a]
+    try:
+        L = np.linalg.cholesky(E)
+    except Exception:  # numba raises LinAlgError for an indefinite matrix
+        return False, 0.0
+    for a in range(qr):
+        logdet += 2.0 * math.log(L[a, a])
+    for a in range(m):
+        acc = g2[a]
+        for b in range(a):
+            acc -= L[a, b] * g2[b]
+        g2[a] = acc / L[a, a]
+    for a in range(m - 1, -1, -1):
+        acc = g2[a]
+        for b in range(a + 1, m):
+            acc -= L[b, a] * g2[b]
+        g2[a] = acc / L[a, a]
+    if dense:
+        x1 = g1 - np.dot(Cd, g2)
+        for lv in range(q1):
+            step[lv] = x1[lv] / D1[lv]
+    else:
+        for lv in range(q1):
+            acc = g1[lv]
+            for t in range(cptr[lv], cptr[lv] + nu[lv] + p):
+                acc -= Cv[t] * g2[ccol[t]]
+            step[lv] = acc / D1[lv]
+    for a in range(m):
+        step[q1 + a] = g2[a]
+    for a in range(m):
+        for b in range(m):
+            E[a, b] = L[a, b]
+    return True, logdet
+
+
+@_jit
+def _weights(fam, link, canonical, observed, y, mu, eta, wt, w, s):  # pragma: no cover
+    """Working weights (Fisher, or Newton's with ``observed``) and scores d loglik / d eta.
+    Returns the largest Fisher weight."""
+    n = y.shape[0]
+    wmax = 0.0
+    for i in range(n):
+        d1 = mu_eta_at(link, eta[i], mu[i])
+        v = variance(fam, mu[i])
+        wf = wt[i] * d1 * d1 / v
+        wmax = max(wmax, wf)
+        s[i] = wt[i] * (y[i] - mu[i]) * d1 / v
+        if observed and not canonical:
+            d2 = mu_eta2(link, eta[i])
+            w[i] = wf - wt[i] * (y[i] - mu[i]) * (d2 * v - d1 * d1 * variance_deriv(fam, mu[i])) / (
+                v * v
+            )
+        else:
+            w[i] = wf
+    # floor the weights (see glmm._floor_weights)
+    floor = 1e-10 * wmax
+    for i in range(n):
+        if wt[i] > 0 and w[i] < floor and not observed:
+            w[i] = floor
+    return wmax
+
+
+@_jit
+def _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu):  # pragma: no cover
+    """Linear predictor, means and penalized deviance at (u, beta), in one pass over the rows."""
+    n = y.shape[0]
+    p = beta.shape[0]
+    K = refs.shape[0]
+    d = 0.0
+    for i in range(n):
+        e = offset[i]
+        for j in range(p):
+            e += X[i, j] * beta[j]
+        for k in range(K):
+            e += lam[k] * zv[k, i] * u[off[k] + refs[k, i]]
+        eta[i] = e
+        m = linkinv(link, e)
+        mu[i] = m
+        d += dev_resid(fam, y[i], m, wt[i])
+    for j in range(u.shape[0]):
+        d += u[j] * u[j]
+    return d
+
+
+@_jit
+def pirls(
+    fam,
+    link,
+    canonical,
+    y,
+    wt,
+    offset,
+    X,
+    refs,
+    zv,
+    lam,
+    off,
+    q1,
+    cptr,
+    ccol,
+    nu,
+    pos,
+    dense,
+    u,
+    beta,
+    upd,
+    tol,
+    tol_step,
+    maxit,
+    eta,
+    mu,
+    D1,
+    Cv,
+    E,
+):  # pragma: no cover - compiled
+    """Penalized iteratively reweighted least squares; u (and beta when ``upd``) are updated in
+    place, eta and mu hold the result and D1, Cv, E the factor at the Fisher weights of the mode.
+
+    Returns (status, log|L_Z|^2, penalized deviance).
+    """
+    n = y.shape[0]
+    q = u.shape[0]
+    p = beta.shape[0] if upd else 0
+    w = np.empty(n)
+    s = np.empty(n)
+    step = np.empty(q + p)
+    u_new = np.empty(q)
+    b_new = beta.copy()
+    eta_new = np.empty(n)
+    mu_new = np.empty(n)
+    pdev_old = _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu)
+    tol_s = tol_step if canonical else tol_step * 1e-4
+    converged = False
+    for it in range(maxit):
+        ok = False
+        if not canonical:
+            wmax = _weights(fam, link, canonical, True, y, mu, eta, wt, w, s)
+            positive = True
+            for i in range(n):
+                if not w[i] > 1e-8 * wmax:
+                    positive = False
+                    break
+            if positive:
+                ok, _ld = _solve_system(
+                    w,
+                    s,
+                    u,
+                    X,
+                    refs,
+                    zv,
+                    lam,
+                    off,
+                    q1,
+                    upd,
+                    cptr,
+                    ccol,
+                    nu,
+                    pos,
+                    dense,
+                    D1,
+                    Cv,
+                    E,
+                    step,
+                )
+        if not ok:
+            _weights(fam, link, canonical, False, y, mu, eta, wt, w, s)
+            ok, _ld = _solve_system(
+                w, s, u, X, refs, zv, lam, off, q1, upd, cptr, ccol, nu, pos, dense, D1, Cv, E, step
+            )
+            if not ok:
+                return STATUS_NOT_FACTORED, 0.0, 0.0
+        size = 0.0
+        for j in range(q):
+            u_new[j] = u[j] + step[j]
+            size = max(size, abs(step[j]))
+        for j in range(p):
+            b_new[j] = beta[j] + step[q + j]
+            size = max(size, abs(step[q + j]))
+        pdev = _trial(
+            fam, link, y, wt, offset, X, b_new, refs, zv, lam, off, u_new, eta_new, mu_new
+        )
+        small = size <= tol_s and math.isfinite(pdev)
+        halvings = 0
+        # an increase at the level of rounding is not a reason to halve
+        slack = 1e-12 * max(1.0, abs(pdev_old))
+        while not small and (not math.isfinite(pdev) or pdev > pdev_old + slack) and halvings < 20:
+            for j in range(q):
+                u_new[j] = 0.5 * (u_new[j] + u[j])
+            for j in range(p):
+                b_new[j] = 0.5 * (b_new[j] + beta[j])
+            pdev = _trial(
+                fam, link, y, wt, offset, X, b_new, refs, zv, lam, off, u_new, eta_new, mu_new
+            )
+            halvings += 1
+        if not math.isfinite(pdev):
+            return STATUS_NONFINITE, 0.0, 0.0
+        if not small and pdev - pdev_old > tol * max(1.0, abs(pdev)):
+            return STATUS_NO_DECREASE, 0.0, 0.0
+        settled = abs(pdev_old - pdev) <= tol * max(abs(pdev), 1.0)
+        # separation: the estimates drift off with steps that do not shrink (see glmm.py)
+        converged = settled and (small or it >= DRIFT_ITERATIONS)
+        for j in range(q):
+            u[j] = u_new[j]
+        for j in range(p):
+            beta[j] = b_new[j]
+        for i in range(n):
+            eta[i] = eta_new[i]
+            mu[i] = mu_new[i]
+        pdev_old = pdev
+        if converged:
+            break
+    if not converged:
+        return STATUS_MAXIT, 0.0, 0.0
+    _weights(fam, link, canonical, False, y, mu, eta, wt, w, s)
+    ok, logdet = _solve_system(
+        w, s, u, X, refs, zv, lam, off, q1, upd, cptr, ccol, nu, pos, dense, D1, Cv, E, step
+    )
+    if not ok:
+        return STATUS_NOT_FACTORED, 0.0, 0.0
+    return STATUS_OK, logdet, pdev_old
+
+
+@_jit
+def laplace(
+    fam,
+    link,
+    canonical,
+    y,
+    wt,
+    offset,
+    X,
+    refs,
+    zv,
+    lam,
+    off,
+    q1,
+    cptr,
+    ccol,
+    nu,
+    pos,
+    dense,
+    u,
+    beta,
+    upd,
+    tol,
+    tol_step,
+    maxit,
+    a1,
+    a2,
+    const,
+    c0,
+):  # pragma: no cover - compiled
+    """lme4's Laplace criterion log|L_Z|^2 + ||u||^2 + aic(y, mu) after PIRLS.
+
+    For the binomial and Poisson families aic(y, mu) = deviance(y, mu) + c0 with c0 depending
+    on y only, so the criterion is log|L_Z|^2 + penalized deviance + c0.
+    """
+    n = y.shape[0]
+    q = u.shape[0]
+    m = q - q1 + (X.shape[1] if upd else 0)
+    eta = np.empty(n)
+    mu = np.empty(n)
+    D1 = np.empty(q1)
+    Cv = np.empty(ccol.shape[0])
+    E = np.empty((m, m))
+    status, logdet, pdev = pirls(
+        fam,
+        link,
+        canonical,
+        y,
+        wt,
+        offset,
+        X,
+        refs,
+        zv,
+        lam,
+        off,
+        q1,
+        cptr,
+        ccol,
+        nu,
+        pos,
+        dense,
+        u,
+        beta,
+        upd,
+        tol,
+        tol_step,
+        maxit,
+        eta,
+        mu,
+        D1,
+        Cv,
+        E,
+    )
+    if status != STATUS_OK:
+        return status, math.inf
+    if fam == BINOMIAL or fam == POISSON:
+        return STATUS_OK, logdet + pdev + c0
+    uu = 0.0
+    for j in range(q):
+        uu += u[j] * u[j]
+    dev = pdev - uu
+    return STATUS_OK, logdet + uu + aic(fam, y, mu, wt, a1, a2, const, dev)
+
+
+@_jit
+def _canonical(fam, link):  # pragma: no cover - compiled
+    if fam == BINOMIAL:
+        return link == LOGIT
+    if fam == POISSON:
+        return link == LOG
+    if fam == GAMMA:
+        return link == INVERSE
+    if fam == INVERSE_GAUSSIAN:
+        return link == INVERSE_SQUARE
+    return link == IDENTITY
+
+
+@_jit
+def agq(
+    fam,
+    link,
+    y,
+    wt,
+    offset,
+    X,
+    refs,
+    zv,
+    lam,
+    off,
+    cptr,
+    ccol,
+    nu,
+    pos,
+    dense,
+    u,
+    beta,
+    tol,
+    tol_step,
+    maxit,
+    nodes,
+    weights,
+):  # pragma: no cover - compiled
+    """Adaptive Gauss-Hermite deviance for one scalar term (lme4's glmerAGQ), beta fixed."""
+    n = y.shape[0]
+    q = u.shape[0]
+    eta = np.empty(n)
+    mu = np.empty(n)
+    D1 = np.empty(q)
+    Cv = np.empty(ccol.shape[0])
+    E = np.empty((0, 0))
+    status, logdet, _pdev = pirls(
+        fam,
+        link,
+        _canonical(fam, link),
+        y,
+        wt,
+        offset,
+        X,
+        refs,
+        zv,
+        lam,
+        off,
+        q,
+        cptr,
+        ccol,
+        nu,
+        pos,
+        dense,
+        u,
+        beta,
+        False,
+        tol,
+        tol_step,
+        maxit,
+        eta,
+        mu,
+        D1,
+        Cv,
+        E,
+    )
+    if status != STATUS_OK:
+        return status, math.inf
+    devc0 = np.empty(q)
+    for lv in range(q):
+        devc0[lv] = u[lv] * u[lv]
+    for i in range(n):
+        devc0[refs[0, i]] += dev_resid(fam, y[i], mu[i], wt[i])
+    base = np.empty(n)
+    for i in range(n):
+        e = offset[i]
+        for j in range(beta.shape[0]):
+            e += X[i, j] * beta[j]
+        base[i] = e
+    mult = np.zeros(q)
+    devc = np.empty(q)
+    uk = np.empty(q)
+    T = lam[0]
+    for k in range(nodes.shape[0]):
+        zk = nodes[k]
+        if zk == 0.0:
+            for lv in range(q):
+                mult[lv] += weights[k]
+            continue
+        for lv in range(q):
+            uk[lv] = u[lv] + zk / D1[lv]
+            devc[lv] = uk[lv] * uk[lv]
+        for i in range(n):
+            lv = refs[0, i]
+            m_i = linkinv(link, base[i] + T * uk[lv] * zv[0, i])
+            devc[lv] += dev_resid(fam, y[i], m_i, wt[i])
+        for lv in range(q):
+            mult[lv] += weights[k] * math.exp(-0.5 * (devc[lv] - devc0[lv]) + 0.5 * zk * zk)
+    total = logdet
+    for lv in range(q):
+        total += devc0[lv] - 2.0 * math.log(mult[lv])
+    return STATUS_OK, total

@@ -1,0 +1,893 @@
+r"""Generalized linear mixed models: PIRLS, the Laplace approximation, adaptive quadrature.
+
+The model: y_i | b ~ family(mu_i), g(mu) = eta = X beta + Z b + o, b = Lambda(theta) u,
+u ~ N(0, I) (Bates et al. 2015; lme4's ``glmer``; MixedModels.jl's ``GeneralizedLinearMixedModel``).
+
+**PIRLS.** For given theta (and beta, or with beta estimated alongside u) the conditional modes
+of u maximize the penalized log-likelihood. Each iteration forms working weights
+w = w_prior (d mu/d eta)^2 / V(mu) and the working response z = eta - o + (y - mu)/(d mu/d eta),
+solves the penalized weighted least-squares problem with the blocked Cholesky factorization of
+the linear mixed model (the blocks of A are re-formed with the new weights: PIRLS is the one
+place a GLMM touches the rows at every step), and halves the step while the penalized deviance
+sum(d_i) + ||u||^2 increases.
+
+**Laplace approximation** (nAGQ = 1), lme4's criterion:
+
+.. math:: -2\ell(\theta,\beta) \approx \log|L_Z|^2 + \|\tilde u\|^2 + \mathrm{aic}(y, \tilde\mu)
+
+where aic is the family's -2 conditional log-likelihood (with its normalizing constants).
+
+**Adaptive Gauss-Hermite quadrature** (nAGQ > 1, one scalar random-effects term): the integral
+over each group's effect is evaluated at nAGQ nodes centred on the mode and scaled by 1 / L_ii,
+as lme4's ``glmerAGQ`` (whose deviance, like lme4's, uses deviance residuals and so omits the
+family's normalizing constants).
+
+**Optimization** (as lme4): stage 1 (nAGQ = 0) optimizes theta with beta estimated inside
+PIRLS; for nAGQ >= 1 stage 2 then optimizes (theta, beta) jointly with PIRLS over u only. Both
+stages use BOBYQA.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelSpecError
+from .families import Binomial, Family, get_family
+from .formula.design import ArrayLike, Design, build_design
+from .linalg.assemble import Reweighter, TermData
+from .linalg.cholesky import BlockedCholesky, ThetaLayout
+from .optim import OptSummary, minimize_theta
+
+__all__ = ["GeneralizedLinearMixedModel", "PirlsError", "glmer"]
+
+
+class PirlsError(ModelSpecError):
+    """Penalized iteratively reweighted least squares did not converge."""
+
+
+#: PIRLS iterations after which a settled deviance ends the iteration even if the steps stay
+#: large (separation)
+_DRIFT_ITERATIONS = 25
+
+_PIRLS_MESSAGES = {
+    1: "the penalized weighted least-squares system could not be factored",
+    2: "PIRLS produced a non-finite deviance",
+    3: "PIRLS step-halvings failed to reduce the deviance",
+    4: "PIRLS did not converge in the maximum number of iterations",
+}
+
+
+def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of the n-point Gauss-Hermite rule for the standard normal density
+    (weights sum to 1)."""
+    from numpy.polynomial.hermite_e import hermegauss
+
+    z, w = hermegauss(n)
+    return z, w / math.sqrt(2 * math.pi)
+
+
+@dataclass
+class _State:
+    """PIRLS state kept between evaluations (warm starts)."""
+
+    u: np.ndarray
+    beta: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class GeneralizedLinearMixedModel:
+    """A generalized linear mixed model ready to be fitted (see :func:`glmer`).
+
+    Attributes
+    ----------
+    design
+        The evaluated formula.
+    family
+        Response distribution and link.
+    trials
+        Binomial numbers of trials per row (``n`` in R's binomial family; 1 otherwise).
+    prior_weights
+        Prior weights (times the trials for a ``cbind`` response, as R).
+    offset
+        Offset of the linear predictor (zeros if none).
+    nAGQ
+        0 (beta inside PIRLS), 1 (Laplace) or the number of quadrature nodes.
+    """
+
+    design: Design
+    family: Family
+    trials: np.ndarray
+    prior_weights: np.ndarray
+    offset: np.ndarray
+    nAGQ: int
+    layout: ThetaLayout
+    terms_data: tuple[TermData, ...]
+    tol_pirls: float = 1e-7
+    tol_step: float = 1e-6
+    maxit_pirls: int = 100
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_design(
+        cls, design: Design, family: Family, nAGQ: int = 1
+    ) -> GeneralizedLinearMixedModel:
+        if not isinstance(nAGQ, int | np.integer) or nAGQ < 0 or nAGQ > 25:
+            raise ModelSpecError("nAGQ must be an integer from 0 to 25")
+        if nAGQ > 1 and (len(design.terms) != 1 or design.terms[0].n_effects != 1):
+            raise ModelSpecError(
+                "nAGQ > 1 (adaptive Gauss-Hermite quadrature) is only available for models with a "
+                "single scalar random-effects term such as (1 | g); use nAGQ=1 (Laplace)"
+            )
+        n = design.nobs
+        prior = np.ones(n) if design.weights is None else design.weights.copy()
+        if design.trials is not None:
+            if not isinstance(family, Binomial):
+                raise ModelSpecError(
+                    "a cbind(successes, failures) response needs family='binomial'"
+                )
+            trials = design.trials.copy()
+            prior = prior * trials
+        else:
+            trials = np.ones(n)
+        family.check(design.y, trials, prior, design.response_name)
+        if not family.established:
+            warnings.warn(
+                f"the {family.name} family is fitted with lme4's Laplace criterion, whose accuracy "
+                f"for families with a scale parameter is not established",
+                UserWarning,
+                stacklevel=3,
+            )
+        offset = np.zeros(n) if design.offset is None else design.offset.copy()
+        terms_data = tuple(TermData(t.refs, t.z, t.nlevels, t.n_effects) for t in design.terms)
+        return cls(
+            design=design,
+            family=family,
+            trials=trials,
+            prior_weights=prior,
+            offset=offset,
+            nAGQ=int(nAGQ),
+            layout=ThetaLayout(tuple(t.n_effects for t in design.terms)),
+            terms_data=terms_data,
+        )
+
+    @classmethod
+    def from_formula(
+        cls,
+        formula: str,
+        data: Any,
+        family: str | Family = "binomial",
+        *,
+        link: str | None = None,
+        nAGQ: int = 1,
+        weights: str | ArrayLike | None = None,
+        offset: str | ArrayLike | None = None,
+    ) -> GeneralizedLinearMixedModel:
+        fam = get_family(family, link)
+        design = build_design(
+            formula,
+            data,
+            weights=weights,
+            offset=offset,
+            factor_response=isinstance(fam, Binomial),
+            residual_variance=fam.has_scale,
+        )
+        return cls.from_design(design, fam, nAGQ)
+
+    def with_response(self, y: np.ndarray) -> GeneralizedLinearMixedModel:
+        """The same model with a new response (proportions for binomial), for the bootstrap."""
+        y = np.asarray(y, dtype=float)
+        # what does not depend on the response is shared
+        cache = {k: v for k, v in self._cache.items() if k in ("rw_x", "rw_0", "gh")}
+        new = replace(self, design=replace(self.design, y=y), _cache=cache)
+        fast = self._cache.get("fast")
+        if fast is not None:
+            new._cache["fast"] = {**fast, **new._response_parts()}
+        return new
+
+    def with_nAGQ(self, nAGQ: int) -> GeneralizedLinearMixedModel:
+        return (
+            GeneralizedLinearMixedModel.from_design(self.design, self.family, nAGQ)
+            if nAGQ != self.nAGQ
+            else self
+        )
+
+    # -- sizes and names ------------------------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    @property
+    def n_fixef(self) -> int:
+        return self.design.X.shape[1]
+
+    @property
+    def ntheta(self) -> int:
+        return self.layout.ntheta
+
+    @property
+    def q(self) -> int:
+        return sum(t.n_ranef for t in self.design.terms)
+
+    @property
+    def lower_bounds(self) -> np.ndarray:
+        return self.layout.lower_bounds()
+
+    @property
+    def theta_names(self) -> list[str]:
+        names = []
+        for t in self.design.terms:
+            r, c = self.layout.tril_indices(t.n_effects)
+            for i, j in zip(r, c, strict=True):
+                names.append(
+                    f"{t.group_name}.{t.effect_names[i]}"
+                    if i == j
+                    else f"{t.group_name}.{t.effect_names[i]}.{t.effect_names[j]}"
+                )
+        return names
+
+    # -- pieces of PIRLS ------------------------------------------------------------------------
+    def _reweighter(self, with_x: bool) -> Reweighter:
+        key = "rw_x" if with_x else "rw_0"
+        rw = self._cache.get(key)
+        if rw is None:
+            X = self.design.X if with_x else np.zeros((self.nobs, 0))
+            rw = Reweighter(self.terms_data, X)
+            self._cache[key] = rw
+        return rw
+
+    def _workspace(self, with_x: bool) -> BlockedCholesky:
+        key = "ws_x" if with_x else "ws_0"
+        ws = self._cache.get(key)
+        if ws is None:
+            n = self.nobs
+            rw = self._reweighter(with_x)
+            ws = BlockedCholesky(rw.blocks(np.ones(n), np.zeros(n)))
+            self._cache[key] = ws
+        return ws
+
+    def _zb(self, Ts: list[np.ndarray], u: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.nobs)
+        k = 0
+        for j, t in enumerate(self.terms_data):
+            q = t.nlevels * t.n_effects
+            b = u[k : k + q].reshape(t.nlevels, t.n_effects) @ Ts[j].T
+            rows = b[t.refs]
+            out += rows[:, 0] if t.z is None else np.einsum("sn,ns->n", t.z, rows)
+            k += q
+        return out
+
+    def _eta(self, Ts: list[np.ndarray], u: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        eta = self.offset + self._zb(Ts, u)
+        if self.n_fixef:
+            eta = eta + self.design.X @ beta
+        return eta
+
+    def _devres(self, mu: np.ndarray) -> np.ndarray:
+        return self.family.dev_resids(self.design.y, mu, self.prior_weights)
+
+    def initial_state(self) -> _State:
+        """Start of PIRLS: u = 0 and beta from a GLM fit of the fixed effects (IRLS)."""
+        state = self._cache.get("glm_start")
+        if state is None:
+            beta = self._glm_beta()
+            state = _State(np.zeros(self.q), beta)
+            self._cache["glm_start"] = state
+        return _State(state.u.copy(), state.beta.copy())
+
+    def _glm_beta(self) -> np.ndarray:
+        """IRLS for the fixed effects alone (the GLM without random effects)."""
+        fam = self.family
+        y, n, wt = self.design.y, self.trials, self.prior_weights
+        X = self.design.X
+        if X.shape[1] == 0:
+            return np.zeros(0)
+        mu = fam.mustart(y, n, wt)
+        eta = fam.linkfun(mu)
+        beta = np.zeros(X.shape[1])
+        dev_old = math.inf
+        for _ in range(50):
+            mu_eta = fam.mu_eta(eta)
+            w = wt * mu_eta**2 / fam.variance(mu)
+            z = eta - self.offset + (y - mu) / mu_eta
+            sw = np.sqrt(w)
+            beta = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
+            eta = X @ beta + self.offset
+            mu = fam.linkinv(eta)
+            dev = float(np.sum(self._devres(mu)))
+            if abs(dev - dev_old) < 1e-10 * (abs(dev) + 0.1):
+                break
+            dev_old = dev
+        return beta
+
+    def pirls(
+        self, theta: np.ndarray, beta: np.ndarray | None, state: _State
+    ) -> tuple[_State, np.ndarray, BlockedCholesky]:
+        """Conditional modes at theta; beta fixed (given) or estimated alongside u (None).
+
+        Returns the new state, mu and the factorization at the converged working weights.
+        """
+        fam = self.family
+        y = self.design.y
+        wt = self.prior_weights
+        update_beta = beta is None
+        # with a non-canonical link the iteration is Fisher scoring, which converges only
+        # linearly: the step must be much smaller before the error it leaves is negligible
+        tol_step = self.tol_step if fam.canonical else self.tol_step * 1e-4
+        Ts = self.layout.templates(theta)
+        u = state.u.copy()
+        b = state.beta.copy() if update_beta else np.asarray(beta, dtype=float)
+        rw = self._reweighter(update_beta)
+        ws = self._workspace(update_beta)
+        eta = self._eta(Ts, u, b)
+        mu = fam.linkinv(eta)
+        pdev_old = float(np.sum(self._devres(mu)) + u @ u)
+        for it in range(self.maxit_pirls):
+            mu_eta = fam.mu_eta(eta)
+            var = fam.variance(mu)
+            w = _floor_weights(wt * mu_eta**2 / var, wt)
+            score = wt * (y - mu) * mu_eta / var  # d loglik / d eta
+            factored = False
+            if not fam.canonical:
+                # Newton's method (observed information) where its weights are positive:
+                # quadratic convergence where Fisher scoring is only linear
+                w_obs = fam.observed_weights(y, mu, eta, wt)
+                if np.all(w_obs > 1e-8 * np.max(w, initial=0.0)):
+                    factored = self._factor_step(ws, rw, theta, w_obs, eta, score, b, update_beta)
+            if not factored and not self._factor_step(ws, rw, theta, w, eta, score, b, update_beta):
+                raise PirlsError(
+                    "the penalized weighted least-squares system could not be factored"
+                )
+            if update_beta:
+                b_new = ws.beta()
+                u_new = np.concatenate(ws.spherical_modes(b_new)) if self.q else np.zeros(0)
+            else:
+                b_new = b
+                u_new = np.concatenate(ws.spherical_modes(np.zeros(0))) if self.q else np.zeros(0)
+            eta_new = self._eta(Ts, u_new, b_new)
+            mu_new = fam.linkinv(eta_new)
+            pdev = float(np.sum(self._devres(mu_new)) + u_new @ u_new)
+            # size of the full Newton step. Once it is small the iteration is in its quadratic
+            # region and the step is taken as it is: the change of the deviance is then at the
+            # level of rounding, and step-halving on that noise would leave u short of the
+            # mode by about the step, an error that shows in finite-difference derivatives
+            step = float(np.max(np.abs(u_new - u), initial=0.0))
+            if update_beta and b.size:
+                step = max(step, float(np.max(np.abs(b_new - b))))
+            small = step <= tol_step and math.isfinite(pdev)
+            halvings = 0
+            # an increase at the level of rounding is not a reason to halve
+            slack = 1e-12 * max(1.0, abs(pdev_old))
+            while (
+                not small and (not math.isfinite(pdev) or pdev > pdev_old + slack) and halvings < 20
+            ):
+                u_new = 0.5 * (u_new + u)
+                if update_beta:
+                    b_new = 0.5 * (b_new + b)
+                eta_new = self._eta(Ts, u_new, b_new)
+                mu_new = fam.linkinv(eta_new)
+                pdev = float(np.sum(self._devres(mu_new)) + u_new @ u_new)
+                halvings += 1
+            if not math.isfinite(pdev):
+                raise PirlsError("PIRLS produced a non-finite deviance")
+            if not small and pdev - pdev_old > self.tol_pirls * max(1.0, abs(pdev)):
+                raise PirlsError("PIRLS step-halvings failed to reduce the deviance")
+            settled = abs(pdev_old - pdev) <= self.tol_pirls * max(abs(pdev), 1.0)
+            # under (quasi-)complete separation the estimates drift off to infinity with steps
+            # that do not shrink while the deviance no longer changes: stop there, as glm does
+            converged = settled and (small or it >= _DRIFT_ITERATIONS)
+            u, b, eta, mu, pdev_old = u_new, b_new, eta_new, mu_new, pdev
+            if converged:
+                break
+        else:
+            raise PirlsError(f"PIRLS did not converge in {self.maxit_pirls} iterations")
+        # the factorization at the (expected-information) working weights of the mode
+        mu_eta = fam.mu_eta(eta)
+        var = fam.variance(mu)
+        w = _floor_weights(wt * mu_eta**2 / var, wt)
+        self._factor_step(ws, rw, theta, w, eta, wt * (y - mu) * mu_eta / var, b, update_beta)
+        return _State(u, b), mu, ws
+
+    def _factor_step(
+        self,
+        ws: BlockedCholesky,
+        rw: Reweighter,
+        theta: np.ndarray,
+        w: np.ndarray,
+        eta: np.ndarray,
+        score: np.ndarray,
+        b: np.ndarray,
+        update_beta: bool,
+    ) -> bool:
+        """Form and factor the penalized weighted least-squares system with weights w and
+        working response eta - offset + score / w (less X beta when beta is fixed)."""
+        z = eta - self.offset + score / w
+        if not update_beta and self.n_fixef:
+            z = z - self.design.X @ b
+        ws.A = rw.blocks(w, z)
+        return bool(ws.update(theta))
+
+    # -- criteria -----------------------------------------------------------------------------
+    def laplace(
+        self, theta: np.ndarray, beta: np.ndarray | None, state: _State
+    ) -> tuple[float, _State, np.ndarray, BlockedCholesky]:
+        """lme4's Laplace deviance log|L_Z|^2 + ||u||^2 + aic(y, mu) at the conditional modes."""
+        new, mu, ws = self.pirls(theta, beta, state)
+        dev = float(np.sum(self._devres(mu)))
+        aic = self.family.aic(self.design.y, self.trials, mu, self.prior_weights, dev)
+        return ws.logdet_Z() + float(new.u @ new.u) + aic, new, mu, ws
+
+    def agq(
+        self, theta: np.ndarray, beta: np.ndarray, state: _State
+    ) -> tuple[float, _State, np.ndarray, BlockedCholesky]:
+        """Adaptive Gauss-Hermite deviance for one scalar random-effects term (lme4's
+        ``glmerAGQ``)."""
+        new, mu, ws = self.pirls(theta, beta, state)
+        t = self.terms_data[0]
+        refs = t.refs
+        nl = t.nlevels
+        zcol = np.ones(self.nobs) if t.z is None else t.z[0]
+        dres = self._devres(mu)
+        devc0 = new.u**2 + np.bincount(refs, weights=dres, minlength=nl)
+        Ldiag = ws.Ldiag[0][:, 0, 0]
+        sd = 1.0 / Ldiag
+        base = self.offset + (self.design.X @ beta if self.n_fixef else 0.0)
+        nodes, weights = self._gh
+        mult = np.zeros(nl)
+        T = theta[0]
+        for zk, wk in zip(nodes, weights, strict=True):
+            if zk == 0.0:
+                mult += wk
+                continue
+            uk = new.u + zk * sd
+            mu_k = self.family.linkinv(base + T * uk[refs] * zcol)
+            devc = uk**2 + np.bincount(refs, weights=self._devres(mu_k), minlength=nl)
+            mult += wk * np.exp(-0.5 * (devc - devc0) + 0.5 * zk * zk)
+        dev = float(np.sum(devc0) + ws.logdet_Z() - 2.0 * np.sum(np.log(mult)))
+        return dev, new, mu, ws
+
+    # -- compiled criterion for scalar terms -----------------------------------------------------
+    def _fast(self) -> dict[str, Any] | None:
+        """Arrays for the compiled criterion (:mod:`mixedmodels._glmm_kernels`), or None when
+        the model has a vector-valued term or its dense part would be too large."""
+        if "fast" in self._cache:
+            return self._cache["fast"]
+        out = self._fast_data()
+        self._cache["fast"] = out
+        return out
+
+    def _fast_data(self) -> dict[str, Any] | None:
+        from . import _glmm_kernels as K
+
+        terms = self.terms_data
+        fam = self.family
+        if not terms or any(t.n_effects != 1 for t in terms):
+            return None
+        if fam.name not in K.FAMILY_CODES or fam.link.name not in K.LINK_CODES:
+            return None
+        q1 = terms[0].nlevels
+        m = sum(t.nlevels for t in terms[1:]) + self.n_fixef
+        if m > 2000 or q1 * m > 30_000_000:
+            return None
+        n = self.nobs
+        refs = np.ascontiguousarray(np.stack([t.refs for t in terms]).astype(np.int64))
+        zv = np.ascontiguousarray(
+            np.stack(
+                [np.ones(n) if t.z is None else np.asarray(t.z[0], dtype=float) for t in terms]
+            )
+        )
+        off = np.concatenate([[0], np.cumsum([t.nlevels for t in terms])]).astype(np.int64)
+        pattern = _schur_pattern(refs, off, self.n_fixef)
+        return {
+            "fam": K.FAMILY_CODES[fam.name],
+            "link": K.LINK_CODES[fam.link.name],
+            "canonical": bool(fam.canonical),
+            "wt": np.array(self.prior_weights, dtype=float, order="C"),
+            "offset": np.array(self.offset, dtype=float, order="C"),
+            "X": np.array(self.design.X, dtype=float, order="C"),
+            "refs": refs,
+            "zv": zv,
+            "off": off,
+            "q1": int(q1),
+            **pattern,
+            **self._response_parts(),
+        }
+
+    def _response_parts(self) -> dict[str, Any]:
+        """The parts of the compiled criterion's data that depend on the response."""
+        fam = self.family
+        n = self.nobs
+        y, wt, ntr = self.design.y, self.prior_weights, self.trials
+        a1 = np.zeros(n)
+        a2 = np.zeros(n)
+        const = 0.0
+        if fam.name == "binomial":
+            from scipy.special import gammaln
+
+            mtr = ntr if np.any(ntr > 1) else wt
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(mtr > 0, wt / np.where(mtr > 0, mtr, 1.0), 0.0)
+            k = np.round(mtr * y)
+            size = np.round(mtr)
+            a1 = ratio * k
+            a2 = ratio * (size - k)
+            lchoose = gammaln(size + 1) - gammaln(k + 1) - gammaln(size - k + 1)
+            const = float(np.sum(ratio * lchoose))
+        elif fam.name == "poisson":
+            from scipy.special import gammaln
+
+            const = float(np.sum(wt * gammaln(y + 1)))
+        elif fam.name == "inverse.gaussian":
+            const = float(3 * np.sum(np.log(y) * wt))
+        elif fam.name == "gaussian":
+            const = float(np.sum(np.log(wt)))
+        # aic(y, mu) - deviance(y, mu) depends on y only for the binomial and Poisson families
+        c0 = 0.0
+        if fam.name in ("binomial", "poisson"):
+            mu0 = np.clip(fam.mustart(y, ntr, wt), 1e-3, None)
+            if fam.name == "binomial":
+                mu0 = np.minimum(mu0, 1 - 1e-3)
+            dev0 = float(np.sum(fam.dev_resids(y, mu0, wt)))
+            c0 = fam.aic(y, ntr, mu0, wt, dev0) - dev0
+        return {
+            "y": np.array(y, dtype=float, order="C"),
+            "a1": a1,
+            "a2": a2,
+            "const": const,
+            "c0": float(c0),
+        }
+
+    def criterion(
+        self, theta: np.ndarray, beta: np.ndarray | None, state: _State
+    ) -> tuple[float, _State]:
+        """The optimization criterion at theta (and beta): Laplace, with beta estimated in
+        PIRLS when it is None, or adaptive quadrature for nAGQ > 1; and the modes reached,
+        for a warm start of the next evaluation."""
+        fd = self._fast()
+        if fd is None:
+            if self.nAGQ > 1 and beta is not None:
+                dev, st, _, _ = self.agq(theta, beta, state)
+            else:
+                dev, st, _, _ = self.laplace(theta, beta, state)
+            return dev, st
+        from . import _glmm_kernels as K
+
+        u = state.u.copy()
+        upd = beta is None
+        b = state.beta.copy() if upd else np.asarray(beta, dtype=float).copy()
+        lam = np.asarray(theta, dtype=float)
+        if self.nAGQ > 1 and not upd:
+            nodes, weights = self._gh
+            status, dev = K.agq(
+                fd["fam"], fd["link"], fd["y"], fd["wt"], fd["offset"], fd["X"], fd["refs"],
+                fd["zv"], lam, fd["off"], fd["cptr"], fd["ccol"], fd["nu"], fd["pos"], fd["dense"],
+                u, b, self.tol_pirls, self.tol_step, self.maxit_pirls, nodes, weights,
+            )  # fmt: skip
+        else:
+            status, dev = K.laplace(
+                fd["fam"], fd["link"], fd["canonical"], fd["y"], fd["wt"], fd["offset"], fd["X"],
+                fd["refs"], fd["zv"], lam, fd["off"], fd["q1"], fd["cptr"], fd["ccol"], fd["nu"],
+                fd["pos"], fd["dense"], u, b, upd, self.tol_pirls, self.tol_step, self.maxit_pirls,
+                fd["a1"], fd["a2"], fd["const"], fd["c0"],
+            )  # fmt: skip
+        if status != K.STATUS_OK:
+            raise PirlsError(_PIRLS_MESSAGES[status])
+        return float(dev), _State(u, b)
+
+    @property
+    def _gh(self) -> tuple[np.ndarray, np.ndarray]:
+        rule = self._cache.get("gh")
+        if rule is None:
+            rule = gauss_hermite(self.nAGQ)
+            self._cache["gh"] = rule
+        return rule
+
+    def deviance(self, theta: Sequence[float], beta: Sequence[float] | None = None) -> float:
+        """The criterion at (theta, beta): Laplace (nAGQ <= 1, beta profiled if not given with
+        nAGQ = 0) or adaptive quadrature."""
+        th = np.asarray(theta, dtype=float)
+        if self.nAGQ > 1 and beta is None:
+            raise ModelSpecError("adaptive quadrature needs beta")
+        b = None if beta is None else np.asarray(beta, dtype=float)
+        return self.criterion(th, b, self.initial_state())[0]
+
+    # -- fit ------------------------------------------------------------------------------------
+    def _column_scales(self) -> np.ndarray:
+        out = []
+        for t in self.terms_data:
+            for s in range(t.n_effects):
+                if t.z is None:
+                    out.append(1.0)
+                else:
+                    nz = t.z[s][t.z[s] != 0.0]
+                    out.append(float(np.sqrt(np.mean(nz * nz))) if nz.size else 1.0)
+        return np.array(out)
+
+    def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
+        """Identity templates in the units of the data (as for linear mixed models) and steps."""
+        scales = self._column_scales()
+        theta, step = [], []
+        k = 0
+        for s in self.layout.sizes:
+            r, c = self.layout.tril_indices(s)
+            inv = 1.0 / scales[k + r]
+            theta.append(np.where(r == c, inv, 0.0))
+            step.append(np.where(r == c, 0.75, 1.0) * inv)
+            k += s
+        if not theta:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(theta), np.concatenate(step)
+
+    def fit(
+        self,
+        *,
+        start: Sequence[float] | None = None,
+        check_convergence: bool = True,
+        warn: bool = True,
+        use_hessian: bool = True,
+    ) -> Any:
+        """Fit by the two-stage optimization (see the module docstring).
+
+        Parameters
+        ----------
+        start
+            Starting theta.
+        check_convergence
+            Compute the finite-difference gradient and Hessian at the optimum, check the
+            gradient (as lme4) and use the Hessian for the standard errors.
+        warn
+            Emit warnings (singular fit, convergence).
+        use_hessian
+            Standard errors from the Hessian of the deviance in (theta, beta), as lme4 does
+            for GLMMs; otherwise from the penalized least-squares factor (lme4's
+            ``use.hessian = FALSE``).
+
+        Returns
+        -------
+        GlmerResult
+        """
+        from .results_glmm import GlmerResult
+
+        theta0, step = self.initial_theta()
+        if start is not None:
+            theta0 = np.asarray(start, dtype=float)
+        theta_hat, beta_hat, opt, counts = self.optimize(theta0, step)
+        if not math.isfinite(opt.fmin):
+            raise PirlsError(
+                "the criterion could not be evaluated at any of the parameter values tried "
+                "(PIRLS failed throughout); check the response and the family, or give start="
+            )
+        return GlmerResult.from_optimum(
+            self,
+            theta_hat,
+            beta_hat,
+            opt,
+            counts,
+            check_convergence=check_convergence,
+            warn=warn,
+            use_hessian=use_hessian,
+        )
+
+    def optimize(
+        self,
+        theta0: np.ndarray,
+        step: np.ndarray,
+        *,
+        beta0: np.ndarray | None = None,
+        se0: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, OptSummary, dict[str, int]]:
+        """The two-stage optimization from theta0 (initial trust-region steps ``step``).
+
+        With ``beta0`` (and its standard errors ``se0``, which set the steps) and nAGQ >= 1 the
+        first stage is skipped: the joint optimization starts at (theta0, beta0), as a refit
+        warm-started at a previous estimate.
+
+        Returns theta, beta, the optimizer's summary (of the last stage) and the numbers of
+        evaluations per stage.
+        """
+        lower = self.lower_bounds
+        counts = {"stage1": 0, "stage2": 0}
+        p = self.n_fixef
+        stage1 = beta0 is None or self.nAGQ == 0
+        state_box = [self.initial_state() if stage1 else _State(np.zeros(self.q), np.zeros(p))]
+        if stage1:
+
+            def f1(theta: np.ndarray) -> float:
+                counts["stage1"] += 1
+                try:
+                    dev, st = self.criterion(theta, None, state_box[0])
+                except PirlsError:
+                    state_box[0] = self.initial_state()
+                    return math.inf
+                state_box[0] = st
+                return dev
+
+            opt1 = minimize_theta(f1, theta0, lower, initial_step=step)
+            theta1 = opt1.final
+            _, st1, _, ws1 = self.laplace(theta1, None, state_box[0])
+            state_box[0] = st1
+            if self.nAGQ == 0:
+                return theta1, st1.beta, opt1, counts
+            beta1 = st1.beta
+            se1 = self._rx_se(ws1)
+        else:
+            theta1 = np.asarray(theta0, dtype=float)
+            beta1 = np.asarray(beta0, dtype=float)
+            se1 = np.ones(p) if se0 is None else np.asarray(se0, dtype=float)
+            state_box[0] = _State(np.zeros(self.q), beta1.copy())
+        x0 = np.concatenate([theta1, beta1])
+        lower2 = np.concatenate([lower, np.full(p, -np.inf)])
+        step2 = np.concatenate(
+            [
+                np.maximum(0.1 * np.maximum(theta1, 0.1 * step / 0.75), 1e-3),
+                np.maximum(se1, 1e-4),
+            ]
+        )
+        nth = self.ntheta
+
+        def f2(x: np.ndarray) -> float:
+            counts["stage2"] += 1
+            try:
+                dev, st = self.criterion(x[:nth], x[nth:], state_box[0])
+            except PirlsError:
+                return math.inf
+            state_box[0] = st
+            return dev
+
+        opt = minimize_theta(f2, x0, lower2, initial_step=step2)
+        return opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts
+
+    def _rx_se(self, ws: BlockedCholesky) -> np.ndarray:
+        p = self.n_fixef
+        if p == 0:
+            return np.zeros(0)
+        import scipy.linalg as sla
+
+        Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
+        return np.sqrt(np.sum(Linv * Linv, axis=0))
+
+    def state_at(
+        self, theta: np.ndarray, beta: np.ndarray
+    ) -> tuple[float, _State, np.ndarray, BlockedCholesky]:
+        """The criterion, modes, mu and factor (with X, at the final working weights) at an
+        optimum."""
+        criterion = self.agq if self.nAGQ > 1 else self.laplace
+        dev, st, mu, _ = criterion(theta, beta, self.initial_state())
+        # factor with the fixed effects, for the unscaled covariance of beta
+        Ts = self.layout.templates(theta)
+        eta = self._eta(Ts, st.u, st.beta)
+        fam = self.family
+        mu_eta = fam.mu_eta(eta)
+        w = self.prior_weights * mu_eta**2 / fam.variance(mu)
+        z = eta - self.offset + (self.design.y - mu) / mu_eta
+        ws = BlockedCholesky(self._reweighter(True).blocks(w, z))
+        ws.update(theta)
+        return dev, st, mu, ws
+
+
+def _floor_weights(w: np.ndarray, wt: np.ndarray) -> np.ndarray:
+    """Working weights no smaller than 1e-10 of the largest (rows with prior weight 0 stay 0).
+
+    Fitted probabilities at 0 or 1 (separation) give weights at the level of rounding, and a
+    column of X carried only by such rows would make the system numerically indefinite. The
+    floor changes only the curvature used for the step, not the point PIRLS converges to.
+    """
+    floor = 1e-10 * float(np.max(w, initial=0.0))
+    return np.where(wt > 0, np.maximum(w, floor), 0.0)
+
+
+def _schur_pattern(refs: np.ndarray, off: np.ndarray, p: int) -> dict[str, Any]:
+    """Sparsity of the block below the first term's diagonal block, by the first term's levels.
+
+    For each level l of the first term: the (sorted) levels of the other terms, as columns of
+    the dense remainder, that share a row with l (``nu[l]`` of them), followed by the p fixed
+    effects; ``pos[k - 1, i]`` is the position of row i's level of term k in that list.
+    """
+    K, n = refs.shape
+    q1 = int(off[1])
+    qr = int(off[K]) - q1
+    m = qr + p
+    r0 = refs[0]
+    if K > 1:
+        cols = np.concatenate([off[k] - q1 + refs[k] for k in range(1, K)])
+        key = np.tile(r0, K - 1) * m + cols
+        ukeys, inverse = np.unique(key, return_inverse=True)
+        lev = ukeys // m
+        nu = np.bincount(lev, minlength=q1).astype(np.int64)
+    else:
+        ukeys = np.zeros(0, dtype=np.int64)
+        inverse = np.zeros(0, dtype=np.int64)
+        lev = np.zeros(0, dtype=np.int64)
+        nu = np.zeros(q1, dtype=np.int64)
+    cptr = np.zeros(q1 + 1, dtype=np.int64)
+    np.cumsum(nu + p, out=cptr[1:])
+    ustart = np.zeros(q1 + 1, dtype=np.int64)
+    np.cumsum(nu, out=ustart[1:])
+    upos = cptr[lev] + (np.arange(ukeys.size) - ustart[lev])
+    ccol = np.empty(int(cptr[-1]), dtype=np.int64)
+    ccol[upos] = ukeys % m
+    if p:
+        xpos = (cptr[:-1] + nu)[:, None] + np.arange(p)
+        ccol[xpos.ravel()] = np.tile(np.arange(qr, qr + p), q1)
+    if K > 1 and nu.sum() >= 0.25 * q1 * qr:
+        # dense enough for one matrix product: every level lists every column
+        nu = np.full(q1, qr, dtype=np.int64)
+        cptr = np.arange(q1 + 1, dtype=np.int64) * m
+        ccol = np.tile(np.arange(m, dtype=np.int64), q1)
+        cols = np.stack([off[k] - q1 + refs[k] for k in range(1, K)])
+        pos = (r0 * m)[None, :] + cols
+        dense = True
+    else:
+        pos = upos[inverse.ravel()].reshape(K - 1, n) if K > 1 else np.zeros((0, n))
+        dense = False
+    return {
+        "cptr": cptr,
+        "ccol": ccol,
+        "nu": nu,
+        "pos": np.ascontiguousarray(pos, dtype=np.int64),
+        "dense": dense,
+    }
+
+
+def glmer(
+    formula: str,
+    data: Any,
+    family: str | Family = "binomial",
+    *,
+    link: str | None = None,
+    nAGQ: int = 1,
+    weights: str | ArrayLike | None = None,
+    offset: str | ArrayLike | None = None,
+    start: Sequence[float] | None = None,
+    check_convergence: bool = True,
+    warn: bool = True,
+) -> Any:
+    """Fit a generalized linear mixed model, as lme4's ``glmer``.
+
+    Parameters
+    ----------
+    formula
+        lme4-style formula. Binomial responses may be 0/1 (or booleans, or a two-level factor:
+        the second level is success), proportions with ``weights=`` the numbers of trials, or
+        ``cbind(successes, failures)``. Offsets: ``offset(np.log(exposure))`` in the formula
+        or ``offset=``.
+    data
+        A pandas DataFrame.
+    family
+        ``"binomial"``, ``"poisson"``, ``"Gamma"``, ``"inverse.gaussian"``, ``"gaussian"`` or a
+        :class:`~mixedmodels.families.Family` (e.g. ``mm.families.Binomial("probit")``).
+    link
+        Link function name (default: the family's canonical link).
+    nAGQ
+        1 (Laplace approximation, default), 0 (fixed effects estimated inside PIRLS: faster,
+        slightly less accurate) or up to 25 adaptive Gauss-Hermite nodes (one scalar
+        random-effects term only).
+    weights, offset
+        Prior weights and offset: column names or arrays.
+    start
+        Starting theta.
+    check_convergence, warn
+        As for :func:`~mixedmodels.lmer`.
+
+    Returns
+    -------
+    GlmerResult
+
+    Examples
+    --------
+    >>> import mixedmodels as mm
+    >>> fit = mm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...                mm.datasets.load("cbpp"), family="binomial")
+    >>> round(fit.loglik, 2)
+    -92.03
+    """
+    model = GeneralizedLinearMixedModel.from_formula(
+        formula, data, family, link=link, nAGQ=nAGQ, weights=weights, offset=offset
+    )
+    return model.fit(start=start, check_convergence=check_convergence, warn=warn)

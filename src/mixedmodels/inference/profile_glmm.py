@@ -1,0 +1,237 @@
+"""Profile likelihood for generalized linear mixed models.
+
+As lme4's ``profile`` of a ``glmer`` fit: the criterion (Laplace or quadrature deviance) as a
+function of the random-effects SDs and correlations (there is no residual scale for the binomial
+and Poisson families) and the fixed effects; each parameter is held at a value while all the
+others are re-optimized (with PIRLS for the modes at every evaluation). The search for each
+interval limit, its verification with random restarts and the traces are those of
+:mod:`mixedmodels.inference.profile`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import ModelSpecError
+from ..glmm import PirlsError
+from .profile import (
+    ProfileResult,
+    _bobyqa,
+    _find_limit,
+    _pct,
+    _semidefinite_cholesky,
+    _verified_limit,
+    _which,
+)
+
+if TYPE_CHECKING:
+    from ..results_glmm import GlmerResult
+
+__all__ = ["confint_profile_glmm", "parameter_names_glmm", "profile_glmm"]
+
+
+def parameter_names_glmm(result: GlmerResult) -> list[str]:
+    """``sd_...``, ``cor_...`` (lme4's order and names), then the fixed effects."""
+    from .profile import parameter_names
+
+    names = parameter_names(result)  # ends with "sigma" and the fixed effects
+    i = names.index("sigma")
+    return names[:i] + names[i + 1 :]
+
+
+def _sdcor(layout: Any, theta: np.ndarray) -> np.ndarray:
+    out = []
+    for T in layout.templates(theta):
+        cov = T @ T.T
+        sd = np.sqrt(np.diag(cov))
+        s = T.shape[0]
+        for b in range(s):
+            for a in range(b, s):
+                if a == b:
+                    out.append(sd[a])
+                else:
+                    d = sd[a] * sd[b]
+                    out.append(cov[a, b] / d if d > 0 else 0.0)
+    return np.array(out)
+
+
+def _theta(layout: Any, v: np.ndarray) -> np.ndarray | None:
+    out = []
+    k = 0
+    for s in layout.sizes:
+        sd = np.zeros(s)
+        corr = np.eye(s)
+        for b in range(s):
+            for a in range(b, s):
+                if a == b:
+                    sd[a] = v[k]
+                else:
+                    corr[a, b] = corr[b, a] = v[k]
+                k += 1
+        if np.any(sd < 0):
+            return None
+        T = _semidefinite_cholesky(corr * np.outer(sd, sd))
+        if T is None:
+            return None
+        r, c = layout.tril_indices(s)
+        out.append(T[r, c])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+class _GlmmProfiler:
+    """Deviance of a GLMM in (SDs/correlations, beta), and zeta for each parameter."""
+
+    def __init__(self, fit: GlmerResult):
+        if fit.family.has_scale:
+            raise ModelSpecError(
+                f"profiling a {fit.family.name} GLMM (a family with a scale parameter) is not "
+                f"available; use method='wald' or 'boot'"
+            )
+        self.fit = fit
+        model = fit.model
+        self.model = model
+        self.layout = model.layout
+        self.nth = model.ntheta
+        self.p = model.n_fixef
+        self.names = parameter_names_glmm(fit)
+        self.opt = np.concatenate([_sdcor(self.layout, fit.theta), fit.beta])
+        self.base = fit.objective_value
+        lo, hi = [], []
+        for s in self.layout.sizes:
+            for b in range(s):
+                for a in range(b, s):
+                    lo.append(0.0 if a == b else -1.0)
+                    hi.append(math.inf if a == b else 1.0)
+        self.lower = np.array([*lo, *([-math.inf] * self.p)])
+        self.upper = np.array([*hi, *([math.inf] * self.p)])
+        self.is_cor = np.array([h == 1.0 for h in hi] + [False] * self.p)
+        self.nvar = self.nth  # variance parameters come first
+        self.restarts = 0
+        self.rng = np.random.default_rng(20261122)
+        self.state = model.initial_state()
+        se = fit.std_errors.to_numpy()
+        self.typical = np.concatenate(
+            [np.maximum(np.abs(self.opt[: self.nth]), 0.1), np.maximum(se, 1e-3)]
+        )
+
+    def deviance(self, v: np.ndarray) -> float:
+        theta = _theta(self.layout, v[: self.nth])
+        if theta is None:
+            return math.inf
+        try:
+            dev, st = self.model.criterion(theta, v[self.nth :], self.state)
+        except PirlsError:
+            return math.inf
+        self.state = st
+        return dev
+
+    def profile(self, i: int, x: float, starts: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
+        k = self.opt.size
+        others = [j for j in range(k) if j != i]
+        lo = self.lower[others].copy()
+        hi = self.upper[others].copy()
+        lo = np.where(lo == -1.0, -1.0 + 1e-9, lo)
+        hi = np.where(hi == 1.0, 1.0 - 1e-9, hi)
+
+        def f(z: np.ndarray) -> float:
+            v = np.empty(k)
+            v[i] = x
+            v[others] = z
+            return self.deviance(v)
+
+        starts = list(starts)
+        for _ in range(self.restarts):
+            r = self.opt.copy()
+            r[: self.nth] *= self.rng.uniform(0.5, 1.5, self.nth)
+            r[self.is_cor] = self.rng.uniform(-0.9, 0.9, int(self.is_cor.sum()))
+            r[self.nth :] += self.rng.normal(0, 1, self.p) * self.typical[self.nth :]
+            starts.append(r)
+        best_dev, best = math.inf, None
+        for s in starts:
+            z, dev = _bobyqa(f, np.clip(s[others], lo, hi), lo, hi, self.typical[others])
+            if dev < best_dev:
+                best_dev, best = dev, z
+        v = np.empty(k)
+        v[i] = x
+        v[others] = best if best is not None else self.opt[others]
+        return best_dev, v
+
+    def zeta(self, i: int) -> Callable[[float], tuple[float, np.ndarray]]:
+        xhat = self.opt[i]
+        seen: list[tuple[float, np.ndarray]] = []
+
+        def fn(x: float) -> tuple[float, np.ndarray]:
+            near = min(seen, key=lambda s: abs(s[0] - x))[1] if seen else None
+            starts = [self.opt] if near is None else [near, self.opt]
+            dev, v = self.profile(i, x, starts)
+            seen.append((x, v))
+            diff = max(dev - self.base, 0.0)
+            return math.copysign(math.sqrt(diff), x - xhat), v
+
+        return fn
+
+    def bounds(self, i: int) -> tuple[float, float]:
+        return float(self.lower[i]), float(self.upper[i])
+
+    def scale(self, i: int) -> float:
+        if i >= self.nth:
+            return float(self.fit.std_errors.iloc[i - self.nth])
+        if self.is_cor[i]:
+            return 0.2
+        return max(abs(self.opt[i]) * 0.2, 1e-3)
+
+
+def confint_profile_glmm(
+    result: GlmerResult, level: float = 0.95, which: Sequence[str] | str | None = None
+) -> pd.DataFrame:
+    """Profile-likelihood confidence intervals of a GLMM (lme4's ``confint``)."""
+    if not 0 < level < 1:
+        raise ModelSpecError("level must be between 0 and 1")
+    prof = _GlmmProfiler(result)
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    idx = _which(prof.names, which)
+    rows = []
+    for i in idx:
+        lo_b, hi_b = prof.bounds(i)
+        rows.append(
+            tuple(
+                _verified_limit(prof, i, target, bound) for target, bound in ((-z, lo_b), (z, hi_b))
+            )
+        )
+    a = (1 - level) / 2
+    return pd.DataFrame(rows, index=[prof.names[i] for i in idx], columns=[_pct(a), _pct(1 - a)])
+
+
+def profile_glmm(
+    result: GlmerResult,
+    which: Sequence[str] | str | None = None,
+    level: float = 0.99,
+    npoints: int = 8,
+) -> ProfileResult:
+    """Profile traces of a GLMM's criterion."""
+    prof = _GlmmProfiler(result)
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    rows = []
+    for i in _which(prof.names, which):
+        lo_b, hi_b = prof.bounds(i)
+        for target, bound in ((-z, lo_b), (z, hi_b)):
+            pts: list = []
+            limit = _find_limit(
+                prof.zeta(i), prof.opt[i], target, bound, prof.scale(i), prof.names[i], pts
+            )
+            if not math.isfinite(limit):
+                limit = max(pts, key=lambda q: abs(q[1]))[0]
+            fn = prof.zeta(i)
+            for x in np.linspace(prof.opt[i], limit, npoints + 1)[1:]:
+                zz, params = fn(float(x))
+                rows.append((prof.names[i], float(x), zz, *params))
+        rows.append((prof.names[i], float(prof.opt[i]), 0.0, *prof.opt))
+    table = pd.DataFrame(rows, columns=["parameter", "value", "zeta", *prof.names])
+    table = table.sort_values(["parameter", "value"], kind="stable").reset_index(drop=True)
+    return ProfileResult(table=table, estimates=pd.Series(prof.opt, index=prof.names))

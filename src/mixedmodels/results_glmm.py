@@ -1,0 +1,472 @@
+"""The frozen result of a generalized linear mixed-model fit (:func:`mixedmodels.glmer`)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+from scipy import stats
+
+from .errors import ConvergenceWarning, ModelSpecError, SingularFitWarning
+from .glmm import PirlsError
+from .optim import OptSummary, finite_difference_derivatives, gradient_message, hessian_messages
+from .results import _MixedResult
+
+if TYPE_CHECKING:
+    from .display.glmer import GlmerSummary
+    from .families import Family
+    from .glmm import GeneralizedLinearMixedModel
+    from .linalg.cholesky import BlockedCholesky
+
+__all__ = ["GlmerResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class GlmerResult(_MixedResult):
+    """A fitted generalized linear mixed model (returned by :func:`mixedmodels.glmer`).
+
+    Attributes
+    ----------
+    model
+        The model fitted.
+    theta, beta
+        Covariance parameters (lme4's order) and fixed effects at the optimum.
+    b, u
+        Conditional modes of the random effects (b = Lambda u), one (levels, S) array per term.
+    mu
+        Fitted means (response scale).
+    objective_value
+        The criterion minimized: the Laplace (or quadrature) deviance, -2 log-likelihood.
+    optinfo
+        The record of the last optimization stage.
+    feval
+        Criterion evaluations per stage (``stage1``: theta, beta in PIRLS; ``stage2``:
+        theta and beta jointly).
+    vcov_rx
+        Covariance of beta from the penalized least-squares factor (lme4's
+        ``vcov(fit, use.hessian = FALSE)``).
+    hessian
+        Finite-difference Hessian of the criterion in (theta, beta), when computed.
+    is_singular
+        Whether a template diagonal is below 1e-4 (lme4's rule).
+    """
+
+    model: GeneralizedLinearMixedModel
+    theta: np.ndarray
+    beta: np.ndarray
+    b: tuple[np.ndarray, ...]
+    u: tuple[np.ndarray, ...]
+    mu: np.ndarray = field(repr=False)
+    objective_value: float
+    optinfo: OptSummary
+    feval: dict[str, int]
+    vcov_matrix: np.ndarray = field(repr=False)
+    vcov_rx: np.ndarray = field(repr=False)
+    hessian: np.ndarray | None
+    is_singular: bool
+    scale: float
+    _factor: BlockedCholesky = field(repr=False)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_optimum(
+        cls,
+        model: GeneralizedLinearMixedModel,
+        theta: np.ndarray,
+        beta: np.ndarray,
+        opt: OptSummary,
+        feval: dict[str, int],
+        *,
+        check_convergence: bool = True,
+        warn: bool = True,
+        use_hessian: bool = True,
+    ) -> GlmerResult:
+        theta = np.asarray(theta, dtype=float)
+        beta = np.asarray(beta, dtype=float)
+        dev, state, mu, ws = model.state_at(theta, beta)
+        p = model.n_fixef
+        Ts = model.layout.templates(theta)
+        u_list, b_list = [], []
+        k = 0
+        for j, t in enumerate(model.design.terms):
+            q = t.n_ranef
+            uj = state.u[k : k + q].reshape(t.nlevels, t.n_effects)
+            u_list.append(uj)
+            b_list.append(uj @ Ts[j].T)
+            k += q
+        scale = _dispersion(model, mu, state.u, ws)
+        if p:
+            Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
+            vcov_rx = scale * (Linv.T @ Linv)
+        else:
+            vcov_rx = np.zeros((0, 0))
+        singular = bool(np.any(theta[model.layout.is_diagonal()] < 1e-4))
+        conv: list[str] = list(opt.warnings)
+        hessian = None
+        vcov = vcov_rx
+        nth = model.ntheta
+        if check_convergence and model.nAGQ >= 1 and nth + p <= 60:
+            x = np.concatenate([theta, beta])
+            lower = np.concatenate([model.lower_bounds, np.full(p, -np.inf)])
+            start = state
+
+            def f(z: np.ndarray) -> float:
+                try:
+                    return model.criterion(z[:nth], z[nth:], start)[0]
+                except PirlsError:
+                    return math.inf
+
+            # steps in the units of each parameter: relative for theta (in the units of its
+            # column) and a thousandth of a standard error for beta
+            _, theta_scale = model.initial_theta()
+            se_unscaled = np.sqrt(np.diag(vcov_rx) / scale) if p else np.zeros(0)
+            steps = np.concatenate(
+                [1e-4 * np.maximum(np.abs(theta), theta_scale), 1e-3 * se_unscaled]
+            )
+            grad, H = finite_difference_derivatives(f, x, lower, hessian=True, step=steps)
+            hessian = H
+            if H is not None and np.all(np.isfinite(H)):
+                try:
+                    Hinv = np.linalg.inv(H)
+                    Vh = (Hinv + Hinv.T)[nth:, nth:]
+                    if p and np.all(np.linalg.eigvalsh(Vh) > 0):
+                        vcov = Vh if use_hessian else vcov_rx
+                    elif p and use_hessian:
+                        conv.append(
+                            "variance-covariance matrix computed from finite-difference Hessian is "
+                            "not positive definite: falling back to the one from the penalized "
+                            "least-squares factor"
+                        )
+                except np.linalg.LinAlgError:
+                    pass
+            if not singular and grad is not None and H is not None:
+                # lme4's checkConv: the scaled gradient, then the Hessian of all parameters
+                msg = gradient_message(grad, H)
+                if msg:
+                    conv.append(msg)
+                conv += hessian_messages(H)
+        from dataclasses import replace
+
+        opt = replace(opt, warnings=tuple(conv))
+        if warn:
+            if singular:
+                warnings.warn(
+                    "boundary (singular) fit: a variance is estimated as zero or a correlation as "
+                    "+/-1; see GlmerResult.is_singular",
+                    SingularFitWarning,
+                    stacklevel=4,
+                )
+            for msg in conv:
+                warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+            for msg in model.design.messages:
+                if "rank deficient" in msg:
+                    warnings.warn(msg, UserWarning, stacklevel=4)
+        _warn_separation(model, mu, beta, vcov, warn)
+        return cls(
+            model=model,
+            theta=theta,
+            beta=beta,
+            b=tuple(b_list),
+            u=tuple(u_list),
+            mu=mu,
+            objective_value=float(dev),
+            optinfo=opt,
+            feval=dict(feval),
+            vcov_matrix=vcov,
+            vcov_rx=vcov_rx,
+            hessian=hessian,
+            is_singular=singular,
+            scale=scale,
+            _factor=ws,
+        )
+
+    # -- basic quantities -----------------------------------------------------------------------
+    @property
+    def _scale(self) -> float:
+        return math.sqrt(self.scale)
+
+    @property
+    def _use_scale(self) -> bool:
+        return self.model.family.has_scale
+
+    @property
+    def _vcov_matrix(self) -> np.ndarray:
+        return self.vcov_matrix
+
+    @property
+    def family(self) -> Family:
+        return self.model.family
+
+    @property
+    def nAGQ(self) -> int:
+        return self.model.nAGQ
+
+    @property
+    def sigma(self) -> float:
+        """Residual standard deviation (1 for families without a scale parameter)."""
+        return self._scale
+
+    @property
+    def reml(self) -> bool:
+        return False
+
+    @property
+    def npar(self) -> int:
+        """Fixed effects, theta, and the scale for families that have one."""
+        return self.model.n_fixef + self.model.ntheta + (1 if self.family.has_scale else 0)
+
+    @property
+    def loglik(self) -> float:
+        """-1/2 the criterion: the Laplace approximation of the log-likelihood (for nAGQ > 1 the
+        quadrature approximation, which like lme4's omits the family's normalizing constants)."""
+        return -0.5 * self.objective_value
+
+    @property
+    def deviance(self) -> float:
+        """-2 log-likelihood (the criterion; what lme4 prints as "deviance" in the summary).
+        lme4's ``deviance(fit)`` function instead returns the sum of squared deviance residuals:
+        ``(fit.residuals("deviance") ** 2).sum()``."""
+        return self.objective_value
+
+    # -- fitted values, residuals, predictions ----------------------------------------------------
+    def fitted(self) -> pd.Series:
+        """Fitted means on the response scale (probabilities, rates)."""
+        return pd.Series(self.mu, index=self.design.row_index, name="fitted")
+
+    def residuals(self, type: str = "deviance", scaled: bool = False) -> pd.Series:
+        """Residuals: ``"deviance"`` (default, as lme4), ``"pearson"``, ``"response"`` or
+        ``"working"``; ``scaled`` divides by sigma."""
+        y = self.design.y
+        mu = self.mu
+        fam = self.family
+        wt = self.model.prior_weights
+        if type == "deviance":
+            d = np.sqrt(np.maximum(fam.dev_resids(y, mu, wt), 0.0))
+            r = np.where(y > mu, d, -d)
+        elif type == "pearson":
+            r = (y - mu) * np.sqrt(wt / fam.variance(mu))
+        elif type == "response":
+            r = y - mu
+        elif type == "working":
+            eta = fam.linkfun(mu)
+            r = (y - mu) / fam.mu_eta(eta)
+        else:
+            raise ModelSpecError(
+                f"unknown residual type {type!r}; use 'deviance', 'pearson', 'response' or "
+                f"'working'"
+            )
+        if scaled:
+            r = r / self.sigma
+        return pd.Series(r, index=self.design.row_index, name="residuals")
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        re_form: str | None = None,
+        allow_new_levels: bool = False,
+        type: str = "link",
+    ) -> pd.Series:
+        """Predictions on the link scale (``type="link"``, lme4's default) or the response scale
+        (``type="response"``); ``re_form`` and ``allow_new_levels`` as for linear models."""
+        if type not in ("link", "response"):
+            raise ModelSpecError("type must be 'link' or 'response'")
+        used = self._terms_in(re_form)
+        X, offset, parts, complete, index = self._rows(newdata, used, allow_new_levels)
+        eta = X @ self.beta if X.shape[1] else np.zeros(X.shape[0])
+        if offset is not None:
+            eta = eta + offset
+        for j, refs, z in parts:
+            bj = np.zeros((len(refs), self.b[j].shape[1]))
+            ok = refs < self.b[j].shape[0]
+            bj[ok] = self.b[j][refs[ok]]
+            eta = eta + (bj[:, 0] if z is None else np.einsum("sn,ns->n", z, bj))
+        vals = self.family.linkinv(eta) if type == "response" else eta
+        out = np.full(len(complete), np.nan)
+        out[complete] = vals
+        return pd.Series(out, index=index, name="predicted")
+
+    def simulate(
+        self,
+        nsim: int = 1,
+        seed: int | np.random.Generator | None = None,
+        use_u: bool = False,
+        newdata: pd.DataFrame | None = None,
+        newparams: Mapping[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Simulate responses from the fitted model (lme4's ``simulate``): new random effects
+        (unless ``use_u``) and responses from the family. Binomial responses are proportions of
+        the trials (the same scale as the response fitted)."""
+        from .simulate import _params
+
+        if nsim < 1:
+            raise ModelSpecError("nsim must be at least 1")
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        beta, theta, _ = _params(
+            newparams or {},
+            self.beta,
+            self.theta,
+            self.sigma,
+            list(self.design.fixef_names),
+            self.model.theta_names,
+        )
+        used = list(range(len(self.design.terms)))
+        X, offset, parts, complete, index = self._rows(newdata, used, True)
+        if newdata is None:
+            trials, wt = self.model.trials, self.model.prior_weights
+        else:
+            trials, wt = np.ones(X.shape[0]), np.ones(X.shape[0])
+        Ts = self.model.layout.templates(theta)
+        base = X @ beta if X.shape[1] else np.zeros(X.shape[0])
+        if offset is not None:
+            base = base + offset
+        out = np.full((len(complete), nsim), np.nan)
+        for k in range(nsim):
+            eta = base.copy()
+            for pos, (j, refs, z) in enumerate(parts):
+                T = Ts[j]
+                nl = int(max(self.b[j].shape[0], refs.max(initial=-1) + 1))
+                uu = rng.standard_normal((nl, T.shape[0]))
+                if use_u:
+                    uu[: self.u[pos].shape[0]] = self.u[pos]
+                rows = (uu @ T.T)[refs]
+                eta += rows[:, 0] if z is None else np.einsum("sn,ns->n", z, rows)
+            mu = self.family.linkinv(eta)
+            out[complete, k] = self.family.simulate(mu, trials, wt, self.scale, rng)
+        return pd.DataFrame(out, index=index, columns=[f"sim_{k + 1}" for k in range(nsim)])
+
+    # -- inference --------------------------------------------------------------------------------
+    def coef_table(self) -> pd.DataFrame:
+        """Wald tests of the fixed effects: Estimate, Std. Error, z value, Pr(>|z|) (lme4's
+        summary for GLMMs; t value and Pr(>|t|) for families with a scale parameter)."""
+        se = self.std_errors.to_numpy()
+        z = self.beta / se
+        p = 2 * stats.norm.sf(np.abs(z))
+        # lme4 labels the statistic "t value" for families with a scale parameter but still
+        # refers it to the normal distribution
+        stat = "t value" if self.family.has_scale else "z value"
+        return pd.DataFrame(
+            {"Estimate": self.beta, "Std. Error": se, stat: z, "Pr(>|z|)": p},
+            index=list(self.design.fixef_names),
+        )
+
+    def confint(
+        self,
+        method: str = "profile",
+        level: float = 0.95,
+        which: Sequence[str] | str | None = None,
+        *,
+        nsim: int = 1000,
+        seed: int | None = None,
+        boot_type: str = "perc",
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Confidence intervals: ``"profile"`` (profile of the criterion in the SDs,
+        correlations and fixed effects, as lme4), ``"wald"`` or ``"boot"``; rows named as lme4's
+        ``confint(fit, oldNames = FALSE)``."""
+        from .inference.profile import _pct, _which
+        from .inference.profile_glmm import confint_profile_glmm, parameter_names_glmm
+
+        method = method.lower()
+        names = parameter_names_glmm(self)
+        if method == "profile":
+            return confint_profile_glmm(self, level=level, which=which)
+        idx = _which(names, which)
+        a = (1 - level) / 2
+        if method == "wald":
+            zq = float(stats.norm.ppf(0.5 + level / 2))
+            nvar = len(names) - len(self.beta)
+            se = self.std_errors.to_numpy()
+            rows = [
+                (np.nan, np.nan)
+                if i < nvar
+                else (
+                    self.beta[i - nvar] - zq * se[i - nvar],
+                    self.beta[i - nvar] + zq * se[i - nvar],
+                )
+                for i in idx
+            ]
+            return pd.DataFrame(rows, index=[names[i] for i in idx], columns=[_pct(a), _pct(1 - a)])
+        if method in ("boot", "bootstrap"):
+            boot = self.bootstrap(nsim, seed=seed, progress=progress)
+            return boot.confint(level=level, type=boot_type).loc[[names[i] for i in idx]]
+        raise ModelSpecError(f"method must be 'profile', 'wald' or 'boot', not {method!r}")
+
+    def bootstrap(
+        self,
+        nsim: int = 1000,
+        seed: int | None = None,
+        *,
+        n_jobs: int | None = None,
+        progress: bool = True,
+    ) -> Any:
+        """Parametric bootstrap: simulate responses from the fit and refit (warm-started at the
+        estimates); see :class:`~mixedmodels.inference.bootstrap.BootstrapResult`."""
+        from .inference.bootstrap import bootstrap_glmm
+
+        return bootstrap_glmm(self, nsim, seed, n_jobs=n_jobs, progress=progress)
+
+    def profile(
+        self, which: Sequence[str] | str | None = None, level: float = 0.99, npoints: int = 8
+    ) -> Any:
+        """Profile traces of the criterion (lme4's ``profile``)."""
+        from .inference.profile_glmm import profile_glmm
+
+        return profile_glmm(self, which=which, level=level, npoints=npoints)
+
+    # -- presentation --------------------------------------------------------------------------
+    def summary(self, *, correlation: bool | None = None, digits: int = 4) -> GlmerSummary:
+        """lme4's summary of a GLMM: family, criterion, random effects, z-tests."""
+        from .display.glmer import GlmerSummary
+
+        return GlmerSummary.from_result(self, digits=digits, correlation=correlation)
+
+    def __str__(self) -> str:
+        from .display.glmer import format_print
+
+        return format_print(self)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+
+def _dispersion(model: Any, mu: np.ndarray, u: np.ndarray, ws: Any) -> float:
+    """The scale: 1 for binomial and Poisson; for families with a scale lme4's
+    sigma^2 = (weighted Pearson RSS + ||u||^2) / n."""
+    if not model.family.has_scale:
+        return 1.0
+    fam = model.family
+    y = model.design.y
+    wt = model.prior_weights
+    wrss = float(np.sum(wt * (y - mu) ** 2 / fam.variance(mu)))
+    return (wrss + float(u @ u)) / model.nobs
+
+
+def _warn_separation(
+    model: Any, mu: np.ndarray, beta: np.ndarray, vcov: np.ndarray, warn: bool
+) -> None:
+    """Complete (or quasi-complete) separation makes fitted probabilities 0 or 1 and the fixed
+    effects diverge; say so rather than report huge estimates silently."""
+    from .families import Binomial
+
+    if not warn or not isinstance(model.family, Binomial):
+        return
+    eps = 1e-8
+    extreme = (mu < eps) | (mu > 1 - eps)
+    big = beta.size and np.max(np.abs(beta)) > 15
+    if extreme.any() and big:
+        warnings.warn(
+            f"fitted probabilities numerically 0 or 1 occurred for {int(extreme.sum())} rows and "
+            f"some fixed effects are very large: the data may be (quasi-)completely separated, in "
+            f"which case those estimates and their standard errors are not meaningful",
+            ConvergenceWarning,
+            stacklevel=5,
+        )
