@@ -87,3 +87,94 @@ def sleepstudy() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def sleep_fit() -> mm.LmerResult:
     return fitted_case("sleepstudy_corr_reml")
+
+
+# ---------------------------------------------------------------------------------------------
+# glmer references (tests/fixtures/glmer/make_glmer_fixtures.R, make_glmer_inference.R)
+
+
+@functools.cache
+def glmer_reference() -> dict[str, Any]:
+    with open(FIXTURES / "glmer" / "glmer_reference.json") as fh:
+        return json.load(fh)
+
+
+@functools.cache
+def glmer_inference_reference() -> dict[str, Any]:
+    with open(FIXTURES / "glmer" / "glmer_inference.json") as fh:
+        return json.load(fh)
+
+
+def glmer_cases() -> dict[str, dict[str, Any]]:
+    return glmer_reference()["cases"]
+
+
+def glmer_family(expr: str) -> Any:
+    """Our family for the R expression recorded in a case."""
+    return {
+        "binomial": "binomial",
+        "poisson": "poisson",
+        'binomial(link = "probit")': mm.families.Binomial("probit"),
+        'Gamma(link = "log")': mm.families.Gamma("log"),
+    }[expr]
+
+
+def glmer_case_data(name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    c = glmer_cases()[name]
+    if "data" in c:
+        df = pd.DataFrame(c["data"])
+        df["g"] = pd.Categorical(df["g"])
+        df.attrs["name"] = "gamma_sim"
+    else:
+        df = mm.datasets.load(c["dataset"]).copy()
+    kwargs: dict[str, Any] = {}
+    if c.get("weights_column"):
+        kwargs["weights"] = c["weights_column"]
+    return df, kwargs
+
+
+def glmer_model(name: str) -> mm.GeneralizedLinearMixedModel:
+    c = glmer_cases()[name]
+    df, kwargs = glmer_case_data(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mm.GeneralizedLinearMixedModel.from_formula(
+            c["formula"], df, glmer_family(c["family"]), nAGQ=c["nAGQ"], **kwargs
+        )
+
+
+@functools.cache
+def fitted_glmer(name: str) -> mm.GlmerResult:
+    """Our fit of a glmer reference case (cached for the session)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return glmer_model(name).fit()
+
+
+@functools.cache
+def glmer_at_lme4(name: str) -> mm.GlmerResult:
+    """The case evaluated at lme4's default-fit estimates, carrying lme4's covariance matrix of
+    the fixed effects and its reported deviance: every number a summary prints then comes
+    from lme4, so the text must match lme4's to the character."""
+    import dataclasses
+
+    from mixedmodels.optim import fixed_theta_summary
+
+    c = glmer_cases()[name]
+    model = glmer_model(name)
+    par = np.asarray(c["par"], dtype=float)
+    nth = model.ntheta
+    theta = par[:nth]
+    beta = par[nth:] if c["nAGQ"] > 0 else np.asarray(list(c["beta"].values()), dtype=float)
+    res = mm.GlmerResult.from_optimum(
+        model,
+        theta,
+        beta,
+        fixed_theta_summary(theta, c["deviance_crit"], model.lower_bounds),
+        {},
+        check_convergence=False,
+        warn=False,
+    )
+    return dataclasses.replace(
+        res, vcov_matrix=np.asarray(c["vcov"], dtype=float), objective_value=c["deviance_crit"]
+    )

@@ -1,0 +1,339 @@
+"""Generalized linear mixed models against lme4 1.1-31's glmer (tests/fixtures/glmer).
+
+lme4's reported values carry the error of its PIRLS tolerance (tolPwrss = 1e-7): for cbpp its
+deviance is off by 6e-4 from its own criterion evaluated exactly. Estimates are therefore
+compared with lme4's tight refit (``tight``), and the likelihood also the rigorous way: our
+optimum must be at least as good, under our exact criterion, as lme4's estimates.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedmodels as mm
+from mixedmodels.errors import DataError, FormulaError, ModelSpecError
+from mixedmodels.glmm import PirlsError
+
+from .conftest import fitted_glmer, glmer_at_lme4, glmer_cases, glmer_model
+
+CASES = sorted(glmer_cases())
+
+
+def _values(x: object) -> np.ndarray:
+    return np.asarray(list(x.values()) if isinstance(x, dict) else x, dtype=float)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_loglik_at_least_lme4s(name: str) -> None:
+    c = glmer_cases()[name]
+    fit = fitted_glmer(name)
+    model = glmer_model(name)
+    nth = model.ntheta
+    ours_at_lme4 = []
+    for par in (_values(c["par"]), _values(c["tight"]["par"])):
+        beta = par[nth:] if c["nAGQ"] > 0 else None
+        ours_at_lme4.append(model.deviance(par[:nth], beta))
+    # our optimum is no worse than lme4's estimates under the same (exact) criterion
+    assert fit.objective_value <= min(ours_at_lme4) + 1e-7 * abs(fit.objective_value)
+    # and the log-likelihood agrees with lme4's to 1e-5 relative
+    assert fit.loglik == pytest.approx(c["tight"]["loglik"], rel=1e-5)
+    assert fit.loglik == pytest.approx(-0.5 * c["devfun_check"]["at_tight_par"], rel=1e-5)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_estimates_match_lme4(name: str) -> None:
+    t = glmer_cases()[name]["tight"]
+    fit = fitted_glmer(name)
+    se = _values(t["se"])
+    ours, ref = fit.fixef.to_numpy(), _values(t["beta"])
+    # 1e-3 relative, or 1e-3 standard errors for coefficients near zero
+    assert np.all(np.abs(ours - ref) <= np.maximum(1e-3 * np.abs(ref), 1e-3 * se)), (ours, ref)
+    assert list(fit.fixef.index) == t["fe_names"]
+    theta = _values(t["theta"])
+    if name == "verbagg_slope":
+        # the item correlations are barely determined: lme4's own default and tight fits
+        # disagree on them by more than 0.01 (our likelihood is higher than both)
+        np.testing.assert_allclose(fit.theta, theta, rtol=1e-2, atol=1e-2)
+    else:
+        np.testing.assert_allclose(fit.theta, theta, rtol=1e-2, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_standard_errors_match_lme4(name: str) -> None:
+    t = glmer_cases()[name]["tight"]
+    fit = fitted_glmer(name)
+    # lme4 takes them from a finite-difference Hessian in (theta, beta) (from RX for nAGQ = 0)
+    np.testing.assert_allclose(fit.std_errors.to_numpy(), _values(t["se"]), rtol=5e-3)
+    np.testing.assert_allclose(
+        np.sqrt(np.diag(fit.vcov_rx)), np.sqrt(np.diag(np.asarray(t["vcov_rx"]))), rtol=2e-3
+    )
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_information_criteria_and_sizes(name: str) -> None:
+    t = glmer_cases()[name]["tight"]
+    fit = fitted_glmer(name)
+    assert fit.nobs == t["nobs"]
+    assert fit.ngroups == t["ngroups"]
+    assert fit.npar == t["df"]
+    assert fit.df_resid == t["df_resid"]
+    assert fit.aic == pytest.approx(t["aic"], rel=1e-5)
+    assert fit.bic == pytest.approx(t["bic"], rel=1e-5)
+    assert fit.deviance == pytest.approx(t["deviance_crit"], rel=1e-5)
+    resid = fit.residuals("deviance").to_numpy()
+    assert float(np.sum(resid**2)) == pytest.approx(t["deviance_conditional"], rel=1e-3)
+    assert fit.sigma == pytest.approx(t["sigma"], rel=1e-3)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_per_observation_values(name: str) -> None:
+    c = glmer_cases()[name]
+    t = c["tight"]
+    fit = fitted_glmer(name)
+    k = len(t["fitted"])  # VerbAgg is truncated to its first 50 rows
+    checks = {
+        "fitted": fit.fitted().to_numpy(),
+        "predict_link": fit.predict().to_numpy(),
+        "predict_link_population": fit.predict(re_form="NA").to_numpy(),
+        "residuals_deviance": fit.residuals("deviance").to_numpy(),
+        "residuals_pearson": fit.residuals("pearson").to_numpy(),
+        "residuals_response": fit.residuals("response").to_numpy(),
+    }
+    for key, ours in checks.items():
+        np.testing.assert_allclose(ours[:k], t[key], rtol=2e-3, atol=2e-3, err_msg=key)
+    np.testing.assert_allclose(
+        fit.predict(type="response").to_numpy()[:k], t["fitted"], rtol=2e-3, atol=2e-3
+    )
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_variance_components_and_modes(name: str) -> None:
+    t = glmer_cases()[name]["tight"]
+    fit = fitted_glmer(name)
+    vc = fit.varcorr.to_frame()
+    ref_sd = np.array([r["sdcor"] for r in t["varcorr"]])
+    atol = 2e-2 if name == "verbagg_slope" else 1e-4
+    np.testing.assert_allclose(vc["sdcor"].to_numpy(), ref_sd, rtol=1e-2, atol=atol)
+    re = fit.ranef().to_frame(condsd=True)
+    ref = pd.DataFrame(t["ranef"])
+    assert list(re["grp"].astype(str)[: len(ref)]) == list(ref["grp"])
+    tol = 3e-2 if name == "verbagg_slope" else 2e-3
+    for col in ("condval", "condsd"):
+        np.testing.assert_allclose(
+            re[col].to_numpy()[: len(ref)], ref[col].to_numpy(), rtol=tol, atol=tol, err_msg=col
+        )
+
+
+# -- printed output -----------------------------------------------------------------------------
+def _lme4_text(text: str) -> str:
+    # lme4 appends its convergence messages; ours at lme4's estimates has none
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("optimizer (Nelder_Mead)"):
+            lines = lines[:i]
+            break
+    return "\n".join(lines).rstrip("\n")
+
+
+FORMULA_LINE = {
+    "cbpp_poisson_offset": ("offset(log(size))", "offset(np.log(size))"),
+    "cbpp_prop_weights": ("incidence/size", "I(incidence / size)"),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("kind", ["summary", "print"])
+def test_text_matches_lme4(name: str, kind: str) -> None:
+    c = glmer_cases()[name]
+    res = glmer_at_lme4(name)
+    ours = str(res.summary()) if kind == "summary" else repr(res)
+    expected = _lme4_text(c[f"{kind}_text"])
+    if name in FORMULA_LINE:
+        expected = expected.replace(*FORMULA_LINE[name])
+    assert ours.rstrip("\n") == expected
+
+
+def test_summary_of_a_fit_reports_our_warnings() -> None:
+    fit = fitted_glmer("grouseticks")
+    text = str(fit.summary())
+    assert "Model is nearly unidentifiable: very large eigenvalue" in text
+    assert "Rescale variables?" in text
+    assert "optimizer (LN_BOBYQA) convergence code: 0 (OK)" in repr(fit)
+
+
+# -- the compiled criterion is the Python one ----------------------------------------------------
+@pytest.mark.parametrize("name", [n for n in CASES if n != "verbagg_slope"])
+def test_compiled_criterion_matches_python(name: str) -> None:
+    c = glmer_cases()[name]
+    model = glmer_model(name)
+    assert model._fast() is not None
+    par = _values(c["tight"]["par"])
+    nth = model.ntheta
+    betas = [None] if c["nAGQ"] <= 1 else []
+    if c["nAGQ"] >= 1:
+        betas.append(par[nth:])
+    for beta in betas:
+        state = model.initial_state()
+        if model.nAGQ > 1:
+            slow = model.agq(par[:nth], beta, state)[0]
+        else:
+            slow = model.laplace(par[:nth], beta, state)[0]
+        fast = model.criterion(par[:nth], beta, model.initial_state())[0]
+        assert fast == pytest.approx(slow, rel=1e-12)
+
+
+def test_vector_valued_terms_use_the_python_path() -> None:
+    assert glmer_model("verbagg_slope")._fast() is None
+
+
+# -- responses ---------------------------------------------------------------------------------
+def test_three_spellings_of_a_binomial_response_agree(cbpp: pd.DataFrame) -> None:
+    df = cbpp.copy()
+    df["prop"] = df["incidence"] / df["size"]
+    a = fitted_glmer("cbpp_laplace")
+    b = mm.glmer("prop ~ period + (1 | herd)", df, "binomial", weights="size", warn=False)
+    assert b.loglik == pytest.approx(a.loglik, rel=1e-9)
+    np.testing.assert_allclose(b.fixef, a.fixef, rtol=1e-5)
+    # expanded to one row per animal, as 0/1 outcomes: same fixed effects and variance
+    rows = []
+    for _, r in cbpp.iterrows():
+        rows += [(r["herd"], r["period"], 1.0)] * int(r["incidence"])
+        rows += [(r["herd"], r["period"], 0.0)] * int(r["size"] - r["incidence"])
+    long = pd.DataFrame(rows, columns=["herd", "period", "sick"])
+    long["herd"] = pd.Categorical(long["herd"], categories=cbpp["herd"].cat.categories)
+    long["period"] = pd.Categorical(long["period"], categories=cbpp["period"].cat.categories)
+    c = mm.glmer("sick ~ period + (1 | herd)", long, "binomial", warn=False)
+    np.testing.assert_allclose(c.fixef, a.fixef, rtol=1e-4)
+    np.testing.assert_allclose(c.theta, a.theta, rtol=1e-4)
+    # booleans work too
+    long["sick_b"] = long["sick"] > 0
+    d = mm.glmer("sick_b ~ period + (1 | herd)", long, "binomial", warn=False)
+    assert d.loglik == pytest.approx(c.loglik, rel=1e-10)
+
+
+def test_factor_response_second_level_is_success() -> None:
+    fit = fitted_glmer("verbagg")  # r2 is a factor with levels N, Y
+    assert fit.design.y.max() == 1.0
+    va = mm.datasets.load("VerbAgg")
+    np.testing.assert_array_equal(fit.design.y, (va["r2"] == "Y").to_numpy(dtype=float))
+
+
+@pytest.fixture(scope="module")
+def cbpp() -> pd.DataFrame:
+    return mm.datasets.load("cbpp")
+
+
+def test_bad_responses_get_clear_errors(cbpp: pd.DataFrame) -> None:
+    df = cbpp.copy()
+    df["neg"] = df["incidence"] - 3
+    with pytest.raises(DataError, match="negative"):
+        mm.glmer("neg ~ period + (1 | herd)", df, "poisson")
+    with pytest.raises(DataError, match="between 0 and 1"):
+        mm.glmer("incidence ~ period + (1 | herd)", df, "binomial")
+    df["too_many"] = df["incidence"] + df["size"]
+    with pytest.raises(DataError, match="successes above the number of trials"):
+        mm.glmer("cbind(too_many, size - too_many) ~ period + (1 | herd)", df, "binomial")
+    with pytest.raises(DataError, match="must not be negative"):
+        mm.glmer("cbind(neg, size) ~ period + (1 | herd)", df, "binomial")
+    df["half"] = df["incidence"] + 0.5
+    with pytest.warns(UserWarning, match="non-integer"):
+        mm.glmer("half ~ period + (1 | herd)", df, "poisson", warn=False)
+    with pytest.raises(ModelSpecError, match="binomial"):
+        mm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", df, "poisson")
+    with pytest.raises(FormulaError, match="glmer"):
+        mm.lmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", df)
+    df["three"] = pd.Categorical(np.resize(["a", "b", "c"], len(df)))
+    with pytest.raises(DataError, match="3 levels"):
+        mm.glmer("three ~ period + (1 | herd)", df, "binomial")
+
+
+def test_model_specification_errors(cbpp: pd.DataFrame) -> None:
+    f = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    with pytest.raises(ModelSpecError, match="nAGQ"):
+        mm.glmer(f, cbpp, nAGQ=30)
+    with pytest.raises(ModelSpecError, match="single scalar"):
+        mm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | period)", cbpp,
+                 nAGQ=5)  # fmt: skip
+    with pytest.raises(ModelSpecError, match="link"):
+        mm.glmer(f, cbpp, "binomial", link="inverse")
+
+
+def test_complete_separation_warns_and_does_not_crash() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    df = pd.DataFrame(
+        {"y": (x > 0).astype(float), "x": x, "g": pd.Categorical(np.repeat(np.arange(20), 10))}
+    )
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fit = mm.glmer("y ~ x + (1 | g)", df, "binomial")
+    messages = " ".join(str(m.message) for m in w)
+    assert "separated" in messages
+    assert abs(fit.fixef["x"]) > 100
+    # quasi-separation by a factor level
+    df2 = pd.DataFrame(
+        {
+            "y": np.r_[np.zeros(50), rng.integers(0, 2, 150)],
+            "f": pd.Categorical(np.r_[["a"] * 50, ["b"] * 150]),
+            "g": pd.Categorical(rng.integers(0, 10, 200)),
+        }
+    )
+    with pytest.warns(mm.errors.ConvergenceWarning, match="separated"):
+        fit2 = mm.glmer("y ~ f + (1 | g)", df2, "binomial")
+    assert fit2.fixef["fb"] > 10
+
+
+def test_families_with_scale_warn(cbpp: pd.DataFrame) -> None:
+    df = cbpp.copy()
+    df["y"] = df["size"] + 0.5
+    with pytest.warns(UserWarning, match="not established"):
+        mm.GeneralizedLinearMixedModel.from_formula(
+            "y ~ period + (1 | herd)", df, mm.families.InverseGaussian("log")
+        )
+
+
+def test_observation_level_random_effects_allowed() -> None:
+    # grouseticks' INDEX has one level per row (overdispersion), as lme4's glmer allows
+    fit = fitted_glmer("grouseticks")
+    assert fit.ngroups["INDEX"] == fit.nobs
+
+
+def test_pirls_error_is_a_model_spec_error() -> None:
+    assert issubclass(PirlsError, ModelSpecError)
+
+
+# -- nAGQ ----------------------------------------------------------------------------------------
+def test_quadrature_converges_with_nodes() -> None:
+    model = glmer_model("cbpp_agq25")
+    par = _values(glmer_cases()["cbpp_agq25"]["tight"]["par"])
+    devs = [model.with_nAGQ(k).deviance(par[:1], par[1:]) for k in (3, 7, 15, 25)]
+    assert abs(devs[-1] - devs[-2]) < 1e-6
+    assert abs(devs[-1] - devs[0]) > abs(devs[-1] - devs[-2])
+
+
+def test_nagq0_is_faster_criterion() -> None:
+    fit0 = fitted_glmer("cbpp_nagq0")
+    assert fit0.feval["stage2"] == 0
+    assert fit0.hessian is None
+    np.testing.assert_allclose(fit0.std_errors, np.sqrt(np.diag(fit0.vcov_rx)))
+
+
+# -- invariances ---------------------------------------------------------------------------------
+def test_row_order_and_level_labels_do_not_matter(cbpp: pd.DataFrame) -> None:
+    base = fitted_glmer("cbpp_laplace")
+    f = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    perm = cbpp.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    a = mm.glmer(f, perm, warn=False)
+    assert a.loglik == pytest.approx(base.loglik, rel=1e-9)
+    np.testing.assert_allclose(a.fixef, base.fixef, rtol=1e-5)
+    relab = cbpp.copy()
+    relab["herd"] = relab["herd"].cat.rename_categories(lambda s: f"h{s}")
+    b = mm.glmer(f, relab, warn=False)
+    assert b.loglik == pytest.approx(base.loglik, rel=1e-9)
+    assert b.ranef()["herd"].loc["h3"].iloc[0] == pytest.approx(
+        base.ranef()["herd"].loc["3"].iloc[0], rel=1e-4
+    )
