@@ -337,3 +337,54 @@ def test_row_order_and_level_labels_do_not_matter(cbpp: pd.DataFrame) -> None:
     assert b.ranef()["herd"].loc["h3"].iloc[0] == pytest.approx(
         base.ranef()["herd"].loc["3"].iloc[0], rel=1e-4
     )
+
+
+# -- the exact gradient ------------------------------------------------------------------------
+GRADIENT_CASES = [
+    n
+    for n in CASES
+    if glmer_cases()[n]["nAGQ"] == 1 and glmer_cases()[n]["family"] in ("binomial", "poisson")
+    and n != "verbagg_slope"
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", GRADIENT_CASES)
+def test_exact_gradient_matches_finite_differences(name: str) -> None:
+    from mixedmodels.optim import finite_difference_derivatives
+
+    model = glmer_model(name)
+    assert model.has_gradient
+    par = _values(glmer_cases()[name]["tight"]["par"]) * 1.02  # away from the optimum
+    nth = model.ntheta
+    dev, grad, _ = model.criterion_gradient(par[:nth], par[nth:], model.initial_state())
+    assert dev == pytest.approx(model.deviance(par[:nth], par[nth:]), rel=1e-12)
+
+    def f(x: np.ndarray) -> float:
+        return model.criterion(x[:nth], x[nth:], model.initial_state())[0]
+
+    lower = np.r_[model.lower_bounds, np.full(par.size - nth, -np.inf)]
+    # Richardson-quality central differences at two step sizes bracket the truth
+    num, _ = finite_difference_derivatives(f, par, lower, hessian=False, step=1e-5)
+    np.testing.assert_allclose(grad, num, rtol=1e-4, atol=1e-4 * np.max(np.abs(num)))
+
+
+def test_gradient_and_derivative_free_optimizers_agree() -> None:
+    model = glmer_model("verbagg")
+    theta0, step = model.initial_theta()
+    fast = model.optimize(theta0, step)
+    slow = model._optimize_two_stage(theta0, step, None, None, {"stage1": 0, "stage2": 0})
+    assert fast[2].fmin == pytest.approx(slow[2].fmin, rel=1e-9)
+    assert fast[2].fmin <= slow[2].fmin + 1e-7
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-3, atol=1e-4)
+    # far fewer evaluations with the gradient
+    assert fast[3]["stage1"] + fast[3]["stage2"] < 0.5 * (slow[3]["stage1"] + slow[3]["stage2"])
+
+
+def test_boundary_is_not_mistaken_for_a_minimum() -> None:
+    # theta = 0 is a stationary point of the criterion: started there, the optimizer must
+    # still find the interior optimum
+    model = glmer_model("cbpp_laplace")
+    fit = fitted_glmer("cbpp_laplace")
+    _, step = model.initial_theta()
+    theta, beta, opt, _ = model.optimize(np.zeros(1), step, beta0=fit.beta, se0=fit.std_errors)
+    assert theta[0] == pytest.approx(fit.theta[0], rel=1e-4)

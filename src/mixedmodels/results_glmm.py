@@ -15,7 +15,13 @@ from scipy import stats
 
 from .errors import ConvergenceWarning, ModelSpecError, SingularFitWarning
 from .glmm import PirlsError
-from .optim import OptSummary, finite_difference_derivatives, gradient_message, hessian_messages
+from .optim import (
+    OptSummary,
+    finite_difference_derivatives,
+    gradient_message,
+    hessian_from_gradient,
+    hessian_messages,
+)
 from .results import _MixedResult
 
 if TYPE_CHECKING:
@@ -129,7 +135,19 @@ class GlmerResult(_MixedResult):
             steps = np.concatenate(
                 [1e-4 * np.maximum(np.abs(theta), theta_scale), 1e-3 * se_unscaled]
             )
-            grad, H = finite_difference_derivatives(f, x, lower, hessian=True, step=steps)
+            H: np.ndarray | None
+            if model.has_gradient:
+
+                def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
+                    try:
+                        dev, g, _ = model.criterion_gradient(z[:nth], z[nth:], start)
+                    except PirlsError:
+                        return math.inf, np.full(z.size, np.nan)
+                    return dev, g
+
+                grad, H = hessian_from_gradient(fg, x, lower, steps)
+            else:
+                grad, H = finite_difference_derivatives(f, x, lower, hessian=True, step=steps)
             hessian = H
             if H is not None and np.all(np.isfinite(H)):
                 try:

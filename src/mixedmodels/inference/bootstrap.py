@@ -64,13 +64,11 @@ _TASK: _Task | None = None
 def _init_worker(task: _Task) -> None:
     global _TASK
     _TASK = task
-    # one BLAS thread per worker: the matrices are small and the workers already use the cores
-    try:
-        from threadpoolctl import threadpool_limits
+    # one BLAS thread per worker: the matrices are small and the workers already use the
+    # cores (several BLAS threads per worker slow the bootstrap down many times over)
+    from threadpoolctl import threadpool_limits
 
-        threadpool_limits(1)
-    except ImportError:
-        pass
+    threadpool_limits(1)
 
 
 def _simulate(task: _Task, rng: np.random.Generator) -> np.ndarray:
