@@ -386,5 +386,5 @@ def test_boundary_is_not_mistaken_for_a_minimum() -> None:
     model = glmer_model("cbpp_laplace")
     fit = fitted_glmer("cbpp_laplace")
     _, step = model.initial_theta()
-    theta, beta, opt, _ = model.optimize(np.zeros(1), step, beta0=fit.beta, se0=fit.std_errors)
+    theta, *_ = model.optimize(np.zeros(1), step, beta0=fit.beta, se0=fit.std_errors)
     assert theta[0] == pytest.approx(fit.theta[0], rel=1e-4)
