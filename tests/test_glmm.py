@@ -388,3 +388,12 @@ def test_boundary_is_not_mistaken_for_a_minimum() -> None:
     _, step = model.initial_theta()
     theta, *_ = model.optimize(np.zeros(1), step, beta0=fit.beta, se0=fit.std_errors)
     assert theta[0] == pytest.approx(fit.theta[0], rel=1e-4)
+
+
+def test_offset_argument_equals_offset_in_formula(cbpp: pd.DataFrame) -> None:
+    in_formula = fitted_glmer("cbpp_poisson_offset")
+    df = cbpp.copy()
+    df["log_size"] = np.log(df["size"])
+    as_argument = mm.glmer("incidence ~ period + (1 | herd)", df, "poisson", offset="log_size")
+    assert as_argument.loglik == pytest.approx(in_formula.loglik, rel=1e-10)
+    np.testing.assert_allclose(as_argument.fixef, in_formula.fixef, rtol=1e-6)

@@ -45,7 +45,7 @@ import numpy as np
 from .errors import ModelSpecError
 from .families import Binomial, Family, get_family
 from .formula.design import ArrayLike, Design, build_design
-from .linalg.assemble import Reweighter, TermData
+from .linalg.assemble import Reweighter, TermData, column_scales
 from .linalg.cholesky import BlockedCholesky, ThetaLayout
 from .optim import OptSummary, minimize_theta, minimize_with_gradient
 
@@ -226,16 +226,7 @@ class GeneralizedLinearMixedModel:
 
     @property
     def theta_names(self) -> list[str]:
-        names = []
-        for t in self.design.terms:
-            r, c = self.layout.tril_indices(t.n_effects)
-            for i, j in zip(r, c, strict=True):
-                names.append(
-                    f"{t.group_name}.{t.effect_names[i]}"
-                    if i == j
-                    else f"{t.group_name}.{t.effect_names[i]}.{t.effect_names[j]}"
-                )
-        return names
+        return self.layout.names(self.design.terms)
 
     # -- pieces of PIRLS ------------------------------------------------------------------------
     def _reweighter(self, with_x: bool) -> Reweighter:
@@ -645,31 +636,10 @@ class GeneralizedLinearMixedModel:
         return self.criterion(th, b, self.initial_state())[0]
 
     # -- fit ------------------------------------------------------------------------------------
-    def _column_scales(self) -> np.ndarray:
-        out = []
-        for t in self.terms_data:
-            for s in range(t.n_effects):
-                if t.z is None:
-                    out.append(1.0)
-                else:
-                    nz = t.z[s][t.z[s] != 0.0]
-                    out.append(float(np.sqrt(np.mean(nz * nz))) if nz.size else 1.0)
-        return np.array(out)
-
     def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
-        """Identity templates in the units of the data (as for linear mixed models) and steps."""
-        scales = self._column_scales()
-        theta, step = [], []
-        k = 0
-        for s in self.layout.sizes:
-            r, c = self.layout.tril_indices(s)
-            inv = 1.0 / scales[k + r]
-            theta.append(np.where(r == c, inv, 0.0))
-            step.append(np.where(r == c, 0.75, 1.0) * inv)
-            k += s
-        if not theta:
-            return np.zeros(0), np.zeros(0)
-        return np.concatenate(theta), np.concatenate(step)
+        """Starting theta and initial steps in the units of the data (as for linear mixed
+        models, :meth:`~mixedmodels.linalg.cholesky.ThetaLayout.scaled_start`)."""
+        return self.layout.scaled_start(column_scales(self.terms_data))
 
     def fit(
         self,

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import ConvergenceWarning, FormulaError, ModelSpecError, SingularFitWarning
 from .formula.design import ArrayLike, Design, build_design
-from .linalg.assemble import CrossProducts, TermData, assemble, response_blocks
+from .linalg.assemble import CrossProducts, TermData, assemble, column_scales, response_blocks
 from .linalg.cholesky import BlockedCholesky, ThetaLayout
 from .optim import (
     finite_difference_derivatives,
@@ -136,55 +136,21 @@ class LinearMixedModel:
     @property
     def theta_names(self) -> list[str]:
         """lme4's names for theta, e.g. ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``."""
-        names = []
-        for t in self.design.terms:
-            r, c = self.layout.tril_indices(t.n_effects)
-            for i, j in zip(r, c, strict=True):
-                if i == j:
-                    names.append(f"{t.group_name}.{t.effect_names[i]}")
-                else:
-                    names.append(f"{t.group_name}.{t.effect_names[i]}.{t.effect_names[j]}")
-        return names
+        return self.layout.names(self.design.terms)
 
     @property
     def nobs(self) -> int:
         return self.A.n
 
     def column_scales(self) -> list[np.ndarray]:
-        """Typical size of each random-effects column: its root mean square over the rows
-        where it is not zero (1 for an intercept or an indicator column)."""
-        out = []
-        for t in self.terms_data:
-            if t.z is None:
-                out.append(np.ones(1))
-                continue
-            scales = np.ones(t.n_effects)
-            for s in range(t.n_effects):
-                nz = t.z[s][t.z[s] != 0.0]
-                if nz.size:
-                    scales[s] = float(np.sqrt(np.mean(nz * nz)))
-            out.append(scales)
-        return out
+        """Typical size of each random-effects column (see
+        :func:`~mixedmodels.linalg.assemble.column_scales`)."""
+        return column_scales(self.terms_data)
 
     def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
-        """Starting theta and BOBYQA's initial steps, in the units of the data.
-
-        lme4 and MixedModels.jl start at identity templates, which assumes every random-effects
-        column has unit scale: with a covariate in hours instead of days the start is 24 times
-        too large for the slope and the search can end in a poor local optimum. Here the
-        template row of a column with typical size c starts at 1/c (with steps 0.75/c on the
-        diagonal and 1/c off it), so rescaling a covariate rescales the whole search and
-        changes nothing else. For intercepts and indicator columns (c = 1) this is lme4's start.
-        """
-        theta, step = [], []
-        for scales, s in zip(self.column_scales(), self.layout.sizes, strict=True):
-            rows, cols = self.layout.tril_indices(s)
-            inv = 1.0 / scales[rows]
-            theta.append(np.where(rows == cols, inv, 0.0))
-            step.append(np.where(rows == cols, 0.75, 1.0) * inv)
-        if not theta:
-            return np.zeros(0), np.zeros(0)
-        return np.concatenate(theta), np.concatenate(step)
+        """Starting theta and BOBYQA's initial steps, in the units of the data (see
+        :meth:`~mixedmodels.linalg.cholesky.ThetaLayout.scaled_start`)."""
+        return self.layout.scaled_start(self.column_scales())
 
     @property
     def n_fixef(self) -> int:

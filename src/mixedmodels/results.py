@@ -10,7 +10,7 @@ Nothing is attached to a result after it is made.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -435,6 +435,131 @@ class _MixedResult:
         X, offset, parts, complete = new_data_arrays(d, newdata, used, allow_new_levels)
         return X, offset, parts, complete, newdata.index
 
+    def _confint_wald_boot(
+        self,
+        names: list[str],
+        method: str,
+        level: float,
+        which: Sequence[str] | str | None,
+        nsim: int,
+        seed: int | None,
+        boot_type: str,
+        progress: bool,
+    ) -> pd.DataFrame:
+        """Wald intervals (fixed effects only; NaN for the variance parameters) or bootstrap
+        intervals, for the parameters ``names`` (variance parameters first)."""
+        from scipy import stats
+
+        from .inference.profile import _pct, _which
+
+        idx = _which(names, which)
+        if method == "wald":
+            z = float(stats.norm.ppf(0.5 + level / 2))
+            nvar = len(names) - len(self.beta)
+            se = self.std_errors.to_numpy()
+            rows = [
+                (np.nan, np.nan)
+                if i < nvar
+                else (
+                    self.beta[i - nvar] - z * se[i - nvar],
+                    self.beta[i - nvar] + z * se[i - nvar],
+                )
+                for i in idx
+            ]
+            a = (1 - level) / 2
+            return pd.DataFrame(rows, index=[names[i] for i in idx], columns=[_pct(a), _pct(1 - a)])
+        if method in ("boot", "bootstrap"):
+            boot = self.bootstrap(nsim, seed=seed, progress=progress)  # type: ignore[attr-defined]
+            return boot.confint(level=level, type=boot_type).loc[[names[i] for i in idx]]
+        raise ModelSpecError(f"method must be 'profile', 'wald' or 'boot', not {method!r}")
+
+    def _eta_rows(
+        self, newdata: pd.DataFrame | None, re_form: str | None, allow_new_levels: bool
+    ) -> tuple[np.ndarray, np.ndarray, pd.Index, tuple[Any, ...]]:
+        """Linear predictor X beta + o + Z b for the fitted rows or new data (random effects of
+        the terms in ``re_form``; new levels at zero): (eta of the complete rows, which rows are
+        complete, the index, the row arrays)."""
+        used = self._terms_in(re_form)
+        X, offset, parts, complete, index = self._rows(newdata, used, allow_new_levels)
+        eta = X @ self.beta if X.shape[1] else np.zeros(X.shape[0])
+        if offset is not None:
+            eta = eta + offset
+        for j, refs, z in parts:
+            bj = np.zeros((len(refs), self.b[j].shape[1]))
+            ok = refs < self.b[j].shape[0]
+            bj[ok] = self.b[j][refs[ok]]
+            eta = eta + (bj[:, 0] if z is None else np.einsum("sn,ns->n", z, bj))
+        return eta, complete, index, (X, offset, parts)
+
+    def _response_simulator(
+        self, fitted_rows: bool
+    ) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+        """For a GLMM, draws responses given the linear predictor; None for Gaussian noise."""
+        return None
+
+    def simulate(
+        self,
+        nsim: int = 1,
+        seed: int | np.random.Generator | None = None,
+        use_u: bool = False,
+        newdata: pd.DataFrame | None = None,
+        newparams: Mapping[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Simulate responses from the fitted model (lme4's ``simulate``): new random effects
+        (unless ``use_u``) and new residuals, or for a GLMM responses from the family (binomial
+        responses as proportions of the trials, the scale of the response fitted).
+
+        Parameters
+        ----------
+        nsim
+            Number of simulated responses.
+        seed
+            Seed or numpy Generator.
+        use_u
+            Keep the random effects of the levels seen in the fit at their conditional modes
+            (simulate only the residual noise, and new levels' effects) instead of drawing new
+            ones.
+        newdata
+            Simulate for these rows instead of the data fitted (levels not seen in the fit get
+            new random effects).
+        newparams
+            Parameters to simulate with instead of the estimates: any of ``beta`` (array in the
+            order of :attr:`fixef`, or a mapping name -> value), ``theta`` (lme4's order) and
+            ``sigma``.
+
+        Returns
+        -------
+        DataFrame
+            One column per simulation (``sim_1``, ...), aligned with the rows.
+        """
+        from .simulate import _params, simulate_arrays
+
+        if nsim < 1:
+            raise ModelSpecError("nsim must be at least 1")
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        beta, theta, sigma = _params(
+            newparams or {},
+            self.beta,
+            self.theta,
+            self._scale,
+            list(self.design.fixef_names),
+            self.model.theta_names,
+        )
+        used = list(range(len(self.design.terms)))
+        X, offset, parts, complete, index = self._rows(newdata, used, True)
+        weights = self.design.weights if newdata is None else None
+        Ts = self.model.layout.templates(theta)
+        fixed_u = None
+        if use_u:
+            fixed_u = [self.u[j] for j in used]
+        sims = simulate_arrays(
+            X, offset, parts, [t.nlevels for t in self.design.terms], weights, beta, Ts, sigma,
+            nsim, rng, fixed_u, self._response_simulator(newdata is None),
+        )  # fmt: skip
+        out = np.full((len(complete), nsim), np.nan)
+        out[complete] = sims
+        return pd.DataFrame(out, index=index, columns=[f"sim_{k + 1}" for k in range(nsim)])
+
 
 @dataclass(frozen=True, eq=False)
 class LmerResult(_MixedResult):
@@ -617,15 +742,7 @@ class LmerResult(_MixedResult):
         if interval not in ("none", "confidence", "prediction"):
             raise ModelSpecError("interval must be 'none', 'confidence' or 'prediction'")
         used = self._terms_in(re_form)
-        X, offset, parts, complete, index = self._rows(newdata, used, allow_new_levels)
-        eta = X @ self.beta if X.shape[1] else np.zeros(X.shape[0])
-        if offset is not None:
-            eta = eta + offset
-        for j, refs, z in parts:
-            bj = np.zeros((len(refs), self.b[j].shape[1]))
-            ok = refs < self.b[j].shape[0]
-            bj[ok] = self.b[j][refs[ok]]
-            eta = eta + (bj[:, 0] if z is None else np.einsum("sn,ns->n", z, bj))
+        eta, complete, index, (X, _, parts) = self._eta_rows(newdata, re_form, allow_new_levels)
         n_out = len(complete)
         if interval == "none":
             out = np.full(n_out, np.nan)
@@ -681,67 +798,6 @@ class LmerResult(_MixedResult):
             total = sum(np.sum(v * v, axis=0) for v in vs) + np.sum(vX * vX, axis=0)
             out[start:stop] = self.sigma**2 * total + new_var
         return out
-
-    def simulate(
-        self,
-        nsim: int = 1,
-        seed: int | np.random.Generator | None = None,
-        use_u: bool = False,
-        newdata: pd.DataFrame | None = None,
-        newparams: Mapping[str, Any] | None = None,
-    ) -> pd.DataFrame:
-        """Simulate responses from the fitted model (lme4's ``simulate``).
-
-        Parameters
-        ----------
-        nsim
-            Number of simulated responses.
-        seed
-            Seed or numpy Generator.
-        use_u
-            Keep the random effects of the levels seen in the fit at their conditional modes
-            (simulate only the residual noise, and new levels' effects) instead of drawing new
-            ones.
-        newdata
-            Simulate for these rows instead of the data fitted (levels not seen in the fit get
-            new random effects).
-        newparams
-            Parameters to simulate with instead of the estimates: any of ``beta`` (array in the
-            order of :attr:`fixef`, or a mapping name -> value), ``theta`` (lme4's order) and
-            ``sigma``.
-
-        Returns
-        -------
-        DataFrame
-            One column per simulation (``sim_1``, ...), aligned with the rows.
-        """
-        from .simulate import _params, simulate_arrays
-
-        if nsim < 1:
-            raise ModelSpecError("nsim must be at least 1")
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        beta, theta, sigma = _params(
-            newparams or {},
-            self.beta,
-            self.theta,
-            self.sigma,
-            list(self.design.fixef_names),
-            self.model.theta_names,
-        )
-        used = list(range(len(self.design.terms)))
-        X, offset, parts, complete, index = self._rows(newdata, used, True)
-        weights = self.design.weights if newdata is None else None
-        Ts = self.model.layout.templates(theta)
-        fixed_u = None
-        if use_u:
-            fixed_u = [self.u[j] for j in used]
-        sims = simulate_arrays(
-            X, offset, parts, [t.nlevels for t in self.design.terms], weights, beta, Ts, sigma,
-            nsim, rng, fixed_u,
-        )  # fmt: skip
-        out = np.full((len(complete), nsim), np.nan)
-        out[complete] = sims
-        return pd.DataFrame(out, index=index, columns=[f"sim_{k + 1}" for k in range(nsim)])
 
     # -- inference -------------------------------------------------------------------------------
     @cached_property
@@ -847,34 +903,14 @@ class LmerResult(_MixedResult):
             For ``method="boot"``: number of replicates, seed, interval type (``"perc"``,
             ``"basic"`` or ``"norm"``) and whether to show a progress bar.
         """
-        from .inference.profile import _pct, _which, confint_profile, parameter_names
+        from .inference.profile import confint_profile, parameter_names
 
         method = method.lower()
         if method == "profile":
             return confint_profile(self, level=level, which=which)
-        names = parameter_names(self)
-        idx = _which(names, which)
-        if method == "wald":
-            from scipy import stats
-
-            z = float(stats.norm.ppf(0.5 + level / 2))
-            nvar = len(names) - len(self.beta)
-            se = self.std_errors.to_numpy()
-            rows = [
-                (np.nan, np.nan)
-                if i < nvar
-                else (
-                    self.beta[i - nvar] - z * se[i - nvar],
-                    self.beta[i - nvar] + z * se[i - nvar],
-                )
-                for i in idx
-            ]
-            a = (1 - level) / 2
-            return pd.DataFrame(rows, index=[names[i] for i in idx], columns=[_pct(a), _pct(1 - a)])
-        if method in ("boot", "bootstrap"):
-            boot = self.bootstrap(nsim, seed=seed, progress=progress)
-            return boot.confint(level=level, type=boot_type).loc[[names[i] for i in idx]]
-        raise ModelSpecError(f"method must be 'profile', 'wald' or 'boot', not {method!r}")
+        return self._confint_wald_boot(
+            parameter_names(self), method, level, which, nsim, seed, boot_type, progress
+        )
 
     def bootstrap(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -294,69 +294,28 @@ class GlmerResult(_MixedResult):
         (``type="response"``); ``re_form`` and ``allow_new_levels`` as for linear models."""
         if type not in ("link", "response"):
             raise ModelSpecError("type must be 'link' or 'response'")
-        used = self._terms_in(re_form)
-        X, offset, parts, complete, index = self._rows(newdata, used, allow_new_levels)
-        eta = X @ self.beta if X.shape[1] else np.zeros(X.shape[0])
-        if offset is not None:
-            eta = eta + offset
-        for j, refs, z in parts:
-            bj = np.zeros((len(refs), self.b[j].shape[1]))
-            ok = refs < self.b[j].shape[0]
-            bj[ok] = self.b[j][refs[ok]]
-            eta = eta + (bj[:, 0] if z is None else np.einsum("sn,ns->n", z, bj))
+        eta, complete, index, _ = self._eta_rows(newdata, re_form, allow_new_levels)
         vals = self.family.linkinv(eta) if type == "response" else eta
         out = np.full(len(complete), np.nan)
         out[complete] = vals
         return pd.Series(out, index=index, name="predicted")
 
-    def simulate(
-        self,
-        nsim: int = 1,
-        seed: int | np.random.Generator | None = None,
-        use_u: bool = False,
-        newdata: pd.DataFrame | None = None,
-        newparams: Mapping[str, Any] | None = None,
-    ) -> pd.DataFrame:
-        """Simulate responses from the fitted model (lme4's ``simulate``): new random effects
-        (unless ``use_u``) and responses from the family. Binomial responses are proportions of
-        the trials (the same scale as the response fitted)."""
-        from .simulate import _params
+    def _response_simulator(
+        self, fitted_rows: bool
+    ) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+        """Responses from the family at the means linkinv(eta): the fit's numbers of trials
+        and prior weights for the rows fitted, one trial and weight 1 for new data."""
+        fam = self.family
+        scale = self.scale
+        trials = self.model.trials if fitted_rows else None
+        wt = self.model.prior_weights if fitted_rows else None
 
-        if nsim < 1:
-            raise ModelSpecError("nsim must be at least 1")
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        beta, theta, _ = _params(
-            newparams or {},
-            self.beta,
-            self.theta,
-            self.sigma,
-            list(self.design.fixef_names),
-            self.model.theta_names,
-        )
-        used = list(range(len(self.design.terms)))
-        X, offset, parts, complete, index = self._rows(newdata, used, True)
-        if newdata is None:
-            trials, wt = self.model.trials, self.model.prior_weights
-        else:
-            trials, wt = np.ones(X.shape[0]), np.ones(X.shape[0])
-        Ts = self.model.layout.templates(theta)
-        base = X @ beta if X.shape[1] else np.zeros(X.shape[0])
-        if offset is not None:
-            base = base + offset
-        out = np.full((len(complete), nsim), np.nan)
-        for k in range(nsim):
-            eta = base.copy()
-            for pos, (j, refs, z) in enumerate(parts):
-                T = Ts[j]
-                nl = int(max(self.b[j].shape[0], refs.max(initial=-1) + 1))
-                uu = rng.standard_normal((nl, T.shape[0]))
-                if use_u:
-                    uu[: self.u[pos].shape[0]] = self.u[pos]
-                rows = (uu @ T.T)[refs]
-                eta += rows[:, 0] if z is None else np.einsum("sn,ns->n", z, rows)
-            mu = self.family.linkinv(eta)
-            out[complete, k] = self.family.simulate(mu, trials, wt, self.scale, rng)
-        return pd.DataFrame(out, index=index, columns=[f"sim_{k + 1}" for k in range(nsim)])
+        def draw(eta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            n = np.ones(eta.size) if trials is None else trials
+            w = np.ones(eta.size) if wt is None else wt
+            return np.asarray(fam.simulate(fam.linkinv(eta), n, w, scale, rng), dtype=float)
+
+        return draw
 
     # -- inference --------------------------------------------------------------------------------
     def coef_table(self) -> pd.DataFrame:
@@ -387,33 +346,14 @@ class GlmerResult(_MixedResult):
         """Confidence intervals: ``"profile"`` (profile of the criterion in the SDs,
         correlations and fixed effects, as lme4), ``"wald"`` or ``"boot"``; rows named as lme4's
         ``confint(fit, oldNames = FALSE)``."""
-        from .inference.profile import _pct, _which
         from .inference.profile_glmm import confint_profile_glmm, parameter_names_glmm
 
         method = method.lower()
-        names = parameter_names_glmm(self)
         if method == "profile":
             return confint_profile_glmm(self, level=level, which=which)
-        idx = _which(names, which)
-        a = (1 - level) / 2
-        if method == "wald":
-            zq = float(stats.norm.ppf(0.5 + level / 2))
-            nvar = len(names) - len(self.beta)
-            se = self.std_errors.to_numpy()
-            rows = [
-                (np.nan, np.nan)
-                if i < nvar
-                else (
-                    self.beta[i - nvar] - zq * se[i - nvar],
-                    self.beta[i - nvar] + zq * se[i - nvar],
-                )
-                for i in idx
-            ]
-            return pd.DataFrame(rows, index=[names[i] for i in idx], columns=[_pct(a), _pct(1 - a)])
-        if method in ("boot", "bootstrap"):
-            boot = self.bootstrap(nsim, seed=seed, progress=progress)
-            return boot.confint(level=level, type=boot_type).loc[[names[i] for i in idx]]
-        raise ModelSpecError(f"method must be 'profile', 'wald' or 'boot', not {method!r}")
+        return self._confint_wald_boot(
+            parameter_names_glmm(self), method, level, which, nsim, seed, boot_type, progress
+        )
 
     def bootstrap(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,12 +71,14 @@ def simulate_arrays(
     nsim: int,
     rng: np.random.Generator,
     fixed_u: list[np.ndarray] | None = None,
+    response: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Responses y = X beta + o + sum_j Z_j b_j + e, b_j = sigma T_j u, e ~ N(0, sigma^2 / w).
 
     ``parts`` holds each term's level codes (codes at or above ``nlevels[j]`` are levels not
     in a fit) and values; ``fixed_u`` keeps the spherical effects of the known levels fixed.
-    Returns an (n, nsim) array.
+    For a GLMM ``response(eta, rng)`` draws the responses given the linear predictor, and the
+    random effects are b_j = T_j u (lme4's ``simulate``). Returns an (n, nsim) array.
     """
     n = X.shape[0]
     base = X @ beta if X.shape[1] else np.zeros(n)
@@ -90,13 +92,16 @@ def simulate_arrays(
             T = templates[j]
             s = T.shape[0]
             nl = int(max(nlevels[j], refs.max(initial=-1) + 1))
-            u = rng.standard_normal((nl, s)) * sigma
+            u = rng.standard_normal((nl, s)) * (sigma if response is None else 1.0)
             if fixed_u is not None:
                 u[: nlevels[j]] = fixed_u[pos]
             b = u @ T.T
             rows = b[refs]
             eta += rows[:, 0] if z is None else np.einsum("sn,ns->n", z, rows)
-        out[:, k] = eta + scale * rng.standard_normal(n)
+        if response is None:
+            out[:, k] = eta + scale * rng.standard_normal(n)
+        else:
+            out[:, k] = response(eta, rng)
     return out
 
 

@@ -9,15 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import rformat
-from .lmer import (
-    COR_MAX,
-    _aic_table,
-    _fit_messages,
-    _fixef_correlation,
-    _groups_line,
-    _warnings_block,
-    _wrap_title,
-)
+from .lmer import _wrap_title, print_body, summary_body
 
 if TYPE_CHECKING:
     from ..results_glmm import GlmerResult
@@ -81,42 +73,7 @@ class GlmerSummary:
         return cls(result, result.coef_table(), rq, digits, correlation)
 
     def __str__(self) -> str:
-        res = self.result
-        digits = self.digits
-        out = "\n".join(_header(res)) + "\n\n"
-        out += _aic_table(res, 1) + "\n"
-        out += "Scaled residuals: \n"
-        zq = rformat.zapsmall(self.residual_quantiles.to_numpy(), digits + 1)
-        out += (
-            rformat.print_named_numeric(zq, list(self.residual_quantiles.index), digits=digits)
-            + "\n"
-        )
-        out += "Random effects:\n"
-        out += res.varcorr.format(digits=digits, comp=("Variance", "Std.Dev."))
-        out += _groups_line(res)
-        if res.n_dropped:
-            k = res.n_dropped
-            out += f"  ({k} observation{'s' if k != 1 else ''} deleted due to missingness)\n"
-        p = len(res.beta)
-        if p > 0:
-            out += "\nFixed effects:\n"
-            out += rformat.print_coefmat(
-                self.coefficients.to_numpy(),
-                list(self.coefficients.index),
-                list(self.coefficients.columns),
-                digits=digits,
-            )
-            show = self.correlation if self.correlation is not None else p <= COR_MAX
-            if show:
-                out += _fixef_correlation(res)
-            elif self.correlation is None:
-                out += (
-                    f"\nCorrelation matrix not shown by default, as p = {p} > {COR_MAX}.\n"
-                    "Use fit.summary(correlation=True) or fit.vcov if you need it\n\n"
-                )
-        out += _fit_messages(res)
-        out += _warnings_block(res, summary=False)
-        return out
+        return "\n".join(_header(self.result)) + "\n\n" + summary_body(self)
 
     def __repr__(self) -> str:
         return self.__str__()
@@ -129,17 +86,4 @@ class GlmerSummary:
 
 def format_print(result: GlmerResult, digits: int = 4) -> str:
     """lme4's ``print(fit)`` for a GLMM."""
-    out = "\n".join(_header(result)) + "\n"
-    out += _aic_table(result, 4)
-    out += "Random effects:\n"
-    out += result.varcorr.format(digits=digits, comp=("Std.Dev.",))
-    out += _groups_line(result)
-    if len(result.beta):
-        out += "Fixed Effects:\n"
-        cells = rformat.format_num(result.beta, digits=digits)
-        out += rformat.print_named(cells, list(result.design.fixef_names), gap=2)
-    else:
-        out += "No fixed effect coefficients\n"
-    out += _fit_messages(result)
-    out += _warnings_block(result, summary=True)
-    return out
+    return "\n".join(_header(result)) + "\n" + print_body(result, digits)

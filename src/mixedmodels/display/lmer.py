@@ -196,42 +196,7 @@ class LmerSummary:
         return self.result.varcorr
 
     def __str__(self) -> str:
-        res = self.result
-        digits = self.digits
-        out = "\n".join(_header(res, self.ddf)) + "\n\n"
-        out += _aic_table(res, 1) + "\n"
-        out += "Scaled residuals: \n"
-        zq = rformat.zapsmall(self.residual_quantiles.to_numpy(), digits + 1)
-        out += (
-            rformat.print_named_numeric(zq, list(self.residual_quantiles.index), digits=digits)
-            + "\n"
-        )
-        out += "Random effects:\n"
-        out += res.varcorr.format(digits=digits, comp=("Variance", "Std.Dev."))
-        out += _groups_line(res)
-        if res.n_dropped:
-            k = res.n_dropped
-            out += f"  ({k} observation{'s' if k != 1 else ''} deleted due to missingness)\n"
-        p = len(res.beta)
-        if p > 0:
-            out += "\nFixed effects:\n"
-            out += rformat.print_coefmat(
-                self.coefficients.to_numpy(),
-                list(self.coefficients.index),
-                list(self.coefficients.columns),
-                digits=digits,
-            )
-            show_cor = self.correlation if self.correlation is not None else p <= COR_MAX
-            if show_cor:
-                out += _fixef_correlation(res)
-            elif self.correlation is None:
-                out += (
-                    f"\nCorrelation matrix not shown by default, as p = {p} > {COR_MAX}.\n"
-                    "Use fit.summary(correlation=True) or fit.vcov if you need it\n\n"
-                )
-        out += _fit_messages(res)
-        out += _warnings_block(res, summary=False)
-        return out
+        return "\n".join(_header(self.result, self.ddf)) + "\n\n" + summary_body(self)
 
     def __repr__(self) -> str:
         return self.__str__()
@@ -244,8 +209,12 @@ class LmerSummary:
 
 def format_print(result: LmerResult, digits: int = 4) -> str:
     """lme4's ``print(fit)``: the short form, with the fixed effects as a named vector."""
-    out = "\n".join(_header(result)) + "\n"
-    out += _aic_table(result, 4)
+    return "\n".join(_header(result)) + "\n" + print_body(result, digits)
+
+
+def print_body(result: Any, digits: int = 4) -> str:
+    """lme4's ``print(fit)`` after the title lines (shared by LMMs and GLMMs)."""
+    out = _aic_table(result, 4)
     out += "Random effects:\n"
     out += result.varcorr.format(digits=digits, comp=("Std.Dev.",))
     out += _groups_line(result)
@@ -257,4 +226,44 @@ def format_print(result: LmerResult, digits: int = 4) -> str:
         out += "No fixed effect coefficients\n"
     out += _fit_messages(result)
     out += _warnings_block(result, summary=True)
+    return out
+
+
+def summary_body(summary: Any) -> str:
+    """Everything of lme4's summary after the title lines (shared by LMMs and GLMMs):
+    criterion, scaled residuals, random effects, fixed effects, correlations, messages."""
+    res = summary.result
+    digits = summary.digits
+    out = _aic_table(res, 1) + "\n"
+    out += "Scaled residuals: \n"
+    zq = rformat.zapsmall(summary.residual_quantiles.to_numpy(), digits + 1)
+    out += (
+        rformat.print_named_numeric(zq, list(summary.residual_quantiles.index), digits=digits)
+        + "\n"
+    )
+    out += "Random effects:\n"
+    out += res.varcorr.format(digits=digits, comp=("Variance", "Std.Dev."))
+    out += _groups_line(res)
+    if res.n_dropped:
+        k = res.n_dropped
+        out += f"  ({k} observation{'s' if k != 1 else ''} deleted due to missingness)\n"
+    p = len(res.beta)
+    if p > 0:
+        out += "\nFixed effects:\n"
+        out += rformat.print_coefmat(
+            summary.coefficients.to_numpy(),
+            list(summary.coefficients.index),
+            list(summary.coefficients.columns),
+            digits=digits,
+        )
+        show = summary.correlation if summary.correlation is not None else p <= COR_MAX
+        if show:
+            out += _fixef_correlation(res)
+        elif summary.correlation is None:
+            out += (
+                f"\nCorrelation matrix not shown by default, as p = {p} > {COR_MAX}.\n"
+                "Use fit.summary(correlation=True) or fit.vcov if you need it\n\n"
+            )
+    out += _fit_messages(res)
+    out += _warnings_block(res, summary=False)
     return out

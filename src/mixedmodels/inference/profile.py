@@ -534,7 +534,12 @@ def confint_profile(
     """Profile-likelihood confidence intervals for every parameter (lme4's ``confint``)."""
     if not 0 < level < 1:
         raise ModelSpecError("level must be between 0 and 1")
-    prof = _Profiler(_ml_fit(result))
+    return profile_intervals(_Profiler(_ml_fit(result)), level, which)
+
+
+def profile_intervals(prof: Any, level: float, which: Sequence[str] | str | None) -> pd.DataFrame:
+    """The limits where the signed square root of the likelihood-ratio statistic reaches the
+    normal quantiles, for the parameters of a profiler (linear or generalized)."""
     z = float(stats.norm.ppf(0.5 + level / 2))
     idx = _which(prof.names, which)
     rows = []

@@ -24,10 +24,10 @@ from .profile import (
     ProfileResult,
     _bobyqa,
     _find_limit,
-    _pct,
-    _semidefinite_cholesky,
-    _verified_limit,
     _which,
+    profile_intervals,
+    sdcor,
+    theta_from_sdcor,
 )
 
 if TYPE_CHECKING:
@@ -46,42 +46,13 @@ def parameter_names_glmm(result: GlmerResult) -> list[str]:
 
 
 def _sdcor(layout: Any, theta: np.ndarray) -> np.ndarray:
-    out = []
-    for T in layout.templates(theta):
-        cov = T @ T.T
-        sd = np.sqrt(np.diag(cov))
-        s = T.shape[0]
-        for b in range(s):
-            for a in range(b, s):
-                if a == b:
-                    out.append(sd[a])
-                else:
-                    d = sd[a] * sd[b]
-                    out.append(cov[a, b] / d if d > 0 else 0.0)
-    return np.array(out)
+    """SDs and correlations from theta (no residual scale in a GLMM)."""
+    return sdcor(layout, theta, 1.0)[:-1]
 
 
 def _theta(layout: Any, v: np.ndarray) -> np.ndarray | None:
-    out = []
-    k = 0
-    for s in layout.sizes:
-        sd = np.zeros(s)
-        corr = np.eye(s)
-        for b in range(s):
-            for a in range(b, s):
-                if a == b:
-                    sd[a] = v[k]
-                else:
-                    corr[a, b] = corr[b, a] = v[k]
-                k += 1
-        if np.any(sd < 0):
-            return None
-        T = _semidefinite_cholesky(corr * np.outer(sd, sd))
-        if T is None:
-            return None
-        r, c = layout.tril_indices(s)
-        out.append(T[r, c])
-    return np.concatenate(out) if out else np.zeros(0)
+    """theta from SDs and correlations; ``None`` if the correlations are not valid."""
+    return theta_from_sdcor(layout, np.append(v, 1.0))
 
 
 class _GlmmProfiler:
@@ -193,19 +164,7 @@ def confint_profile_glmm(
     """Profile-likelihood confidence intervals of a GLMM (lme4's ``confint``)."""
     if not 0 < level < 1:
         raise ModelSpecError("level must be between 0 and 1")
-    prof = _GlmmProfiler(result)
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    idx = _which(prof.names, which)
-    rows = []
-    for i in idx:
-        lo_b, hi_b = prof.bounds(i)
-        rows.append(
-            tuple(
-                _verified_limit(prof, i, target, bound) for target, bound in ((-z, lo_b), (z, hi_b))
-            )
-        )
-    a = (1 - level) / 2
-    return pd.DataFrame(rows, index=[prof.names[i] for i in idx], columns=[_pct(a), _pct(1 - a)])
+    return profile_intervals(_GlmmProfiler(result), level, which)
 
 
 def profile_glmm(

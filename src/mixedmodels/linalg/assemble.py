@@ -39,6 +39,23 @@ __all__ = [
 _DENSE_COUNT_LIMIT = 50_000_000
 
 
+def column_scales(terms: Sequence[TermData]) -> list[np.ndarray]:
+    """Typical size of each random-effects column: its root mean square over the rows where it
+    is not zero (1 for an intercept or an indicator column); one array per term."""
+    out = []
+    for t in terms:
+        if t.z is None:
+            out.append(np.ones(1))
+            continue
+        scales = np.ones(t.n_effects)
+        for s in range(t.n_effects):
+            nz = t.z[s][t.z[s] != 0.0]
+            if nz.size:
+                scales[s] = float(np.sqrt(np.mean(nz * nz)))
+        out.append(scales)
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class TermData:
     """What the linear algebra needs of one random-effects term.

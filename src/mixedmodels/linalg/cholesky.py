@@ -27,7 +27,9 @@ on the numbers of levels and columns only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -88,6 +90,41 @@ class ThetaLayout:
     def initial(self) -> np.ndarray:
         """Identity templates, lme4's and MixedModels.jl's starting value."""
         return np.where(self.lower_bounds() == 0.0, 1.0, 0.0)
+
+    def scaled_start(self, scales: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Starting theta and initial optimizer steps in the units of the data.
+
+        lme4 and MixedModels.jl start at identity templates, which assumes every random-effects
+        column has unit scale: with a covariate in hours instead of days the start is 24 times
+        too large for the slope and the search can end in a poor local optimum. Here the
+        template row of a column with typical size c (``scales``, one array per term) starts at
+        1/c, with steps 0.75/c on the diagonal and 1/c off it, so rescaling a covariate
+        rescales the whole search and changes nothing else. For intercepts and indicator
+        columns (c = 1) this is lme4's start.
+        """
+        theta, step = [], []
+        for sc, s in zip(scales, self.sizes, strict=True):
+            rows, cols = self.tril_indices(s)
+            inv = 1.0 / np.asarray(sc, dtype=float)[rows]
+            theta.append(np.where(rows == cols, inv, 0.0))
+            step.append(np.where(rows == cols, 0.75, 1.0) * inv)
+        if not theta:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(theta), np.concatenate(step)
+
+    def names(self, terms: Sequence[Any]) -> list[str]:
+        """lme4's names for theta, e.g. ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``
+        (``terms``: the design's random-effects terms)."""
+        out = []
+        for t in terms:
+            r, c = self.tril_indices(t.n_effects)
+            for i, j in zip(r, c, strict=True):
+                out.append(
+                    f"{t.group_name}.{t.effect_names[i]}"
+                    if i == j
+                    else f"{t.group_name}.{t.effect_names[i]}.{t.effect_names[j]}"
+                )
+        return out
 
     def templates(self, theta: np.ndarray) -> list[np.ndarray]:
         out = []
