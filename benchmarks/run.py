@@ -1,13 +1,21 @@
-"""Benchmarks of mixedmodels, with lme4 timed side by side when R is installed.
+"""Benchmarks of mixedmodels with lme4 and the Python peers side by side, in one run.
 
 Usage::
 
-    python benchmarks/run.py                      # every case, 3 repetitions
-    python benchmarks/run.py --cases bootstrap_sleepstudy --repeat 5
+    python benchmarks/run.py                          # the main cases, every installed tool
+    python benchmarks/run.py --cases sleepstudy insteval --repeat 5
+    python benchmarks/run.py --group scaling          # the scaling series
+    python benchmarks/run.py --group all --tools mixedmodels lme4
 
-Each case is timed ``--repeat`` times (median reported) in this process; the reference tools run
-as separate processes (``Rscript``) and report their own timings. Results are written to
-``benchmarks/results/latest.json`` and ``latest.md`` with the machine description.
+Every tool runs each case in its own process (so peak memory is its own), reads the same CSV
+(``benchmarks/.data``, written once by ``benchmarks/cases.py``), fits once untimed (imports,
+compiled kernels) and then ``--repeat`` times; the median is reported. lme4 runs through
+``Rscript benchmarks/r/fit_case.R``; the Python peers glmm, mixedlm and statsmodels each in its
+own virtual environment (``bash benchmarks/peers/setup.sh`` creates them under
+``benchmarks/.envs``). A tool that is not installed, cannot express the model, fails or runs
+past the case's time limit is reported as such. Results: ``benchmarks/results/latest.json`` and
+``latest.md`` (time, ratio to mixedmodels, log-likelihood difference from mixedmodels, peak
+memory), with the machine.
 """
 
 from __future__ import annotations
@@ -17,195 +25,190 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-R_DIR = HERE / "r"
+sys.path.insert(0, str(HERE))
+
+from cases import CASES, TOOLS, Case  # noqa: E402
+
+DRIVERS = HERE / "drivers"
 
 
-@dataclass
-class Case:
-    name: str
-    description: str
-    run: Callable[[], dict[str, Any]]  # one timed repetition; returns {"seconds": ..., ...}
-    lme4: list[str] | None = None  # Rscript arguments (script and its arguments)
-    target: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-    warmup: bool = False  # run once untimed first (loads compiled kernels from numba's cache)
+def _command(tool: str, spec: dict[str, Any], envs: Path) -> list[str] | str:
+    """The command that runs ``tool`` on ``spec``, or a reason why it cannot run."""
+    text = json.dumps(spec)
+    if tool == "mixedmodels":
+        return [sys.executable, str(DRIVERS / "ours.py"), text]
+    if tool == "lme4":
+        if shutil.which("Rscript") is None:
+            return "R not installed"
+        return ["Rscript", str(HERE / "r" / "fit_case.R"), text]
+    python = envs / tool / "bin" / "python"
+    if not python.exists():
+        return f"not installed (bash benchmarks/peers/setup.sh {tool})"
+    return [str(python), str(DRIVERS / "peer.py"), tool, text]
 
 
-def _bootstrap_sleepstudy(nsim: int = 1000) -> dict[str, Any]:
-    import mixedmodels as mm
-
-    fit = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
+def run_tool(tool: str, case: Case, repeat: int, envs: Path) -> dict[str, Any]:
+    spec = case.spec(repeat)
+    cmd = _command(tool, spec, envs)
+    if isinstance(cmd, str):
+        return {"status": cmd}
+    limit = case.tool_timeout.get(tool, case.timeout)
+    env = dict(os.environ)
+    env.setdefault("PYTHONHASHSEED", "0")
     t0 = time.perf_counter()
-    boot = fit.bootstrap(nsim, seed=1, progress=False)
-    seconds = time.perf_counter() - t0
-    return {
-        "seconds": seconds,
-        "nsim": nsim,
-        "failed": len(boot.failures),
-        "workers": os.cpu_count(),
-    }
-
-
-def _glmer(
-    formula: str, dataset: str, prepare: Callable[[Any], Any] | None = None
-) -> Callable[[], dict[str, Any]]:
-    def run() -> dict[str, Any]:
-        import warnings
-
-        import mixedmodels as mm
-
-        data = mm.datasets.load(dataset)
-        if prepare is not None:
-            data = prepare(data)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            fit = mm.glmer(formula, data, "binomial")
-            seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "loglik": fit.loglik, "evaluations": fit.feval}
-
-    return run
-
-
-def _bootstrap_cbpp(nsim: int = 200) -> dict[str, Any]:
-    import warnings
-
-    import mixedmodels as mm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = mm.glmer(
-            "cbind(incidence, size - incidence) ~ period + (1 | herd)", mm.datasets.load("cbpp")
-        )
-    t0 = time.perf_counter()
-    boot = fit.bootstrap(nsim, seed=1, progress=False)
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "nsim": nsim, "failed": len(boot.failures)}
-
-
-CASES = {
-    "bootstrap_sleepstudy": Case(
-        name="bootstrap_sleepstudy",
-        description="1000-replicate parametric bootstrap, Reaction ~ Days + (Days | Subject)",
-        run=_bootstrap_sleepstudy,
-        lme4=[str(R_DIR / "bootstrap_sleepstudy.R"), "1000"],
-        target="<= 5 s",
-    ),
-    "glmer_cbpp": Case(
-        name="glmer_cbpp",
-        description="glmer cbind(incidence, size - incidence) ~ period + (1 | herd), binomial",
-        run=_glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", "cbpp"),
-        lme4=[str(R_DIR / "glmer_cbpp.R")],
-        target=">= 5x lme4",
-        warmup=True,
-    ),
-    "glmer_verbagg": Case(
-        name="glmer_verbagg",
-        description="glmer r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item), binomial",
-        run=_glmer("r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "VerbAgg"),
-        lme4=[str(R_DIR / "glmer_verbagg.R")],
-        target=">= 5x lme4",
-        warmup=True,
-    ),
-    "bootstrap_cbpp": Case(
-        name="bootstrap_cbpp",
-        description="200-replicate parametric bootstrap of the cbpp binomial GLMM",
-        run=_bootstrap_cbpp,
-        lme4=[str(R_DIR / "bootstrap_cbpp.R"), "200"],
-        target="faster than lme4",
-    ),
-}
-
-
-def _run_r(args: list[str]) -> dict[str, Any] | None:
-    if shutil.which("Rscript") is None:
-        return None
-    proc = subprocess.run(["Rscript", *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-    return json.loads(line)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout after {limit:.0f} s"}
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
+    if proc.returncode != 0 or not lines:
+        err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"status": f"failed: {err[:200]}"}
+    out = json.loads(lines[-1])
+    if "error" in out:
+        return {"status": out["error"]}
+    out["status"] = "ok"
+    out["wall_seconds"] = wall
+    return out
 
 
 def machine() -> dict[str, Any]:
     import numpy as np
 
-    return {
+    info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "numpy": np.__version__,
-        "rscript": shutil.which("Rscript") is not None,
     }
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+        info["memory_gib"] = round(int(mem) / 1024**2, 1)
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="*", choices=list(CASES))
+    parser.add_argument(
+        "--group", default="main", choices=["main", "glmm", "scaling", "large", "all"],
+        help="which cases when --cases is not given (default: main)",
+    )  # fmt: skip
+    parser.add_argument("--tools", nargs="*", default=list(TOOLS), choices=list(TOOLS))
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-r", action="store_true", help="do not time lme4")
+    parser.add_argument("--envs", type=Path, default=HERE / ".envs", help="peer environments")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--name", default="latest", help="results file name (without suffix)")
     args = parser.parse_args(argv)
 
-    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "cases": {}}
-    for name in args.cases:
+    names = args.cases or [
+        n for n, c in CASES.items() if args.group == "all" or c.group == args.group
+    ]
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["python benchmarks/run.py", *(argv or sys.argv[1:])]),
+        "cases": {},
+    }
+    for name in names:
         case = CASES[name]
-        if case.warmup:
-            case.run()
-        runs = [case.run() for _ in range(args.repeat)]
-        ours = statistics.median(r["seconds"] for r in runs)
-        entry: dict[str, Any] = {
-            "description": case.description,
-            "target": case.target,
-            "mixedmodels_seconds": ours,
-            "mixedmodels_runs": runs,
-        }
-        if case.lme4 and not args.no_r:
-            r_runs = [_run_r(case.lme4) for _ in range(max(1, min(args.repeat, 3)))]
-            if r_runs[0] is None:
-                entry["lme4"] = "R not installed"
-            elif all("seconds" in r for r in r_runs):
-                entry["lme4_seconds"] = statistics.median(r["seconds"] for r in r_runs)
-                entry["lme4_runs"] = r_runs
-                entry["speedup_vs_lme4"] = entry["lme4_seconds"] / ours
-            else:
-                entry["lme4"] = r_runs
+        entry: dict[str, Any] = {"description": case.description, "target": case.target}
+        for tool in args.tools:
+            if tool not in case.tools:
+                continue
+            res = run_tool(tool, case, args.repeat, args.envs)
+            entry[tool] = res
+            shown = f"{res['seconds']:.4g} s" if res.get("status") == "ok" else res["status"]
+            print(f"{name:22s} {tool:12s} {shown}", flush=True)
+        _compare(entry)
         results["cases"][name] = entry
-        r_text = f", lme4 {entry['lme4_seconds']:.3f} s" if "lme4_seconds" in entry else ""
-        print(f"{name}: mixedmodels {ours:.3f} s{r_text}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "latest.md").write_text(markdown(results))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{args.name}.md").write_text(markdown(results))
     print(markdown(results))
     return 0
+
+
+def _compare(entry: dict[str, Any]) -> None:
+    """Ratios of each tool's time to ours and log-likelihood differences from ours."""
+    ours = entry.get("mixedmodels", {})
+    if ours.get("status") != "ok":
+        return
+    for tool, res in entry.items():
+        if tool in ("description", "target", "mixedmodels") or not isinstance(res, dict):
+            continue
+        if res.get("status") != "ok":
+            continue
+        res["ratio_to_mixedmodels"] = res["seconds"] / ours["seconds"]
+        if "loglik" in res and "loglik" in ours:
+            res["loglik_minus_mixedmodels"] = res["loglik"] - ours["loglik"]
+
+
+def _cell(res: dict[str, Any] | None, ours: bool = False) -> str:
+    if res is None:
+        return "—"
+    if res.get("status") != "ok":
+        return res["status"].split(":")[0]
+    sec = res["seconds"]
+    text = f"{sec * 1000:.2f} ms" if sec < 1 else f"{sec:.2f} s"
+    if not ours and "ratio_to_mixedmodels" in res:
+        text += f" ({res['ratio_to_mixedmodels']:.1f}x)"
+    return text
 
 
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
-        f"Benchmarks, {results['date']}: Python {m['python']}, {m['cpus']} CPUs, {m['platform']}",
+        f"Benchmarks, {results['date']}: {m.get('cpu', '?')}, {m['cpus']} CPUs, "
+        f"{m.get('memory_gib', '?')} GiB, Python {m['python']}, {m['platform']}",
+        f"Command: `{results['command']}`",
         "",
-        "| case | mixedmodels | lme4 | speed-up | target |",
-        "|---|---|---|---|---|",
+        "Median wall time of repeated fits (each tool in its own process, after one untimed fit);"
+        " in parentheses the time relative to mixedmodels.",
+        "",
+        "| case | mixedmodels | lme4 | glmm | mixedlm | statsmodels | target |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for e in results["cases"].values():
-        lme4 = f"{e['lme4_seconds']:.2f} s" if "lme4_seconds" in e else "—"
-        speed = f"{e['speedup_vs_lme4']:.1f}x" if "speedup_vs_lme4" in e else "—"
+    notes = []
+    for name, e in results["cases"].items():
         desc = e["description"].replace("|", "\\|")
-        lines.append(
-            f"| {desc} | {e['mixedmodels_seconds']:.2f} s | {lme4} | {speed} | {e['target']} |"
-        )
-    return "\n".join(lines) + "\n"
+        cells = [_cell(e.get("mixedmodels"), ours=True)] + [
+            _cell(e.get(t)) for t in ("lme4", "glmm", "mixedlm", "statsmodels")
+        ]
+        lines.append(f"| {desc} | " + " | ".join(cells) + f" | {e['target']} |")
+        ours = e.get("mixedmodels", {})
+        if ours.get("status") == "ok":
+            extra = [f"peak memory {ours['peak_rss_mb']:.0f} MiB"]
+            if "evaluations" in ours:
+                extra.append(f"{ours['evaluations']} evaluations")
+            if "per_eval_ms" in ours:
+                extra.append(f"{ours['per_eval_ms']:.3g} ms per evaluation")
+            diffs = [
+                f"{t} {e[t]['loglik_minus_mixedmodels']:+.2e}"
+                for t in ("lme4", "glmm", "mixedlm", "statsmodels")
+                if isinstance(e.get(t), dict) and "loglik_minus_mixedmodels" in e[t]
+            ]
+            if diffs:
+                extra.append("logLik minus ours: " + ", ".join(diffs))
+            notes.append(f"- `{name}`: " + "; ".join(extra))
+    return "\n".join([*lines, "", *notes]) + "\n"
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def test_fit_json_matches_lmer(
     )
     opt = doc["optimizer"]
     assert opt["feval"] > 0 and opt["return_code"] > 0
-    assert opt["message"].startswith("NLOPT_")
+    assert opt["message"].startswith("CONVERGENCE") or opt["message"].startswith("NLOPT_")
     assert opt["elapsed"] >= 0
     assert doc["messages"] == []
 

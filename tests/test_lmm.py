@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mixedmodels.errors import ModelSpecError
+
 from .conftest import case_at_lme4_theta, fitted_case, lmer_cases
 
 CASES = sorted(lmer_cases())
@@ -190,7 +192,8 @@ def test_singular_fit_warns():
 
 def test_optinfo_records_the_run(sleep_fit):
     opt = sleep_fit.optinfo
-    assert opt.optimizer == "LN_BOBYQA"
+    # the exact gradient is available for this model: L-BFGS-B
+    assert opt.optimizer == "L-BFGS-B"
     assert opt.feval == len(opt.objective_path) == opt.theta_path.shape[0]
     assert opt.return_code > 0
     assert opt.elapsed > 0
@@ -202,6 +205,18 @@ def test_optinfo_records_the_run(sleep_fit):
     np.testing.assert_allclose(theta0, [1.0, 0.0, 1.0 / np.sqrt(np.mean(days[days != 0] ** 2))])
     assert opt.gradient is not None and np.max(np.abs(opt.gradient)) < 1e-3
     assert "Evaluations" in str(opt)
+
+
+def test_derivative_free_optimizer_on_request(sleep_fit):
+    fit = sleep_fit.model.fit(optimizer="bobyqa")
+    assert fit.optinfo.optimizer == "LN_BOBYQA"
+    assert fit.optinfo.message.startswith("NLOPT_")
+    assert fit.loglik == pytest.approx(sleep_fit.loglik, rel=1e-10)
+    np.testing.assert_allclose(fit.theta, sleep_fit.theta, rtol=1e-4)
+    # the gradient needs far fewer evaluations
+    assert sleep_fit.optinfo.feval < fit.optinfo.feval / 2
+    with pytest.raises(ModelSpecError, match="optimizer"):
+        sleep_fit.model.fit(optimizer="newton")
 
 
 def test_result_is_frozen(sleep_fit):

@@ -9,9 +9,10 @@ number of rows.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,13 @@ from .formula.design import ArrayLike, Design, build_design
 from .linalg.assemble import CrossProducts, TermData, assemble, column_scales, response_blocks
 from .linalg.cholesky import BlockedCholesky, ThetaLayout
 from .optim import (
+    OptSummary,
     finite_difference_derivatives,
     fixed_theta_summary,
     gradient_message,
+    hessian_from_gradient,
     minimize_theta,
+    minimize_with_gradient,
 )
 
 __all__ = ["LinearMixedModel", "lmer"]
@@ -61,6 +65,7 @@ class LinearMixedModel:
     layout: ThetaLayout
     terms_data: tuple[TermData, ...]
     beta_shift: np.ndarray
+    _fast_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -115,13 +120,17 @@ class LinearMixedModel:
         A = response_blocks(self.A, self.terms_data, d.X, yr, d.weights)
         from dataclasses import replace
 
-        return replace(self, design=replace(d, y=y), A=A, beta_shift=shift)
+        cache = {}
+        if "fast" in self._fast_cache:
+            fast = self._fast_cache["fast"]
+            cache["fast"] = None if fast is None else fast.with_response(A)
+        return replace(self, design=replace(d, y=y), A=A, beta_shift=shift, _fast_cache=cache)
 
     def with_reml(self, reml: bool) -> LinearMixedModel:
         """The same model with the other criterion (REML or ML)."""
         from dataclasses import replace
 
-        return replace(self, reml=bool(reml))
+        return replace(self, reml=bool(reml), _fast_cache={})
 
     # -- parameters ------------------------------------------------------------------------------
     @property
@@ -146,6 +155,65 @@ class LinearMixedModel:
         """Typical size of each random-effects column (see
         :func:`~mixedmodels.linalg.assemble.column_scales`)."""
         return column_scales(self.terms_data)
+
+    def fast_objective(self) -> Any:
+        """The compiled objective with its exact gradient
+        (:class:`~mixedmodels.linalg.fast_lmm.FastObjective`), or None where it does not apply;
+        built once and cached."""
+        cache = self._fast_cache
+        if "fast" not in cache:
+            from .linalg.fast_lmm import FastObjective
+
+            cache["fast"] = (
+                FastObjective(self.A, self.layout, self.reml)
+                if FastObjective.applicable(self.A)
+                else None
+            )
+        return cache["fast"]
+
+    def start_theta(self) -> np.ndarray:
+        """Where the optimizer starts: :meth:`initial_theta`, except that each scalar
+        random-intercept term (``(1 | g)``) starts at a moment estimate.
+
+        With r the least-squares residuals, a one-way random-effects model for each such
+        factor gives E[sum_l n_l rbar_l^2] = tau^2 n + sigma^2 l, solved for tau^2 with sigma^2
+        = var(r) - sum of the taus (three passes), and theta = tau / sigma. Crossed and
+        nested designs start within a few per cent of the optimum this way (InstEval: 14
+        evaluations instead of 22), and nothing depends on it but the path.
+        """
+        theta0, _ = self.initial_theta()
+        d = self.design
+        intercepts = [j for j, t in enumerate(self.terms_data) if t.n_effects == 1 and t.z is None]
+        if not intercepts or d.nobs < 3:
+            return theta0
+        w = np.ones(d.nobs) if d.weights is None else d.weights
+        sw = np.sqrt(w)
+        y = d.y - (d.offset if d.offset is not None else 0.0)
+        if d.X.shape[1]:
+            coef, *_ = np.linalg.lstsq(d.X * sw[:, None], y * sw, rcond=None)
+            r = y - d.X @ coef
+        else:
+            r = y
+        n = float(np.sum(w))
+        s2r = float(np.sum(w * r * r)) / n
+        if not s2r > 0:
+            return theta0
+        tau2 = {j: 0.0 for j in intercepts}
+        s2e = s2r
+        for _ in range(3):
+            for j in intercepts:
+                t = self.terms_data[j]
+                cnt = np.bincount(t.refs, weights=w, minlength=t.nlevels)
+                tot = np.bincount(t.refs, weights=w * r, minlength=t.nlevels)
+                ok = cnt > 0
+                mean = tot[ok] / cnt[ok]
+                tau2[j] = max(0.0, (float(np.sum(cnt[ok] * mean**2)) - s2e * ok.sum()) / n)
+            s2e = max(s2r - sum(tau2.values()), 0.1 * s2r)
+        theta = theta0.copy()
+        offs = self.layout.offsets
+        for j in intercepts:
+            theta[offs[j]] = max(math.sqrt(tau2[j] / s2e), 0.05)
+        return theta
 
     def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
         """Starting theta and BOBYQA's initial steps, in the units of the data (see
@@ -199,6 +267,7 @@ class LinearMixedModel:
         check_convergence: bool = True,
         warn: bool = True,
         optimize: bool = True,
+        optimizer: str = "auto",
     ) -> Any:
         """Estimate theta by minimizing the profiled objective, then beta, sigma and the modes.
 
@@ -211,7 +280,12 @@ class LinearMixedModel:
             required) and return the result there (beta, sigma and the modes are still the
             conditional estimates at that theta).
         ftol_rel, ftol_abs, xtol_abs, maxeval
-            Optimizer stopping criteria.
+            Stopping criteria of BOBYQA.
+        optimizer
+            ``"auto"`` (default): L-BFGS-B with the exact gradient of the objective where it is
+            available (every term after the first small enough for a dense block, see
+            :class:`~mixedmodels.linalg.fast_lmm.FastObjective`), BOBYQA otherwise;
+            ``"lbfgs"`` or ``"bobyqa"`` to choose.
         check_convergence
             Compute the finite-difference gradient at the optimum and warn if it is large.
         warn
@@ -223,16 +297,36 @@ class LinearMixedModel:
         """
         from .results import LmerResult
 
-        theta0, step = self.initial_theta()
-        x0 = theta0 if start is None else self._check_theta(start)
+        _, step = self.initial_theta()
+        x0 = self.start_theta() if start is None else self._check_theta(start)
         ws = self.workspace()
         reml = self.reml
+        fast = self.fast_objective()
+        use_gradient = fast is not None and optimizer in ("auto", "lbfgs")
+        if optimizer not in ("auto", "lbfgs", "bobyqa"):
+            raise ModelSpecError("optimizer must be 'auto', 'lbfgs' or 'bobyqa'")
+        if optimizer == "lbfgs" and fast is None:
+            raise ModelSpecError(
+                "the exact gradient (optimizer='lbfgs') is not available for this model: its "
+                "random-effects terms other than the first are too large for a dense block"
+            )
 
-        def f(theta: np.ndarray) -> float:
-            ws.update(theta)
-            return ws.objective(reml)
+        if fast is not None:
+            f = fast.objective
+        else:
 
-        if optimize:
+            def f(theta: np.ndarray) -> float:
+                ws.update(theta)
+                return ws.objective(reml)
+
+        opt: OptSummary | None = None
+        if optimize and use_gradient:
+            assert fast is not None
+            scale = step / np.where(self.layout.is_diagonal(), 0.75, 1.0)
+            opt = minimize_with_gradient(fast.objective_gradient, x0, self.lower_bounds, scale)
+            if opt.return_code < 0 or not np.isfinite(opt.fmin):
+                opt = None  # fall back to the derivative-free optimizer
+        if optimize and opt is None:
             opt = minimize_theta(
                 f,
                 x0,
@@ -243,12 +337,13 @@ class LinearMixedModel:
                 maxeval=maxeval,
                 initial_step=step,
             )
-        else:
+        elif not optimize:
             if start is None:
                 raise ModelSpecError(
                     "optimize=False needs start= (the theta to evaluate the model at)"
                 )
             opt = fixed_theta_summary(x0, f(x0), self.lower_bounds)
+        assert opt is not None
         theta = opt.final
         singular = bool(np.any(theta[self.layout.is_diagonal()] < 1e-4))
         conv_warnings: list[str] = []
@@ -257,7 +352,19 @@ class LinearMixedModel:
                 f"optimizer (LN_BOBYQA) stopped with code {opt.return_code} ({opt.message})"
             )
         gradient = None
-        if optimize and check_convergence and self.ntheta <= 30:
+        if optimize and check_convergence and fast is not None:
+            gradient = opt.gradient
+            if gradient is None:
+                _, gradient = fast.objective_gradient(theta)
+            if not singular and np.max(np.abs(gradient), initial=0.0) > 2e-3:
+                steps = 1e-4 * np.maximum(np.abs(theta), step)
+                _, H = hessian_from_gradient(
+                    fast.objective_gradient, theta, self.lower_bounds, steps
+                )
+                msg = gradient_message(gradient, H)
+                if msg:
+                    conv_warnings.append(msg)
+        elif optimize and check_convergence and self.ntheta <= 30:
             gradient, _ = finite_difference_derivatives(f, theta, self.lower_bounds, hessian=False)
             if not singular:
                 msg = _gradient_check(f, theta, self.lower_bounds, gradient)

@@ -27,6 +27,17 @@ def bs_syrk_dense(target, colptr, rowidx, data):  # pragma: no cover - compiled
     ncol = colptr.shape[0] - 1
     sr = data.shape[1]
     sc = data.shape[2]
+    if sr == 1 and sc == 1:
+        # scalar blocks (crossed intercept terms): a plain sparse syrk
+        d = data[:, 0, 0]
+        for c in range(ncol):
+            for ia in range(colptr[c], colptr[c + 1]):
+                ra = rowidx[ia]
+                va = d[ia]
+                row = target[ra]
+                for ib in range(colptr[c], ia + 1):
+                    row[rowidx[ib]] -= va * d[ib]
+        return
     for c in range(ncol):
         for ia in range(colptr[c], colptr[c + 1]):
             ra = rowidx[ia] * sr
@@ -69,6 +80,19 @@ def dense_bs_t(target, A, colptr_b, rowidx_b, data_b):  # pragma: no cover
     sb = data_b.shape[1]
     sc = data_b.shape[2]
     m = A.shape[0]
+    if sb == 1 and sc == 1:
+        # scalar blocks: accumulate target.T row by row (contiguous), then subtract
+        AT = np.ascontiguousarray(A.T)
+        acc_t = np.zeros((target.shape[1], m))
+        for c in range(ncol):
+            src = AT[c]
+            for ib in range(colptr_b[c], colptr_b[c + 1]):
+                dst = acc_t[rowidx_b[ib]]
+                v = data_b[ib, 0, 0]
+                for r in range(m):
+                    dst[r] += v * src[r]
+        target -= acc_t.T
+        return
     for c in range(ncol):
         cc = c * sc
         for ib in range(colptr_b[c], colptr_b[c + 1]):

@@ -1,0 +1,218 @@
+"""The compiled objective and exact gradient of a linear mixed model (see
+:mod:`mixedmodels.linalg.lmm_kernels`), set up once from the cross-products A.
+
+:class:`FastObjective` holds A rearranged for the kernels: the first term's diagonal blocks,
+the coupling of each of its levels to the rest (a sparse column per level) and the rest as one
+dense matrix. It applies when the rest is not too large (``max_rest`` columns).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.linalg import lapack
+
+from .assemble import CrossProducts
+from .cholesky import ThetaLayout
+
+__all__ = ["FastObjective"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _kernels() -> Any:
+    from . import lmm_kernels
+
+    return lmm_kernels
+
+
+class FastObjective:
+    """Profiled REML/ML criterion of a linear mixed model and its gradient in theta.
+
+    Parameters
+    ----------
+    A
+        The cross-products of the model.
+    layout
+        Where each term's template entries sit in theta.
+    reml
+        REML (True) or ML criterion.
+    """
+
+    #: largest dense rest (other terms + fixed effects + response) handled
+    max_rest = 6000
+
+    def __init__(self, A: CrossProducts, layout: ThetaLayout, reml: bool):
+        self.A = A
+        self.layout = layout
+        self.reml = bool(reml)
+        K = A.nterms
+        self.n = A.n
+        self.p = A.p
+        self.sizes = np.array(layout.sizes, dtype=np.int64)
+        self.toff = np.array(layout.offsets[:-1], dtype=np.int64)
+        l1, S1 = A.diag[0].shape[0], A.diag[0].shape[1]
+        self.A11 = np.ascontiguousarray(A.diag[0], dtype=float)
+        p = A.p
+        # the rest: terms 1..K-1, then X, then y
+        rstart = [0]
+        for k in range(1, K):
+            lk, sk = A.diag[k].shape[0], A.diag[k].shape[1]
+            rstart.append(rstart[-1] + lk * sk)
+        m_u = rstart[-1]
+        m = m_u + p + 1
+        self.m_u, self.m = m_u, m
+        rterm, roff, rsize, rlev = [], [], [], []
+        for k in range(1, K):
+            lk, sk = A.diag[k].shape[0], A.diag[k].shape[1]
+            rterm.append(np.full(lk, k))
+            roff.append(rstart[k - 1] + np.arange(lk) * sk)
+            rsize.append(np.full(lk, sk))
+            rlev.append(np.arange(lk))
+
+        def cat(xs: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)
+
+        self.rterm, self.roff, self.rsize, self.rlev = cat(rterm), cat(roff), cat(rsize), cat(rlev)
+        # dense rest A22
+        A22 = np.zeros((m, m))
+        for k in range(1, K):
+            lk, sk = A.diag[k].shape[0], A.diag[k].shape[1]
+            base = rstart[k - 1]
+            idx = base + np.arange(lk)[:, None] * sk + np.arange(sk)[None, :]
+            A22[idx[:, :, None], idx[:, None, :]] = A.diag[k]
+            A22[m_u:, base : base + lk * sk] = A.xy[k]
+            A22[base : base + lk * sk, m_u:] = A.xy[k].T
+        for (k, j), blk in A.off.items():
+            if j == 0:
+                continue
+            sk, sj = blk.data.shape[1], blk.data.shape[2]
+            rows = rstart[k - 1] + blk.rowidx[:, None] * sk + np.arange(sk)[None, :]
+            cols = rstart[j - 1] + blk.colidx[:, None] * sj + np.arange(sj)[None, :]
+            A22[rows[:, :, None], cols[:, None, :]] = blk.data
+            A22[cols[:, :, None], rows[:, None, :]] = blk.data.transpose(0, 2, 1)
+        A22[m_u:, m_u:] = A.xyxy
+        self.A22 = A22
+        # coupling of the first term's levels to the rest: one sparse column block per level
+        lev_parts, row_parts, val_parts, term_parts, grp_parts = [], [], [], [], []
+        for k in range(1, K):
+            coupling = A.off.get((k, 0))
+            if coupling is None:
+                continue
+            blk = coupling
+            sk = blk.data.shape[1]
+            cols = blk.colidx
+            for s in range(sk):
+                lev_parts.append(cols)
+                row_parts.append(rstart[k - 1] + blk.rowidx * sk + s)
+                val_parts.append(blk.data[:, s, :])
+                term_parts.append(np.full(cols.size, k))
+                grp_parts.append(np.full(cols.size, sk))
+        xy0 = A.xy[0].reshape(p + 1, l1, S1)
+        for r in range(p + 1):
+            lev_parts.append(np.arange(l1))
+            row_parts.append(np.full(l1, m_u + r))
+            val_parts.append(xy0[r])
+            term_parts.append(np.full(l1, -1))
+            grp_parts.append(np.ones(l1, dtype=np.int64))
+        lev = np.concatenate(lev_parts)
+        rows = np.concatenate(row_parts)
+        order = np.lexsort((rows, lev))
+        self.crow = rows[order].astype(np.int64)
+        self.cval = np.ascontiguousarray(np.concatenate(val_parts)[order], dtype=float)
+        self.rowterm = np.concatenate(term_parts)[order].astype(np.int64)
+        self.rowgrp = np.concatenate(grp_parts)[order].astype(np.int64)
+        self.cptr = np.zeros(l1 + 1, dtype=np.int64)
+        np.cumsum(np.bincount(lev, minlength=l1), out=self.cptr[1:])
+        nnz = np.diff(self.cptr)
+        threshold = max(64, int(0.1 * m))
+        self.heavy = (
+            np.flatnonzero(nnz >= threshold).astype(np.int64) if m >= 200 else np.zeros(0, np.int64)
+        )
+
+    def with_response(self, A: CrossProducts) -> FastObjective:
+        """The same objective for cross-products that differ only in the response (the
+        parametric bootstrap): the y row of the coupling and of the dense rest are replaced."""
+        new = object.__new__(FastObjective)
+        new.__dict__.update(self.__dict__)
+        new.A = A
+        iy = self.m - 1
+        l1, S1 = self.A11.shape[0], self.A11.shape[1]
+        cval = self.cval.copy()
+        cval[self.crow == iy] = A.xy[0][-1].reshape(l1, S1)
+        new.cval = cval
+        A22 = self.A22.copy()
+        for k in range(1, A.nterms):
+            g = self.rterm == k
+            lk, sk = A.diag[k].shape[0], A.diag[k].shape[1]
+            base = int(self.roff[g][0]) if g.any() else 0
+            A22[iy, base : base + lk * sk] = A.xy[k][-1]
+            A22[base : base + lk * sk, iy] = A.xy[k][-1]
+        A22[self.m_u :, self.m_u :] = A.xyxy
+        new.A22 = A22
+        return new
+
+    @classmethod
+    def applicable(cls, A: CrossProducts) -> bool:
+        """Whether the rest is small enough for a dense factorization per evaluation."""
+        rest = sum(A.diag[k].shape[0] * A.diag[k].shape[1] for k in range(1, A.nterms))
+        return A.nterms >= 1 and rest + A.p + 1 <= cls.max_rest
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _factor(self, theta: np.ndarray) -> tuple[bool, Any, Any, Any]:
+        """(ok, L11, C, L22): the kernels build the Schur complement of the rest, LAPACK
+        factors it in place (its C-ordered lower triangle is the transposed Fortran upper)."""
+        ok, L11, C, E = _kernels().build(
+            np.asarray(theta, dtype=float), self.sizes, self.toff, self.A11, self.cval,
+            self.cptr, self.crow, self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev,
+            self.roff, self.rsize, self.m_u, self.heavy,
+        )  # fmt: skip
+        if not ok:
+            return False, L11, C, E
+        _, info = lapack.dpotrf(E.T, lower=0, clean=1, overwrite_a=1)
+        return info == 0, L11, C, E
+
+    def _value(self, L11: np.ndarray, L22: np.ndarray) -> float:
+        ldz, ldx, r2 = _kernels().objective_parts(L11, L22, self.m_u, self.p)
+        if not r2 > 0.0:
+            return math.inf
+        n = self.n
+        if self.reml:
+            nmp = n - self.p
+            val = ldz + ldx + nmp * (1.0 + _LOG_2PI + math.log(r2 / nmp))
+        else:
+            val = ldz + n * (1.0 + _LOG_2PI + math.log(r2 / n))
+        return float(val - self.A.sum_log_weights)
+
+    def objective(self, theta: np.ndarray) -> float:
+        ok, L11, _, L22 = self._factor(theta)
+        if not ok:
+            return math.inf
+        return self._value(L11, L22)
+
+    def objective_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The criterion and its exact gradient in theta."""
+        theta = np.asarray(theta, dtype=float)
+        grad = np.zeros(theta.size)
+        ok, L11, C, L22 = self._factor(theta)
+        if not ok:
+            return math.inf, grad
+        val = self._value(L11, L22)
+        if not math.isfinite(val):
+            return val, grad
+        ma = self.m_u + self.p if self.reml else self.m_u
+        sig = np.array(L22[:ma, :ma], order="C")
+        if ma > 0:
+            # inverse of L22a L22a' from its factor, in place; lower triangle, then mirrored
+            _, info = lapack.dpotri(sig.T, lower=0, overwrite_c=1)
+            if info != 0:
+                return val, np.full(theta.size, np.nan)
+            _kernels().symmetrize_lower(sig)
+        _kernels().gradient(
+            theta, self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow,
+            self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize,
+            self.m_u, self.p, self.reml, float(self.n), L11, C, L22, sig, self.heavy, grad,
+        )  # fmt: skip
+        return val, grad

@@ -1,0 +1,597 @@
+r"""Compiled profiled objective of a linear mixed model, and its exact gradient.
+
+The structure covered is the one most models have once the term with the most levels is
+eliminated first: the first term's blocks of :math:`\Lambda'Z'Z\Lambda + I` are diagonal
+(:math:`S_1 \times S_1` per level); everything else -- the other terms, X and y -- forms a dense
+"rest" of size m. With :math:`C_l` the rest's rows coupled to level l of the first term,
+
+.. math::
+
+    L_{11,l} L_{11,l}' = T_1' A_{11,l} T_1 + I, \qquad
+    c_l = (P' A_{21,l}) T_1 L_{11,l}^{-T}, \qquad
+    L_{22} L_{22}' = P'A_{22}P + I_u - \sum_l c_l c_l',
+
+where P applies the other terms' templates. The last diagonal entry of :math:`L_{22}` is r, and
+the profiled deviances follow as in :mod:`mixedmodels.linalg.cholesky`. Nothing here touches
+the rows of the data.
+
+**Gradient.** With :math:`\mathcal{A} = P'GP + D` (G the cross-products of [Z X], D the identity
+on the random effects) and :math:`\Sigma` the inverse of its Z block (ML) or of its (Z, X) block
+(REML), and :math:`\hat u, \hat\beta` the solution,
+
+.. math::
+
+    \frac{\partial}{\partial\theta_{k,rs}} \log|\mathcal{A}| =
+        2 \sum_{\text{levels } l} \sum_i \Sigma_{(k,l,s), i} (P'G)_{i, (k,l,r)}, \qquad
+    \frac{\partial r^2}{\partial\theta_{k,rs}} = -2 \sum_l \rho_{(k,l,r)} \hat u_{(k,l,s)},
+
+with :math:`\rho = Z'(y - X\hat\beta - Z\Lambda\hat u)` (from the cross-products). The entries of
+:math:`\Sigma` needed are those on the pattern of G: the dense inverse of :math:`L_{22}` and, per
+level of the first term, :math:`\Sigma_{21} = -\Sigma_{22} c_l L_{11,l}^{-1}` on its pattern.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+
+def _jit(func):
+    return nb.njit(cache=True, nogil=True)(func)
+
+
+@_jit
+def templates(theta, sizes, toff):  # pragma: no cover - compiled
+    """(K, Smax, Smax) lower-triangular templates from theta (lme4's column-major order)."""
+    K = sizes.shape[0]
+    smax = 1
+    for k in range(K):
+        smax = max(smax, sizes[k])
+    T = np.zeros((K, smax, smax))
+    for k in range(K):
+        s = sizes[k]
+        t = toff[k]
+        for c in range(s):
+            for r in range(c, s):
+                T[k, r, c] = theta[t]
+                t += 1
+    return T
+
+
+@_jit
+def _small_cholesky(M, s):  # pragma: no cover - compiled
+    """In-place lower Cholesky of the leading s x s block of M; False if not positive definite."""
+    for j in range(s):
+        d = M[j, j]
+        for t in range(j):
+            d -= M[j, t] * M[j, t]
+        if not d > 0.0:
+            return False
+        d = math.sqrt(d)
+        M[j, j] = d
+        for i in range(j + 1, s):
+            v = M[i, j]
+            for t in range(j):
+                v -= M[i, t] * M[j, t]
+            M[i, j] = v / d
+        for i in range(j):
+            M[i, j] = 0.0
+    return True
+
+
+@_jit
+def _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u):  # pragma: no cover - compiled
+    """E = P' A22 P + I_u for the rest (P: the templates of the rest's terms, identity on X, y)."""
+    m = A22.shape[0]
+    nblk = rterm.shape[0]
+    E = _right_scale(A22, T, rterm, roff, rsize, m)
+    for g in range(nblk):  # left-multiply row groups by T'
+        k = rterm[g]
+        s = rsize[g]
+        r0 = roff[g]
+        if s == 1:
+            t = T[k, 0, 0]
+            for b in range(m):
+                E[r0, b] *= t
+        else:
+            tmp = np.empty(s)
+            for b in range(m):
+                for r in range(s):
+                    acc = 0.0
+                    for a in range(r, s):
+                        acc += T[k, a, r] * E[r0 + a, b]
+                    tmp[r] = acc
+                for r in range(s):
+                    E[r0 + r, b] = tmp[r]
+    for a in range(m_u):
+        E[a, a] += 1.0
+    _ = rlev
+    return E
+
+
+@_jit
+def _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1):  # pragma: no cover
+    """(P' A21_l) T_1 for level lv of the first term: (nnz_l, S1)."""
+    start = cptr[lv]
+    end = cptr[lv + 1]
+    nnz = end - start
+    out = np.empty((nnz, S1))
+    i = 0
+    while i < nnz:
+        k = rowterm[start + i]
+        if k < 0:  # X or y row: no template
+            for c in range(S1):
+                out[i, c] = cval[start + i, c]
+            i += 1
+            continue
+        s = rowgrp[start + i]
+        for r in range(s):
+            for c in range(S1):
+                acc = 0.0
+                for a in range(r, s):
+                    acc += T[k, a, r] * cval[start + i + a, c]
+                out[i + r, c] = acc
+        i += s
+    # right-multiply by T_1 (term 0)
+    if S1 == 1:
+        t = T[0, 0, 0]
+        for i in range(nnz):
+            out[i, 0] *= t
+    else:
+        tmp = np.empty(S1)
+        for i in range(nnz):
+            for c in range(S1):
+                acc = 0.0
+                for b in range(c, S1):
+                    acc += out[i, b] * T[0, b, c]
+                tmp[c] = acc
+            for c in range(S1):
+                out[i, c] = tmp[c]
+    return out
+
+
+@_jit
+def build(
+    theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
+    m_u, heavy,
+):  # pragma: no cover - compiled  # fmt: skip
+    """The first term's factor and the Schur complement of the rest.
+
+    Returns (ok, L11 (l1, S1, S1), C (nnz, S1) the scaled coupling, E (m, m)); E's lower
+    triangle is the Schur complement, to be factored in place by LAPACK (the caller).
+    """
+    T = templates(theta, sizes, toff)
+    l1 = A11.shape[0]
+    S1 = A11.shape[1]
+    L11 = np.empty((l1, S1, S1))
+    C = np.empty(cval.shape)
+    ok = True
+    M = np.empty((S1, S1))
+    for lv in range(l1):
+        # T1' A11 T1 + I
+        for r in range(S1):
+            for c in range(S1):
+                acc = 0.0
+                for a in range(r, S1):
+                    for b in range(c, S1):
+                        acc += T[0, a, r] * A11[lv, a, b] * T[0, b, c]
+                M[r, c] = acc
+            M[r, r] += 1.0
+        if not _small_cholesky(M, S1):
+            ok = False
+            break
+        for r in range(S1):
+            for c in range(S1):
+                L11[lv, r, c] = M[r, c]
+        col = _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1)
+        # col L11^-T: solve X L11' = col row by row
+        start = cptr[lv]
+        for i in range(col.shape[0]):
+            for c in range(S1):
+                v = col[i, c]
+                for t in range(c):
+                    v -= C[start + i, t] * M[c, t]
+                C[start + i, c] = v / M[c, c]
+    m = A22.shape[0]
+    if not ok:
+        return False, L11, C, np.zeros((m, m))
+    E = _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u)
+    # E -= sum_l c_l c_l' ; heavy levels through one dense product
+    nh = heavy.shape[0]
+    if nh > 0:
+        P = np.zeros((m, nh * S1))
+        for h in range(nh):
+            lv = heavy[h]
+            for t in range(cptr[lv], cptr[lv + 1]):
+                for c in range(S1):
+                    P[crow[t], h * S1 + c] = C[t, c]
+        E -= np.dot(P, P.T)
+    is_heavy = np.zeros(l1, dtype=np.bool_)
+    for h in range(nh):
+        is_heavy[heavy[h]] = True
+    for lv in range(l1):
+        if is_heavy[lv]:
+            continue
+        start = cptr[lv]
+        end = cptr[lv + 1]
+        for t in range(start, end):
+            ra = crow[t]
+            row = E[ra]
+            for t2 in range(start, t + 1):
+                acc = 0.0
+                for c in range(S1):
+                    acc += C[t, c] * C[t2, c]
+                row[crow[t2]] -= acc
+    return True, L11, C, E
+
+
+@_jit
+def symmetrize_lower(S):  # pragma: no cover - compiled
+    """Copy the lower triangle of a square C-ordered array onto its upper triangle."""
+    m = S.shape[0]
+    B = 64
+    for i0 in range(0, m, B):  # blocked, to read the columns in cache-sized tiles
+        for j0 in range(0, i0 + 1, B):
+            for i in range(i0, min(i0 + B, m)):
+                for j in range(j0, min(j0 + B, i)):
+                    S[j, i] = S[i, j]
+
+
+@_jit
+def objective_parts(L11, L22, m_u, p):  # pragma: no cover - compiled
+    """(log|L_Z|^2, log|L_X|^2, r^2) from the factor."""
+    ldz = 0.0
+    for lv in range(L11.shape[0]):
+        for c in range(L11.shape[1]):
+            ldz += 2.0 * math.log(L11[lv, c, c])
+    for a in range(m_u):
+        ldz += 2.0 * math.log(L22[a, a])
+    ldx = 0.0
+    for a in range(m_u, m_u + p):
+        ldx += 2.0 * math.log(L22[a, a])
+    r = L22[m_u + p, m_u + p]
+    return ldz, ldx, r * r
+
+
+@_jit
+def gradient(
+    theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
+    m_u, p, reml, n, L11, C, L22, Sig, heavy, grad,
+):  # pragma: no cover - compiled  # fmt: skip
+    """The gradient of the profiled deviance (see the module docstring) into ``grad``;
+    ``Sig`` is the inverse of the active leading block of L22 L22' (computed by LAPACK)."""
+    T = templates(theta, sizes, toff)
+    l1 = A11.shape[0]
+    S1 = A11.shape[1]
+    m = L22.shape[0]
+    K = sizes.shape[0]
+    ntheta = grad.shape[0]
+    ma = m_u + p if reml else m_u  # the active part of the rest
+    iy = m_u + p  # the y row
+    # -- solution: u and beta, from the y row of L ------------------------------------------
+    w2 = np.empty(m - 1)
+    for a in range(m - 1):
+        w2[a] = L22[iy, a]
+    for b in range(m - 2, -1, -1):  # L22a' w2 = l_y2, by rows of L22 (contiguous)
+        w2[b] /= L22[b, b]
+        wb = w2[b]
+        row = L22[b]
+        for a in range(b):
+            w2[a] -= row[a] * wb
+    u1 = np.empty((l1, S1))
+    for lv in range(l1):
+        rhs = np.zeros(S1)
+        start = cptr[lv]
+        end = cptr[lv + 1]
+        # y row of L in this level's columns is the C entry at row iy (last of the pattern)
+        for t in range(start, end):
+            if crow[t] == iy:
+                for c in range(S1):
+                    rhs[c] += C[t, c]
+            elif crow[t] < m - 1:
+                for c in range(S1):
+                    rhs[c] -= C[t, c] * w2[crow[t]]
+        for c in range(S1 - 1, -1, -1):  # L11' u = rhs
+            acc = rhs[c]
+            for b in range(c + 1, S1):
+                acc -= L11[lv, b, c] * u1[lv, b]
+            u1[lv, c] = acc / L11[lv, c, c]
+    r2 = L22[iy, iy] * L22[iy, iy]
+    # b = Lambda u on both parts
+    b1 = np.empty((l1, S1))
+    for lv in range(l1):
+        for r in range(S1):
+            acc = 0.0
+            for c in range(r + 1):
+                acc += T[0, r, c] * u1[lv, c]
+            b1[lv, r] = acc
+    bw = np.empty(m)  # (Lambda u)_rest, beta, -1 for y
+    for a in range(m - 1):
+        bw[a] = w2[a]
+    for g in range(rterm.shape[0]):
+        k = rterm[g]
+        s = rsize[g]
+        r0 = roff[g]
+        for r in range(s):
+            acc = 0.0
+            for c in range(r + 1):
+                acc += T[k, r, c] * w2[r0 + c]
+            bw[r0 + r] = acc
+    bw[iy] = -1.0
+    # -- rho = Z'(y - X beta - Z b): minus A times (b, beta, -1), Z rows -------------------
+    rho1 = np.zeros((l1, S1))
+    rho2 = np.zeros(m_u)
+    for lv in range(l1):
+        for r in range(S1):
+            acc = 0.0
+            for c in range(S1):
+                acc -= A11[lv, r, c] * b1[lv, c]
+            rho1[lv, r] = acc
+        for t in range(cptr[lv], cptr[lv + 1]):
+            a = crow[t]
+            for r in range(S1):
+                rho1[lv, r] -= cval[t, r] * bw[a]
+            if a < m_u:
+                for c in range(S1):
+                    rho2[a] -= cval[t, c] * b1[lv, c]
+    for a in range(m_u):
+        acc = 0.0
+        for b in range(m):
+            acc -= A22[a, b] * bw[b]
+        rho2[a] += acc
+    # -- trace terms ---------------------------------------------------------------------
+    tr = np.zeros(ntheta)
+    # rest terms: sum over their columns of (Sigma22 B22)[(k,l,s), (k,l,r)], B22 = P' A22
+    # (P'A22)[a, j] = (A22 P)[j, a]: rows j of BT are the columns of P'A22
+    BT = _right_scale(A22, T, rterm, roff, rsize, ma)
+    for g in range(rterm.shape[0]):
+        k = rterm[g]
+        s_k = rsize[g]
+        r0 = roff[g]
+        if r0 >= ma:
+            continue
+        t0 = toff[k]
+        for cc in range(s_k):
+            for rr in range(cc, s_k):
+                acc = 0.0
+                srow = Sig[r0 + cc]
+                brow = BT[r0 + rr]
+                for a in range(ma):
+                    acc += srow[a] * brow[a]
+                tr[t0] += acc
+                t0 += 1
+    # first term and the couplings through C (buffers reused across levels)
+    maxnnz = 0
+    for lv in range(l1):
+        maxnnz = max(maxnnz, cptr[lv + 1] - cptr[lv])
+    V = np.zeros((maxnnz, S1))
+    S21 = np.zeros((maxnnz, S1))
+    PA = np.zeros((maxnnz, S1))
+    Minner = np.zeros((S1, S1))
+    Li = np.zeros((S1, S1))
+    S11 = np.zeros((S1, S1))
+    TA = np.zeros((S1, S1))
+    tmp = np.zeros((S1, S1))
+    smax = T.shape[1]
+    TB = np.zeros((smax, S1))
+    Sg = np.zeros((0, 0))
+    # heavy levels (long coupling columns): Sigma22 c_l for all of them in one product
+    nh = heavy.shape[0]
+    hpos = np.full(l1, -1)
+    VH = np.zeros((0, 0))
+    if nh > 0 and ma > 0:
+        Pa = np.zeros((ma, nh * S1))
+        for h in range(nh):
+            lv = heavy[h]
+            hpos[lv] = h
+            for t in range(cptr[lv], cptr[lv + 1]):
+                if crow[t] < ma:
+                    for c in range(S1):
+                        Pa[crow[t], h * S1 + c] = C[t, c]
+        VH = np.dot(Sig, Pa)
+    for lv in range(l1):
+        start = cptr[lv]
+        end = cptr[lv + 1]
+        nnz = end - start
+        # V = Sigma22[pat, pat] c_l (active rows only); Sigma21 = -V L11^-1
+        na = 0  # active rows come first in the pattern (X and y rows last)
+        while na < nnz and crow[start + na] < ma:
+            na += 1
+        for i in range(nnz):
+            for c in range(S1):
+                V[i, c] = 0.0
+        if hpos[lv] >= 0:
+            h = hpos[lv]
+            for i in range(na):
+                a = crow[start + i]
+                for c in range(S1):
+                    V[i, c] = VH[a, h * S1 + c]
+        elif na * S1 > 64:
+            if Sg.shape[0] < na:
+                Sg = np.zeros((na, na))
+            Sv = Sg[:na, :na]
+            for i in range(na):
+                srow = Sig[crow[start + i]]
+                for j in range(na):
+                    Sv[i, j] = srow[crow[start + j]]
+            V[:na] = np.dot(np.ascontiguousarray(Sv), C[start : start + na])
+        else:
+            for i in range(na):
+                srow = Sig[crow[start + i]]
+                for j in range(na):
+                    sab = srow[crow[start + j]]
+                    for c in range(S1):
+                        V[i, c] += sab * C[start + j, c]
+        # Sigma21 rows: S21[i, :] = -V[i, :] L11^-1  (solve x L11 = -V)
+        for i in range(nnz):
+            for c in range(S1 - 1, -1, -1):
+                v = -V[i, c]
+                for t in range(c + 1, S1):
+                    v -= S21[i, t] * L11[lv, t, c]
+                S21[i, c] = v / L11[lv, c, c]
+        # Sigma11_l = L11^-T (I + c' Sigma22 c) L11^-1
+        for c1 in range(S1):
+            for c2 in range(S1):
+                Minner[c1, c2] = 1.0 if c1 == c2 else 0.0
+        for i in range(na):
+            for c1 in range(S1):
+                ci = C[start + i, c1]
+                for c2 in range(S1):
+                    Minner[c1, c2] += ci * V[i, c2]
+        for c in range(S1):  # L11^-1
+            for a in range(S1):
+                Li[a, c] = 0.0
+            Li[c, c] = 1.0 / L11[lv, c, c]
+            for a in range(c + 1, S1):
+                acc = 0.0
+                for bq in range(c, a):
+                    acc -= L11[lv, a, bq] * Li[bq, c]
+                Li[a, c] = acc / L11[lv, a, a]
+        for c1 in range(S1):  # tmp = Minner Li
+            for c2 in range(S1):
+                acc = 0.0
+                for a in range(c2, S1):
+                    acc += Minner[c1, a] * Li[a, c2]
+                tmp[c1, c2] = acc
+        for c1 in range(S1):  # S11 = Li' tmp
+            for c2 in range(S1):
+                acc = 0.0
+                for a in range(c1, S1):
+                    acc += Li[a, c1] * tmp[a, c2]
+                S11[c1, c2] = acc
+        # first-term template entries: (Sigma11 T1'A11)[s, r] + sum_i S21[i, s] (P'A21)[i, r]
+        for r in range(S1):  # T1' A11_l
+            for c in range(S1):
+                acc = 0.0
+                for a in range(r, S1):
+                    acc += T[0, a, r] * A11[lv, a, c]
+                TA[r, c] = acc
+        _scaled_rows_into(cval, start, na, T, rowterm, rowgrp, S1, PA)
+        t0 = toff[0]
+        for cc in range(S1):
+            for rr in range(cc, S1):
+                acc = 0.0
+                for a in range(S1):
+                    acc += S11[cc, a] * TA[a, rr]
+                for i in range(na):
+                    acc += S21[i, cc] * PA[i, rr]
+                tr[t0] += acc
+                t0 += 1
+        # rest-term entries through the coupling:
+        # sum_b Sigma12[(1,l,b), (k,l',s)] (T1'A12)[b, (k,l',r)],
+        # (T1'A12_l)[b, a] = sum_c T1[c, b] A21_l[a, c]
+        i = 0
+        while i < na:
+            k = rowterm[start + i]
+            if k < 0:
+                i += 1
+                continue
+            s_k = rowgrp[start + i]
+            for rr in range(s_k):  # TB[rr, bq] = (T1' A12_l)[bq, (k, l', rr)]
+                for bq in range(S1):
+                    tb = 0.0
+                    for c in range(bq, S1):
+                        tb += T[0, c, bq] * cval[start + i + rr, c]
+                    TB[rr, bq] = tb
+            t0 = toff[k]
+            for cc in range(s_k):
+                for rr in range(cc, s_k):
+                    acc = 0.0
+                    for bq in range(S1):
+                        acc += S21[i + cc, bq] * TB[rr, bq]
+                    tr[t0] += acc
+                    t0 += 1
+            i += s_k
+    # -- r^2 term ------------------------------------------------------------------------
+    dr2 = np.zeros(ntheta)
+    t0 = toff[0]
+    for cc in range(S1):
+        for rr in range(cc, S1):
+            acc = 0.0
+            for lv in range(l1):
+                acc += rho1[lv, rr] * u1[lv, cc]
+            dr2[t0] = -2.0 * acc
+            t0 += 1
+    for g in range(rterm.shape[0]):
+        k = rterm[g]
+        s_k = rsize[g]
+        r0 = roff[g]
+        t0 = toff[k]
+        for cc in range(s_k):
+            for rr in range(cc, s_k):
+                dr2[t0] += -2.0 * rho2[r0 + rr] * w2[r0 + cc]
+                t0 += 1
+    dof = n - p if reml else n
+    for j in range(ntheta):
+        grad[j] = 2.0 * tr[j] + dof / r2 * dr2[j]
+    _ = K
+    _ = rlev
+
+
+@_jit
+def _right_scale(A22, T, rterm, roff, rsize, ma):  # pragma: no cover - compiled
+    """Rows 0..ma of A22 P (column groups multiplied by their templates), row by row. By
+    symmetry of A22 this is also the transpose of the first ma columns of P' A22."""
+    m = A22.shape[0]
+    nblk = rterm.shape[0]
+    scalar = True
+    for g in range(nblk):
+        if rsize[g] != 1:
+            scalar = False
+            break
+    sc = np.ones(m)
+    if scalar:
+        for g in range(nblk):
+            sc[roff[g]] = T[rterm[g], 0, 0]
+    B = np.empty((ma, m))
+    tmp = np.empty(8)
+    for a in range(ma):
+        src = A22[a]
+        dst = B[a]
+        if scalar:
+            for b in range(m):
+                dst[b] = src[b] * sc[b]
+            continue
+        for b in range(m):
+            dst[b] = src[b]
+        for g in range(nblk):
+            k = rterm[g]
+            s = rsize[g]
+            c0 = roff[g]
+            if s == 1:
+                dst[c0] *= T[k, 0, 0]
+                continue
+            if tmp.shape[0] < s:
+                tmp = np.empty(s)
+            for c in range(s):
+                acc = 0.0
+                for b in range(c, s):
+                    acc += src[c0 + b] * T[k, b, c]
+                tmp[c] = acc
+            for c in range(s):
+                dst[c0 + c] = tmp[c]
+    return B
+
+
+@_jit
+def _scaled_rows_into(cval, start, nrows, T, rowterm, rowgrp, S1, out):  # pragma: no cover
+    """The first ``nrows`` rows of P' A21_l (the level's coupling rows with the rest's templates
+    applied; columns as A) into ``out``."""
+    i = 0
+    while i < nrows:
+        k = rowterm[start + i]
+        if k < 0:
+            for c in range(S1):
+                out[i, c] = cval[start + i, c]
+            i += 1
+            continue
+        s = rowgrp[start + i]
+        for r in range(s):
+            for c in range(S1):
+                acc = 0.0
+                for a in range(r, s):
+                    acc += T[k, a, r] * cval[start + i + a, c]
+                out[i + r, c] = acc
+        i += s
