@@ -648,3 +648,36 @@ def test_treatment_contrast_with_other_reference_level() -> None:
     assert [n[-1] for n in d.fixef_names[1:]] == ["a", "c"]
     f = df["f"].to_numpy()
     np.testing.assert_array_equal(d.X[:, 1:], np.column_stack([f == "a", f == "c"]))
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ["x", "0 + x", "x + z", "x * z", "(x + z + w)^2", "x:z + w - 1", "z + x + x:z:w"],
+)
+def test_numeric_fast_path_matches_formulaic(formula):
+    """Products of numeric columns are built with numpy; names, order and values must be the
+    ones formulaic gives."""
+    from formulaic import model_matrix
+
+    from mixedmodels.formula.design import _NumericMatrix, _numeric_spec
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {"x": rng.normal(size=20), "z": rng.integers(0, 5, 20), "w": rng.uniform(size=20)}
+    )
+    spec = _numeric_spec(formula, frame)
+    assert spec is not None
+    ours = _NumericMatrix(spec, frame)
+    ref = model_matrix(formula, frame)
+    assert list(ours.columns) == [str(c) for c in ref.columns]
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref, dtype=float))
+
+
+def test_numeric_fast_path_declines_factors_and_calls():
+    from mixedmodels.formula.design import _numeric_spec
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "f": ["a", "b", "a"], "b": [True, False, True]})
+    assert _numeric_spec("x + f", frame) is None
+    assert _numeric_spec("x + b", frame) is None
+    assert _numeric_spec("np.log(x)", frame) is None
+    assert _numeric_spec("I(x**2)", frame) is None

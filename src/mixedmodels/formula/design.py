@@ -20,6 +20,7 @@ Conventions follow R / lme4 so that results agree with theirs:
 from __future__ import annotations
 
 import ast
+import functools
 import difflib
 import itertools
 import re
@@ -331,10 +332,8 @@ def _required_variables(
     uses; an unknown name raises :class:`DataError` with suggestions."""
     names: set[str] = set()
     if formula:
-        from formulaic import Formula
-
         try:
-            parsed = Formula(expr)
+            parsed = formulaic_formula(expr)
         except Exception as exc:
             raise FormulaError(f"cannot read {role} {expr!r}: {exc}") from None
         for term in parsed:
@@ -373,8 +372,12 @@ def _prepare_frame(
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Booleans become categoricals, unused categories are dropped, ordered categoricals are
     given polynomial contrasts. Returns the frame and the formula substitutions."""
-    out = {}
     poly: dict[str, str] = {}
+    if not any(
+        isinstance(d, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(d) for d in frame.dtypes
+    ):
+        return frame, poly
+    out = {}
     for col in frame.columns:
         s = frame[col]
         if pd.api.types.is_bool_dtype(s.dtype):
@@ -388,11 +391,103 @@ def _prepare_frame(
     return pd.DataFrame(out, index=frame.index), poly
 
 
+@functools.lru_cache(maxsize=256)
+def formulaic_formula(expr: str) -> Any:
+    """formulaic's parse of a formula string, cached: parsing costs more than building the
+    matrix for small data, and the parsed formula is immutable."""
+    from formulaic import Formula
+
+    return Formula(expr)
+
+
+@dataclass(frozen=True)
+class NumericSpec:
+    """Recipe for a model matrix whose terms are products of numeric columns (and possibly an
+    intercept): the common case, built with numpy instead of a general formula materializer.
+
+    It answers ``get_model_matrix`` like formulaic's ``ModelSpec`` so that prediction on new
+    data treats both alike.
+    """
+
+    terms: tuple[tuple[str, ...], ...]  # () is the intercept
+    column_names: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.column_names
+
+    def get_model_matrix(self, frame: pd.DataFrame, na_action: str | None = None) -> np.ndarray:
+        out = np.empty((len(frame), len(self.terms)))
+        for j, term in enumerate(self.terms):
+            if not term:
+                out[:, j] = 1.0
+                continue
+            for k, name in enumerate(term):
+                s = frame[name]
+                if not _is_plain_numeric(s):
+                    raise DataError(f"column {name!r} must be numeric, not {s.dtype}")
+                if k == 0:
+                    out[:, j] = s.to_numpy(dtype=float)
+                else:
+                    out[:, j] *= s.to_numpy(dtype=float)
+        return out
+
+
+def _is_plain_numeric(s: pd.Series) -> bool:
+    return s.dtype.kind in "iuf"
+
+
+def _numeric_spec(formula: str, frame: pd.DataFrame) -> NumericSpec | None:
+    """A :class:`NumericSpec` when every factor of ``formula`` is a numeric column named as is
+    (no function calls, no categoricals); None otherwise."""
+    try:
+        parsed = formulaic_formula(formula)
+    except Exception:
+        return None
+    terms = []
+    for term in parsed:
+        names = tuple(f.expr for f in term.factors if f.expr != "1")
+        for f in term.factors:
+            if f.expr == "1":
+                continue
+            lookup = str(f.eval_method).endswith("LOOKUP")
+            if not (lookup and f.expr.isidentifier() and f.expr in frame.columns):
+                return None
+            if not _is_plain_numeric(frame[f.expr]):
+                return None
+        terms.append(names)
+    if len(set(terms)) != len(terms):
+        return None
+    return NumericSpec(tuple(terms), tuple(":".join(t) if t else "Intercept" for t in terms))
+
+
+class _NumericMatrix:
+    """A model matrix from a :class:`NumericSpec` (the attributes build_design reads)."""
+
+    def __init__(self, spec: NumericSpec, frame: pd.DataFrame) -> None:
+        self.model_spec = spec
+        self.columns = spec.column_names
+        self.values = spec.get_model_matrix(frame)
+        self.shape = self.values.shape
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.values if dtype is None else self.values.astype(dtype, copy=False)
+
+
+def _design_matrix(formula: str, frame: pd.DataFrame, role: str, formula_source: str) -> Any:
+    """The model matrix of ``formula``: numpy for products of numeric columns, formulaic
+    otherwise."""
+    spec = _numeric_spec(formula, frame)
+    if spec is not None:
+        return _NumericMatrix(spec, frame)
+    return _model_matrix(formula, frame, role, formula_source)
+
+
 def _model_matrix(formula: str, frame: pd.DataFrame, role: str, formula_source: str) -> Any:
     from formulaic import model_matrix
 
     try:
-        return model_matrix(formula, frame, na_action="ignore")
+        return model_matrix(formulaic_formula(formula), frame, na_action="ignore")
     except Exception as exc:  # formulaic raises many kinds of error; make them ours
         msg = str(exc).split("\n")[0]
         raise FormulaError(
@@ -667,7 +762,7 @@ def build_design(
     # -- fixed effects -------------------------------------------------------------------------
     _check_one_level_factors(frame, fixed_vars, "fixed effects")
     fixed_formula = _substitute(spec.fixed, poly)
-    mm = _model_matrix(fixed_formula, frame, "fixed-effects model matrix", spec.source)
+    mm = _design_matrix(fixed_formula, frame, "fixed-effects model matrix", spec.source)
     X_full = np.asarray(mm, dtype=float)
     names_full = [r_column_name(str(c), rename) for c in mm.columns]
     if X_full.shape[1]:
@@ -747,6 +842,19 @@ def _fixed_terms(spec: Any, rename: Mapping[str, str], keep: list[int]) -> tuple
     """R-style description of formulaic's terms: labels, factors, numeric flags, columns."""
     position = {c: i for i, c in enumerate(keep)}
     out = []
+    if isinstance(spec, NumericSpec):
+        for j, factors in enumerate(spec.terms):
+            factors = tuple(rename.get(e, e) for e in factors)
+            out.append(
+                FixedTerm(
+                    label=":".join(factors) if factors else "(Intercept)",
+                    factors=factors,
+                    numeric=(True,) * len(factors),
+                    columns=(position[j],) if j in position else (),
+                    full_columns=(j,),
+                )
+            )
+        return tuple(out)
     for term in spec.terms:
         sl = spec.term_slices[term]
         exprs = [f.expr for f in term.factors if f.expr != "1"]
@@ -961,7 +1069,7 @@ def _build_term(
         effects_spec = None
     else:
         effects = _substitute(spec.effects, poly)
-        mm = _model_matrix(effects, frame, f"random-effects term ({spec.source})", source)
+        mm = _design_matrix(effects, frame, f"random-effects term ({spec.source})", source)
         z = np.ascontiguousarray(np.asarray(mm, dtype=float).T)
         names = tuple(r_column_name(str(c), rename) for c in mm.columns)
         if z.shape[0] == 0:

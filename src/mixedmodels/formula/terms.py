@@ -188,10 +188,10 @@ def _nested_terms(chain: list[tuple[str, ...]]) -> list[tuple[tuple[str, ...], s
 
 def _effects_terms(effects: str, parsed: ParsedFormula, node: Node) -> tuple[bool, list[str]]:
     """Intercept flag and the formula terms of a random-effects expression (for ``||``)."""
-    from formulaic import Formula
+    from .design import formulaic_formula
 
     try:
-        formula = Formula(effects)
+        formula = formulaic_formula(effects)
     except Exception as exc:  # formulaic raises its own parser errors
         raise FormulaError(
             f"cannot read the random effects {effects!r}: {exc}", parsed.source, node.start

@@ -22,10 +22,17 @@ __all__ = ["FastObjective"]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _kernels() -> Any:
-    from . import lmm_kernels
+_KERNELS: Any = None
 
-    return lmm_kernels
+
+def _kernels() -> Any:
+    """The compiled kernels, imported (and compiled or loaded from numba's cache) on first use."""
+    global _KERNELS
+    if _KERNELS is None:
+        from . import lmm_kernels
+
+        _KERNELS = lmm_kernels
+    return _KERNELS
 
 
 class FastObjective:
