@@ -659,7 +659,7 @@ def test_numeric_fast_path_matches_formulaic(formula):
     ones formulaic gives."""
     from formulaic import model_matrix
 
-    from mixedmodels.formula.design import _NumericMatrix, _numeric_spec
+    from mixedmodels.formula.design import _numeric_spec, _NumericMatrix
 
     rng = np.random.default_rng(3)
     frame = pd.DataFrame(

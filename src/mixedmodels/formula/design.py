@@ -20,8 +20,8 @@ Conventions follow R / lme4 so that results agree with theirs:
 from __future__ import annotations
 
 import ast
-import functools
 import difflib
+import functools
 import itertools
 import re
 from collections.abc import Mapping, Sequence
