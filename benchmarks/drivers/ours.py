@@ -40,9 +40,34 @@ def main() -> None:
         loglik=float(res.loglik),
         criterion="REML" if (not binomial and spec["reml"]) else "ML",
         evaluations=int(evals),
-        per_eval_ms=1000 * opt.elapsed / max(1, int(opt.feval)),
+        per_eval_ms=_per_evaluation_ms(res) if not binomial else None,
         optimizer=opt.optimizer,
     )
+
+
+def _per_evaluation_ms(res: object) -> float:
+    """Time of one evaluation of what the optimizer calls (the objective and its gradient, or
+    the objective alone) at the optimum: the least of three batch medians."""
+    import statistics
+    import time
+
+    model = res.model  # type: ignore[attr-defined]
+    theta = res.theta  # type: ignore[attr-defined]
+    fast = model.fast_objective()
+    evaluate = (lambda: fast.objective_gradient(theta)) if fast is not None else (
+        lambda: model.objective(theta)
+    )
+    evaluate()
+    medians = []
+    for _ in range(3):  # the least of three batch medians: robust to a busy machine
+        times: list[float] = []
+        budget = time.perf_counter() + 1.0
+        while len(times) < 100 and (len(times) < 3 or time.perf_counter() < budget):
+            t0 = time.perf_counter()
+            evaluate()
+            times.append(time.perf_counter() - t0)
+        medians.append(statistics.median(times))
+    return 1000 * min(medians)
 
 
 if __name__ == "__main__":

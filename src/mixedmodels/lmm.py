@@ -22,6 +22,7 @@ from .formula.design import ArrayLike, Design, build_design
 from .linalg.assemble import CrossProducts, TermData, assemble, column_scales, response_blocks
 from .linalg.cholesky import BlockedCholesky, ThetaLayout
 from .optim import (
+    PREDICTED_DECREASE_MESSAGE,
     OptSummary,
     finite_difference_derivatives,
     fixed_theta_summary,
@@ -323,6 +324,18 @@ class LinearMixedModel:
         if optimize and use_gradient:
             assert fast is not None
             scale = step / np.where(self.layout.is_diagonal(), 0.75, 1.0)
+            if start is None:
+                # L-BFGS-B's first trial step is one unit of scale. A moment start is already
+                # close, within about its standard error, theta / sqrt(levels) (the criterion's
+                # curvature in log theta grows like the number of levels): that is its unit
+                # (with theta at least half the default unit, for starts near zero).
+                theta_init, _ = self.initial_theta()
+                moved = (x0 != theta_init) & (x0 > 0)
+                nlev = np.ones_like(x0)
+                for t, off in zip(self.terms_data, self.layout.offsets, strict=False):
+                    nlev[off] = t.nlevels
+                unit = np.maximum(x0, 0.5 * scale) / np.sqrt(nlev)
+                scale = np.where(moved, np.minimum(scale, unit), scale)
             opt = minimize_with_gradient(fast.objective_gradient, x0, self.lower_bounds, scale)
             if opt.return_code < 0 or not np.isfinite(opt.fmin):
                 opt = None  # fall back to the derivative-free optimizer
@@ -356,7 +369,13 @@ class LinearMixedModel:
             gradient = opt.gradient
             if gradient is None:
                 _, gradient = fast.objective_gradient(theta)
-            if not singular and np.max(np.abs(gradient), initial=0.0) > 2e-3:
+            # lme4's check scales the gradient by the Hessian (ntheta more gradients); a stop on
+            # the predicted decrease has already shown the Newton step to be negligible
+            if (
+                not singular
+                and np.max(np.abs(gradient), initial=0.0) > 2e-3
+                and opt.message != PREDICTED_DECREASE_MESSAGE
+            ):
                 steps = 1e-4 * np.maximum(np.abs(theta), step)
                 _, H = hessian_from_gradient(
                     fast.objective_gradient, theta, self.lower_bounds, steps

@@ -277,6 +277,10 @@ def minimize_theta(
     )
 
 
+#: how :func:`minimize_with_gradient` reports a stop on the predicted-decrease rule
+PREDICTED_DECREASE_MESSAGE = "CONVERGENCE: PREDICTED DECREASE BELOW TOLERANCE"
+
+
 def minimize_with_gradient(
     fg: Callable[[np.ndarray], tuple[float, np.ndarray]],
     x0: np.ndarray,
@@ -293,10 +297,13 @@ def minimize_with_gradient(
 
     Stops when the projected gradient in the scaled coordinates is below ``gtol`` (the
     objective is then within about gtol^2 / curvature of the minimum, far below 1e-8 for a
-    deviance) or the relative decrease of the objective below ``ftol``. A line search that
-    can make no more progress at a point where the gradient is already small counts as
-    converged. Bounded components within ``boundary_tol`` (scaled) of their bound are then set
-    to it if that is no worse, as in :func:`minimize_theta`.
+    deviance), when the decrease still to be had, estimated from the gradient and the
+    curvature along the last step, is below 1e-10 (or 1e-14 of the objective), or when the
+    relative decrease of the objective is below ``ftol``. A line search that can make no more
+    progress at a point where the gradient is already small counts as converged. If the
+    optimizer ends at a point worse than one it evaluated on the way, it restarts there.
+    Bounded components within ``boundary_tol`` (scaled) of their bound are then set to it if
+    that is no worse, as in :func:`minimize_theta`.
     """
     from scipy.optimize import minimize
 
@@ -326,11 +333,46 @@ def minimize_with_gradient(
         ((lo - a) / sc if np.isfinite(lo) else None, None)
         for lo, a, sc in zip(lower, x0, scale, strict=True)
     ]
+    zlower = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
     options = {"ftol": ftol, "gtol": gtol, "maxiter": maxiter, "maxcor": 20}
+    stopped = {"flag": False}
+    previous: dict[str, Any] = {}
+
+    def callback(intermediate_result: Any) -> None:
+        # Stop once the decrease still to be had, |g|^2 / (2 c) with c the curvature along the
+        # last step (secant), is below 1e-10 or the rounding level of the objective. For large
+        # data the gradient of a deviance cannot be driven below gtol (its curvature grows with
+        # n) while the deviance is already at its rounding level.
+        z = np.array(intermediate_result.x, dtype=float)  # a copy: the optimizer reuses it
+        x = np.maximum(x0 + scale * z, lower)
+        g = grads.get(tuple(x))
+        if g is None:
+            return
+        gz = np.where((z <= zlower) & (g > 0), 0.0, g * scale)
+        if "z" in previous:
+            step = z - previous["z"]
+            curv = float(step @ (gz - previous["g"])) / max(float(step @ step), 1e-300)
+            floor = max(1e-10, 1e-14 * abs(float(intermediate_result.fun)))  # rounding level
+            if curv > 0 and np.max(np.abs(gz)) <= 1e-3 and float(gz @ gz) / (2 * curv) < floor:
+                stopped["flag"] = True
+                raise StopIteration
+        previous.update(z=z, g=gz)
+
+    def run(z0: np.ndarray) -> Any:
+        previous.clear()
+        stopped["flag"] = False
+        return minimize(
+            fun, z0, jac=True, method="L-BFGS-B", bounds=bounds, options=options, callback=callback
+        )
+
     t0 = time.perf_counter()
-    res = minimize(
-        fun, np.zeros_like(x0), jac=True, method="L-BFGS-B", bounds=bounds, options=options
-    )
+    res = run(np.zeros_like(x0))
+    # The line search may settle for a point worse than one it tried on the way (it asks for
+    # curvature as well as decrease); restart from the best point seen if so.
+    for _ in range(3):
+        if not best["f"] < float(res.fun) - 1e-9 * max(1.0, abs(best["f"])):
+            break
+        res = run((best["x"] - x0) / scale)
     bounded = np.isfinite(lower)
     # A variance parameter at zero is always a stationary point (the criterion is even in it),
     # so the gradient cannot tell a minimum there from a saddle: step into the interior and
@@ -351,14 +393,7 @@ def minimize_with_gradient(
                     break
         if trial_start is None:
             break
-        res = minimize(
-            fun,
-            (trial_start - x0) / scale,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options=options,
-        )
+        res = run((trial_start - x0) / scale)
     x, fx = best["x"], best["f"]
     for i in np.flatnonzero(bounded & (x > lower) & (x < lower + boundary_tol * scale)):
         trial = x.copy()
@@ -370,7 +405,7 @@ def minimize_with_gradient(
         if ft <= fx + 1e-10 * max(1.0, abs(fx)):
             x, fx = trial, float(ft)
     elapsed = time.perf_counter() - t0
-    code = 1 if res.success else -1
+    code = 1 if (res.success or stopped["flag"]) else -1
     if not res.success and best["g"] is not None and math.isfinite(fx):
         # an abnormal line-search end at the noise floor of the objective is convergence
         g = np.asarray(best["g"]) * scale
@@ -384,7 +419,7 @@ def minimize_with_gradient(
         fmin=fx,
         feval=len(values),
         return_code=code,
-        message=str(res.message),
+        message=(PREDICTED_DECREASE_MESSAGE if stopped["flag"] else str(res.message)),
         elapsed=elapsed,
         lower=lower,
         settings={"gtol": gtol, "ftol": ftol, "maxiter": float(maxiter)},

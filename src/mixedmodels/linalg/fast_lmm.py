@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from .assemble import CrossProducts
 from .cholesky import ThetaLayout
@@ -50,6 +50,8 @@ class FastObjective:
 
     #: largest dense rest (other terms + fixed effects + response) handled
     max_rest = 6000
+    #: a level of the first term is "heavy" when coupled to this share of the rest or more
+    heavy_share = 0.07
 
     def __init__(self, A: CrossProducts, layout: ThetaLayout, reml: bool):
         self.A = A
@@ -134,7 +136,14 @@ class FastObjective:
         self.cptr = np.zeros(l1 + 1, dtype=np.int64)
         np.cumsum(np.bincount(lev, minlength=l1), out=self.cptr[1:])
         nnz = np.diff(self.cptr)
-        threshold = max(64, int(0.1 * m))
+        # the coupling entries of each row of the rest (for the row-by-row kernels)
+        self.tlev = np.repeat(np.arange(l1, dtype=np.int64), nnz)
+        self.rpos = np.argsort(self.crow, kind="stable").astype(np.int64)
+        self.rptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.crow, minlength=m), out=self.rptr[1:])
+        # levels coupled to a large share of the rest: their rank-S1 updates are cheaper as one
+        # BLAS product (m^2 per level) than entry by entry (nnz^2 / 2 with indirect access)
+        threshold = max(64, int(self.heavy_share * m))
         self.heavy = (
             np.flatnonzero(nnz >= threshold).astype(np.int64) if m >= 200 else np.zeros(0, np.int64)
         )
@@ -171,13 +180,15 @@ class FastObjective:
     def _factor(self, theta: np.ndarray) -> tuple[bool, Any, Any, Any]:
         """(ok, L11, C, L22): the kernels build the Schur complement of the rest, LAPACK
         factors it in place (its C-ordered lower triangle is the transposed Fortran upper)."""
-        ok, L11, C, E = _kernels().build(
+        ok, L11, C, E, P = _kernels().build(
             np.asarray(theta, dtype=float), self.sizes, self.toff, self.A11, self.cval,
             self.cptr, self.crow, self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev,
-            self.roff, self.rsize, self.m_u, self.heavy,
+            self.roff, self.rsize, self.m_u, self.heavy, self.rptr, self.rpos, self.tlev,
         )  # fmt: skip
         if not ok:
             return False, L11, C, E
+        if P.shape[1]:  # E -= P P' on E's C-ordered lower triangle (the Fortran upper of E')
+            blas.dsyrk(-1.0, P.T, beta=1.0, c=E.T, trans=1, lower=0, overwrite_c=1)
         _, info = lapack.dpotrf(E.T, lower=0, clean=1, overwrite_a=1)
         return info == 0, L11, C, E
 
@@ -220,6 +231,7 @@ class FastObjective:
         _kernels().gradient(
             theta, self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow,
             self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize,
-            self.m_u, self.p, self.reml, float(self.n), L11, C, L22, sig, self.heavy, grad,
+            self.m_u, self.p, self.reml, float(self.n), L11, C, L22, sig, self.heavy, self.rptr,
+            self.rpos, self.tlev, grad,
         )  # fmt: skip
         return val, grad

@@ -155,12 +155,14 @@ def _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1):  # pragma: no 
 @_jit
 def build(
     theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-    m_u, heavy,
+    m_u, heavy, rptr, rpos, tlev,
 ):  # pragma: no cover - compiled  # fmt: skip
     """The first term's factor and the Schur complement of the rest.
 
-    Returns (ok, L11 (l1, S1, S1), C (nnz, S1) the scaled coupling, E (m, m)); E's lower
-    triangle is the Schur complement, to be factored in place by LAPACK (the caller).
+    Returns (ok, L11 (l1, S1, S1), C (nnz, S1) the scaled coupling, E (m, m), P (m, nh S1));
+    E's lower triangle is the Schur complement except for the heavy levels, whose scaled
+    coupling columns are P: the caller subtracts P P' (BLAS ``syrk``) and factors E in place
+    (LAPACK).
     """
     T = templates(theta, sizes, toff)
     l1 = A11.shape[0]
@@ -195,36 +197,98 @@ def build(
                     v -= C[start + i, t] * M[c, t]
                 C[start + i, c] = v / M[c, c]
     m = A22.shape[0]
-    if not ok:
-        return False, L11, C, np.zeros((m, m))
-    E = _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u)
-    # E -= sum_l c_l c_l' ; heavy levels through one dense product
     nh = heavy.shape[0]
-    if nh > 0:
-        P = np.zeros((m, nh * S1))
-        for h in range(nh):
-            lv = heavy[h]
-            for t in range(cptr[lv], cptr[lv + 1]):
-                for c in range(S1):
-                    P[crow[t], h * S1 + c] = C[t, c]
-        E -= np.dot(P, P.T)
+    if not ok:
+        return False, L11, C, np.zeros((m, m)), np.zeros((m, nh * S1))
+    E = _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u)
+    # E -= sum_l c_l c_l': the heavy levels' columns go to P (one BLAS product by the caller)
+    P = np.zeros((m, nh * S1))
     is_heavy = np.zeros(l1, dtype=np.bool_)
     for h in range(nh):
-        is_heavy[heavy[h]] = True
-    for lv in range(l1):
-        if is_heavy[lv]:
-            continue
-        start = cptr[lv]
-        end = cptr[lv + 1]
-        for t in range(start, end):
-            ra = crow[t]
-            row = E[ra]
-            for t2 in range(start, t + 1):
+        lv = heavy[h]
+        is_heavy[lv] = True
+        for t in range(cptr[lv], cptr[lv + 1]):
+            for c in range(S1):
+                P[crow[t], h * S1 + c] = C[t, c]
+    _schur_light(E, C, cptr, crow, rptr, rpos, tlev, is_heavy)
+    return True, L11, C, E, P
+
+
+@_jit
+def _schur_light(E, C, cptr, crow, rptr, rpos, tlev, skip):  # pragma: no cover - compiled
+    """E[a, b] -= sum_l (c_l c_l')[a, b] for b <= a over the levels l not in ``skip``.
+
+    Row by row of E (``rpos[rptr[a]:rptr[a+1]]`` are the coupling entries in row a): each row
+    receives the updates of every level that touches it while it is in cache, instead of the
+    levels scattering updates over all of E.
+    """
+    S1 = C.shape[1]
+    if S1 == 1:  # scalar first term: the common case, without the inner loop
+        c1 = np.ascontiguousarray(C[:, 0])
+        for a in range(E.shape[0]):
+            row = E[a]
+            for q in range(rptr[a], rptr[a + 1]):
+                t = rpos[q]
+                lv = tlev[t]
+                if skip[lv]:
+                    continue
+                ct = c1[t]
+                for t2 in range(cptr[lv], t + 1):
+                    row[crow[t2]] -= ct * c1[t2]
+        return
+    for a in range(E.shape[0]):
+        row = E[a]
+        for q in range(rptr[a], rptr[a + 1]):
+            t = rpos[q]
+            lv = tlev[t]
+            if skip[lv]:
+                continue
+            for t2 in range(cptr[lv], t + 1):  # the level's rows up to a (sorted)
                 acc = 0.0
                 for c in range(S1):
                     acc += C[t, c] * C[t2, c]
                 row[crow[t2]] -= acc
-    return True, L11, C, E
+
+
+@_jit
+def _sigma_coupling(Sig, C, cptr, crow, rptr, rpos, tlev, skip, ma, V):  # pragma: no cover
+    """V[t] = sum_{t2 of level(t), crow[t2] < ma} Sig[crow[t], crow[t2]] C[t2] for the active
+    coupling entries t (crow[t] < ma) of the levels not in ``skip``; row by row of Sig, as
+    :func:`_schur_light`."""
+    S1 = C.shape[1]
+    if S1 == 1:
+        c1 = np.ascontiguousarray(C[:, 0])
+        for a in range(ma):
+            srow = Sig[a]
+            for q in range(rptr[a], rptr[a + 1]):
+                t = rpos[q]
+                lv = tlev[t]
+                if skip[lv]:
+                    continue
+                acc = 0.0
+                for t2 in range(cptr[lv], cptr[lv + 1]):
+                    b = crow[t2]
+                    if b >= ma:
+                        break
+                    acc += srow[b] * c1[t2]
+                V[t, 0] = acc
+        return
+    for a in range(ma):
+        srow = Sig[a]
+        for q in range(rptr[a], rptr[a + 1]):
+            t = rpos[q]
+            lv = tlev[t]
+            if skip[lv]:
+                continue
+            for c in range(S1):
+                V[t, c] = 0.0
+            for t2 in range(cptr[lv], cptr[lv + 1]):
+                b = crow[t2]
+                if b >= ma:  # the active rows come first
+                    break
+                s = srow[b]
+                for c in range(S1):
+                    V[t, c] += s * C[t2, c]
 
 
 @_jit
@@ -258,7 +322,7 @@ def objective_parts(L11, L22, m_u, p):  # pragma: no cover - compiled
 @_jit
 def gradient(
     theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-    m_u, p, reml, n, L11, C, L22, Sig, heavy, grad,
+    m_u, p, reml, n, L11, C, L22, Sig, heavy, rptr, rpos, tlev, grad,
 ):  # pragma: no cover - compiled  # fmt: skip
     """The gradient of the profiled deviance (see the module docstring) into ``grad``;
     ``Sig`` is the inverse of the active leading block of L22 L22' (computed by LAPACK)."""
@@ -376,10 +440,14 @@ def gradient(
     tmp = np.zeros((S1, S1))
     smax = T.shape[1]
     TB = np.zeros((smax, S1))
-    Sg = np.zeros((0, 0))
     # heavy levels (long coupling columns): Sigma22 c_l for all of them in one product
     nh = heavy.shape[0]
     hpos = np.full(l1, -1)
+    is_heavy = np.zeros(l1, dtype=np.bool_)
+    for h in range(nh):
+        is_heavy[heavy[h]] = True
+    Vall = np.zeros(C.shape)  # Sigma22 c_l for the other levels, row by row of Sigma22
+    _sigma_coupling(Sig, C, cptr, crow, rptr, rpos, tlev, is_heavy, ma, Vall)
     VH = np.zeros((0, 0))
     if nh > 0 and ma > 0:
         Pa = np.zeros((ma, nh * S1))
@@ -408,22 +476,10 @@ def gradient(
                 a = crow[start + i]
                 for c in range(S1):
                     V[i, c] = VH[a, h * S1 + c]
-        elif na * S1 > 64:
-            if Sg.shape[0] < na:
-                Sg = np.zeros((na, na))
-            Sv = Sg[:na, :na]
-            for i in range(na):
-                srow = Sig[crow[start + i]]
-                for j in range(na):
-                    Sv[i, j] = srow[crow[start + j]]
-            V[:na] = np.dot(np.ascontiguousarray(Sv), C[start : start + na])
         else:
             for i in range(na):
-                srow = Sig[crow[start + i]]
-                for j in range(na):
-                    sab = srow[crow[start + j]]
-                    for c in range(S1):
-                        V[i, c] += sab * C[start + j, c]
+                for c in range(S1):
+                    V[i, c] = Vall[start + i, c]
         # Sigma21 rows: S21[i, :] = -V[i, :] L11^-1  (solve x L11 = -V)
         for i in range(nnz):
             for c in range(S1 - 1, -1, -1):
