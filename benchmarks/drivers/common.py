@@ -38,6 +38,22 @@ def read_data(spec: dict[str, Any]) -> Any:
     return df
 
 
+#: a first fit slower than this is the measurement (no repetitions): set-up costs are then
+#: negligible, and repeating a fit of many minutes would make the run impractical
+SLOW_SECONDS = 60.0
+
+
+def warm_then_timed(run: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
+    """One untimed run (imports, compilation, caches), then ``repeat`` timed runs; if the first
+    run took longer than :data:`SLOW_SECONDS`, its time is the single measurement."""
+    t0 = time.perf_counter()
+    out = run()
+    first = time.perf_counter() - t0
+    if first > SLOW_SECONDS:
+        return [first], out
+    return timed(run, repeat)
+
+
 def timed(run: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
     times = []
     out = None
