@@ -52,6 +52,8 @@ class FastObjective:
     max_rest = 6000
     #: a level of the first term is "heavy" when coupled to this share of the rest or more
     heavy_share = 0.07
+    #: ... and to at least this many of its entries
+    heavy_min = 64
 
     def __init__(self, A: CrossProducts, layout: ThetaLayout, reml: bool):
         self.A = A
@@ -143,7 +145,7 @@ class FastObjective:
         np.cumsum(np.bincount(self.crow, minlength=m), out=self.rptr[1:])
         # levels coupled to a large share of the rest: their rank-S1 updates are cheaper as one
         # BLAS product (m^2 per level) than entry by entry (nnz^2 / 2 with indirect access)
-        threshold = max(64, int(self.heavy_share * m))
+        threshold = max(self.heavy_min, int(self.heavy_share * m))
         self.heavy = (
             np.flatnonzero(nnz >= threshold).astype(np.int64) if m >= 200 else np.zeros(0, np.int64)
         )
