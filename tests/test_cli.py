@@ -403,3 +403,61 @@ def test_datasets_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2
     assert out == ""
     assert err.startswith("mixedmodels: error: ") and "nosuchdata" in err
+
+
+@pytest.fixture
+def cbpp_parquet_or_csv(tmp_path: Path) -> Path:
+    df = mm.datasets.load("cbpp")
+    df["period"] = df["period"].astype(str).radd("p")  # keep it a factor through the CSV
+    path = tmp_path / "cbpp.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+GLMM_FORMULA = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+
+def test_fit_family_binomial_matches_glmer(
+    capsys: pytest.CaptureFixture[str], cbpp_parquet_or_csv: Path
+) -> None:
+    code, out, err = run_cli(
+        capsys, "fit", str(cbpp_parquet_or_csv), GLMM_FORMULA, "--family", "binomial"
+    )
+    assert code == 0, err
+    df = pd.read_csv(cbpp_parquet_or_csv)
+    fit = mm.glmer(GLMM_FORMULA, df, "binomial")
+    assert "Generalized linear mixed model fit by maximum likelihood" in out
+    assert f"{fit.aic:.1f}" in out
+    doc = fit_json(capsys, str(cbpp_parquet_or_csv), GLMM_FORMULA, "--family", "binomial")
+    assert doc["family"] == "binomial" and doc["link"] == "logit"
+    assert doc["loglik"] == pytest.approx(fit.loglik, rel=1e-10)
+    assert doc["reml_criterion"] is None
+    assert doc["fixef"]["periodp4"] == pytest.approx(fit.fixef["periodp4"], rel=1e-8)
+
+
+def test_fit_markdown_report(
+    capsys: pytest.CaptureFixture[str], sleep_csv: Path, reml_fit: mm.LmerResult
+) -> None:
+    code, out, _ = run_cli(capsys, "fit", str(sleep_csv), FORMULA, "--format", "markdown")
+    assert code == 0
+    assert out.startswith("## Linear mixed model fit by REML\n")
+    assert "| term | Estimate | Std. Error | df | t value | Pr(>\\|t\\|) |" in out
+    days = reml_fit.coef_table().loc["Days"]
+    assert f"| Days | {days['Estimate']:.5g} | {days['Std. Error']:.5g} |" in out
+    assert "| Subject | (Intercept) |  |" in out
+    assert f"| REML criterion | {reml_fit.reml_criterion:.8g} |" in out
+
+
+def test_fit_family_errors(
+    capsys: pytest.CaptureFixture[str], cbpp_parquet_or_csv: Path, sleep_csv: Path
+) -> None:
+    code, _, err = run_cli(
+        capsys, "fit", str(cbpp_parquet_or_csv), GLMM_FORMULA, "--family", "bogus"
+    )
+    assert code == 2 and "unknown family 'bogus'" in err
+    code, _, err = run_cli(
+        capsys, "fit", str(cbpp_parquet_or_csv), GLMM_FORMULA, "--family", "binomial", "--ml"
+    )
+    assert code == 2 and "--ml applies to linear mixed models" in err
+    code, _, err = run_cli(capsys, "fit", str(sleep_csv), FORMULA, "--family", "binomial")
+    assert code == 2 and "error:" in err

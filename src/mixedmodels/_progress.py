@@ -11,7 +11,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Progress"]
+__all__ = ["FitProgress", "Progress"]
 
 
 class Progress:
@@ -56,6 +56,85 @@ class Progress:
             sys.stderr.flush()
 
     def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class FitProgress:
+    """Progress of an optimization whose length is not known in advance: the number of
+    objective evaluations and the best value so far, shown only once the fit has run longer
+    than ``delay`` seconds (so quick fits print nothing) and only when enabled.
+
+    ``wrap(f)`` returns ``f`` counting its calls (for ``f`` returning a value or a
+    ``(value, gradient)`` pair).
+    """
+
+    def __init__(self, desc: str, enabled: bool = True, delay: float = 2.0):
+        self.desc = desc
+        self.enabled = enabled
+        self.delay = delay
+        self.start = time.perf_counter()
+        self.count = 0
+        self.best = float("inf")
+        self._bar: Any = None
+        self._plain = False
+        self._started = False
+
+    def _show(self) -> None:
+        if not self._started:
+            self._started = True
+            try:
+                from tqdm.auto import tqdm
+
+                self._bar = tqdm(desc=self.desc, unit=" evaluations", leave=False)
+                self._bar.update(self.count)
+            except ImportError:
+                self._plain = sys.stderr.isatty()
+            return
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(objective=f"{self.best:.6g}", refresh=False)
+        elif self._plain:
+            elapsed = time.perf_counter() - self.start
+            sys.stderr.write(
+                f"\r{self.desc}: {self.count} evaluations, objective {self.best:.8g} "
+                f"[{elapsed:.1f}s]"
+            )
+            sys.stderr.flush()
+
+    def tick(self, value: float) -> None:
+        self.count += 1
+        if value < self.best:
+            self.best = float(value)
+        if self.enabled and (self._started or time.perf_counter() - self.start > self.delay):
+            self._show()
+
+    def wrap(self, f: Any) -> Any:
+        if not self.enabled:
+            return f
+
+        def counted(x: Any) -> Any:
+            out = f(x)
+            self.tick(out[0] if isinstance(out, tuple) else out)
+            return out
+
+        return counted
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self._plain:
+            sys.stderr.write("\r" + " " * 79 + "\r")
+            sys.stderr.flush()
+
+    def __enter__(self) -> FitProgress:
         return self
 
     def __exit__(

@@ -35,8 +35,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .results import LmerResult
-
 __all__ = ["main"]
 
 PROG = "mixedmodels"
@@ -202,7 +200,7 @@ def _clean(obj: Any) -> Any:
 
 
 def result_to_dict(
-    fit: LmerResult, *, data: str | None = None, fit_warnings: Sequence[str] = ()
+    fit: Any, *, data: str | None = None, fit_warnings: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The JSON document written by ``mixedmodels fit --format json``.
 
@@ -220,11 +218,16 @@ def result_to_dict(
     dict
         Plain Python values only; every float is finite (NaN and infinities become ``None``).
     """
+    from .results_glmm import GlmerResult
+
     vcov = fit.vcov
     opt = fit.optinfo
+    glmm = isinstance(fit, GlmerResult)
     doc: dict[str, Any] = {
         "formula": fit.formula,
         "data": data,
+        "family": fit.family.name if glmm else "gaussian",
+        "link": fit.family.link.name if glmm else "identity",
         "reml": fit.reml,
         "nobs": int(fit.nobs),
         "n_dropped": int(fit.n_dropped),
@@ -239,7 +242,7 @@ def result_to_dict(
         "aic": fit.aic,
         "bic": fit.bic,
         "deviance": fit.deviance,
-        "reml_criterion": fit.reml_criterion,
+        "reml_criterion": None if glmm else fit.reml_criterion,
         "is_singular": bool(fit.is_singular),
         "varcorr": fit.varcorr.to_frame().to_dict(orient="records"),
         "optimizer": {
@@ -256,8 +259,11 @@ def result_to_dict(
     return cleaned
 
 
-def _fit(formula: str, data: pd.DataFrame, **kwargs: Any) -> tuple[LmerResult, list[str]]:
-    """Fit with :func:`mixedmodels.lmer`, printing the library's warnings to stderr.
+def _fit(
+    formula: str, data: pd.DataFrame, family: str = "gaussian", **kwargs: Any
+) -> tuple[Any, list[str]]:
+    """Fit with :func:`mixedmodels.lmer` (or :func:`mixedmodels.glmer` for another family),
+    printing the library's warnings to stderr.
 
     Warnings of the ``UserWarning`` family (singular fit, rank deficiency, convergence) are
     printed as ``mixedmodels: warning: <message>`` and returned; any other warning (from a
@@ -267,7 +273,13 @@ def _fit(formula: str, data: pd.DataFrame, **kwargs: Any) -> tuple[LmerResult, l
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = mm.lmer(formula, data, **kwargs)
+        if family == "gaussian" and kwargs.get("link") in (None, "identity"):
+            kwargs.pop("link", None)
+            kwargs.pop("nAGQ", None)
+            fit = mm.lmer(formula, data, **kwargs)
+        else:
+            kwargs.pop("reml", None)
+            fit = mm.glmer(formula, data, family, **kwargs)
     messages = []
     for w in caught:
         if issubclass(w.category, UserWarning):
@@ -313,15 +325,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from .families import get_family
+
+    family = get_family(args.family, args.link)  # unknown names raise a clear error
+    glmm = family.name != "gaussian" or family.link.name != "identity"
+    if args.ml and glmm:
+        raise CliError("--ml applies to linear mixed models; GLMMs are always fitted by ML")
     data = read_data(args.data)
     fit, fit_warnings = _fit(
-        args.formula, data, reml=not args.ml, weights=args.weights, offset=args.offset
+        args.formula,
+        data,
+        args.family.lower() if not glmm else args.family,
+        reml=not args.ml,
+        weights=args.weights,
+        offset=args.offset,
+        link=args.link,
+        nAGQ=args.nagq,
     )
     if args.format == "json":
         doc = result_to_dict(fit, data=args.data, fit_warnings=fit_warnings)
         text = json.dumps(doc, indent=2, allow_nan=False)
+    elif args.format == "markdown":
+        from .display.markdown import to_markdown
+
+        text = to_markdown(fit, ddf=args.ddf, data_name=args.data)
     else:
-        text = str(fit.summary(ddf=args.ddf))
+        text = str(fit.summary() if glmm else fit.summary(ddf=args.ddf))
     _emit(text, args.out)
     return EXIT_OK
 
@@ -363,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser(
         "fit",
         help="fit a model to a data file",
-        description="Fit a linear mixed model to a CSV/TSV (optionally .gz) or Parquet file.",
+        description="Fit a linear (or, with --family, generalized linear) mixed model to a "
+        "CSV/TSV (optionally .gz) or Parquet file.",
     )
     fit.add_argument("data", metavar="DATA", help="a .csv, .csv.gz, .tsv, .parquet or .pq file")
     fit.add_argument("formula", metavar="FORMULA", help='e.g. "y ~ x + (1 | g)"')
@@ -372,7 +402,21 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--offset", metavar="COL", help="column added to the linear predictor")
     fit.add_argument("--ddf", **_DDF_ARG)
     fit.add_argument(
-        "--format", choices=("text", "json"), default="text", help="output format (text)"
+        "--family",
+        default="gaussian",
+        metavar="F",
+        help="response distribution: gaussian (default, a linear mixed model), binomial, "
+        "poisson, Gamma or inverse.gaussian (a GLMM)",
+    )
+    fit.add_argument("--link", metavar="L", help="link function (default: the family's)")
+    fit.add_argument(
+        "--nagq", type=int, default=1, metavar="N", help="GLMM quadrature points (default 1)"
+    )
+    fit.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="output format (text)",
     )
     fit.add_argument("--out", metavar="FILE", help="write the output to FILE instead of stdout")
     fit.set_defaults(func=_cmd_fit)

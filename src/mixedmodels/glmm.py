@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ._progress import FitProgress
 from .errors import ModelSpecError
 from .families import Binomial, Family, get_family
 from .formula.design import ArrayLike, Design, build_design
@@ -648,6 +649,7 @@ class GeneralizedLinearMixedModel:
         check_convergence: bool = True,
         warn: bool = True,
         use_hessian: bool = True,
+        progress: bool = True,
     ) -> Any:
         """Fit by the two-stage optimization (see the module docstring).
 
@@ -664,6 +666,9 @@ class GeneralizedLinearMixedModel:
             Standard errors from the Hessian of the deviance in (theta, beta), as lme4 does
             for GLMMs; otherwise from the penalized least-squares factor (lme4's
             ``use.hessian = FALSE``).
+        progress
+            Show the number of evaluations and the best criterion so far once the fit has run
+            for more than two seconds (``False``: never).
 
         Returns
         -------
@@ -674,7 +679,8 @@ class GeneralizedLinearMixedModel:
         theta0, step = self.initial_theta()
         if start is not None:
             theta0 = np.asarray(start, dtype=float)
-        theta_hat, beta_hat, opt, counts = self.optimize(theta0, step)
+        with FitProgress("glmer", progress) as bar:
+            theta_hat, beta_hat, opt, counts = self.optimize(theta0, step, progress=bar)
         if not math.isfinite(opt.fmin):
             raise PirlsError(
                 "the criterion could not be evaluated at any of the parameter values tried "
@@ -698,8 +704,10 @@ class GeneralizedLinearMixedModel:
         *,
         beta0: np.ndarray | None = None,
         se0: np.ndarray | None = None,
+        progress: FitProgress | None = None,
     ) -> tuple[np.ndarray, np.ndarray, OptSummary, dict[str, int]]:
-        """Optimize the criterion from theta0 (``step``: the natural size of each theta).
+        """Optimize the criterion from theta0 (``step``: the natural size of each theta;
+        ``progress``: counts the evaluations and shows them on long fits).
 
         Where the exact gradient is available (:attr:`has_gradient`) the Laplace criterion is
         minimized jointly over (theta, beta) by L-BFGS-B, started at theta0 and the fixed
@@ -713,6 +721,7 @@ class GeneralizedLinearMixedModel:
         evaluations per stage.
         """
         counts = {"stage1": 0, "stage2": 0}
+        bar = progress if progress is not None else FitProgress("glmer", False)
         p = self.n_fixef
         if self.has_gradient:
             start: tuple[np.ndarray, np.ndarray] | None = None
@@ -727,10 +736,10 @@ class GeneralizedLinearMixedModel:
                 except PirlsError:
                     start = None
             if start is not None:
-                done = self._optimize_gradient(theta0, start[0], start[1], step, counts)
+                done = self._optimize_gradient(theta0, start[0], start[1], step, counts, bar)
                 if done is not None:
                     return done
-        return self._optimize_two_stage(theta0, step, beta0, se0, counts)
+        return self._optimize_two_stage(theta0, step, beta0, se0, counts, bar)
 
     def _optimize_gradient(
         self,
@@ -739,6 +748,7 @@ class GeneralizedLinearMixedModel:
         se0: np.ndarray,
         step: np.ndarray,
         counts: dict[str, int],
+        bar: FitProgress,
     ) -> tuple[np.ndarray, np.ndarray, OptSummary, dict[str, int]] | None:
         """Joint L-BFGS-B over (theta, beta) with the exact gradient; None if it fails."""
         nth = self.ntheta
@@ -758,7 +768,7 @@ class GeneralizedLinearMixedModel:
         x0 = np.concatenate([theta0, beta0])
         lower = np.concatenate([self.lower_bounds, np.full(p, -np.inf)])
         scale = np.concatenate([np.maximum(np.abs(theta0), step / 0.75), np.maximum(se0, 1e-4)])
-        opt = minimize_with_gradient(fg, x0, lower, scale)
+        opt = minimize_with_gradient(bar.wrap(fg), x0, lower, scale)
         if opt.return_code < 0 or not math.isfinite(opt.fmin):
             return None
         return opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts
@@ -770,6 +780,7 @@ class GeneralizedLinearMixedModel:
         beta0: np.ndarray | None,
         se0: np.ndarray | None,
         counts: dict[str, int],
+        bar: FitProgress,
     ) -> tuple[np.ndarray, np.ndarray, OptSummary, dict[str, int]]:
         """lme4's two stages with BOBYQA (see :meth:`optimize`)."""
         lower = self.lower_bounds
@@ -788,7 +799,7 @@ class GeneralizedLinearMixedModel:
                 state_box[0] = st
                 return dev
 
-            opt1 = minimize_theta(f1, theta0, lower, initial_step=step)
+            opt1 = minimize_theta(bar.wrap(f1), theta0, lower, initial_step=step)
             theta1 = opt1.final
             _, st1, _, ws1 = self.laplace(theta1, None, state_box[0])
             state_box[0] = st1
@@ -821,7 +832,7 @@ class GeneralizedLinearMixedModel:
             state_box[0] = st
             return dev
 
-        opt = minimize_theta(f2, x0, lower2, initial_step=step2)
+        opt = minimize_theta(bar.wrap(f2), x0, lower2, initial_step=step2)
         return opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts
 
     def _rx_se(self, ws: BlockedCholesky) -> np.ndarray:
@@ -928,6 +939,7 @@ def glmer(
     start: Sequence[float] | None = None,
     check_convergence: bool = True,
     warn: bool = True,
+    progress: bool = True,
 ) -> Any:
     """Fit a generalized linear mixed model, as lme4's ``glmer``.
 
@@ -953,7 +965,7 @@ def glmer(
         Prior weights and offset: column names or arrays.
     start
         Starting theta.
-    check_convergence, warn
+    check_convergence, warn, progress
         As for :func:`~mixedmodels.lmer`.
 
     Returns
@@ -971,4 +983,4 @@ def glmer(
     model = GeneralizedLinearMixedModel.from_formula(
         formula, data, family, link=link, nAGQ=nAGQ, weights=weights, offset=offset
     )
-    return model.fit(start=start, check_convergence=check_convergence, warn=warn)
+    return model.fit(start=start, check_convergence=check_convergence, warn=warn, progress=progress)

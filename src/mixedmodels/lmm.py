@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._progress import FitProgress
 from .errors import ConvergenceWarning, FormulaError, ModelSpecError, SingularFitWarning
 from .formula.design import ArrayLike, Design, build_design
 from .linalg.assemble import CrossProducts, TermData, assemble, column_scales, response_blocks
@@ -269,6 +270,7 @@ class LinearMixedModel:
         warn: bool = True,
         optimize: bool = True,
         optimizer: str = "auto",
+        progress: bool = True,
     ) -> Any:
         """Estimate theta by minimizing the profiled objective, then beta, sigma and the modes.
 
@@ -289,6 +291,9 @@ class LinearMixedModel:
             ``"lbfgs"`` or ``"bobyqa"`` to choose.
         check_convergence
             Compute the finite-difference gradient at the optimum and warn if it is large.
+        progress
+            Show the number of evaluations and the best criterion so far once the fit has run
+            for more than two seconds (``False``: never).
         warn
             Emit warnings (singular fit, rank deficiency, convergence) when fitting.
 
@@ -336,20 +341,23 @@ class LinearMixedModel:
                     nlev[off] = t.nlevels
                 unit = np.maximum(x0, 0.5 * scale) / np.sqrt(nlev)
                 scale = np.where(moved, np.minimum(scale, unit), scale)
-            opt = minimize_with_gradient(fast.objective_gradient, x0, self.lower_bounds, scale)
+            with FitProgress("lmer", progress) as bar:
+                fg = bar.wrap(fast.objective_gradient)
+                opt = minimize_with_gradient(fg, x0, self.lower_bounds, scale)
             if opt.return_code < 0 or not np.isfinite(opt.fmin):
                 opt = None  # fall back to the derivative-free optimizer
         if optimize and opt is None:
-            opt = minimize_theta(
-                f,
-                x0,
-                self.lower_bounds,
-                ftol_rel=ftol_rel,
-                ftol_abs=ftol_abs,
-                xtol_abs=xtol_abs,
-                maxeval=maxeval,
-                initial_step=step,
-            )
+            with FitProgress("lmer", progress) as bar:
+                opt = minimize_theta(
+                    bar.wrap(f),
+                    x0,
+                    self.lower_bounds,
+                    ftol_rel=ftol_rel,
+                    ftol_abs=ftol_abs,
+                    xtol_abs=xtol_abs,
+                    maxeval=maxeval,
+                    initial_step=step,
+                )
         elif not optimize:
             if start is None:
                 raise ModelSpecError(
@@ -432,6 +440,7 @@ def lmer(
     start: Sequence[float] | np.ndarray | None = None,
     check_convergence: bool = True,
     warn: bool = True,
+    progress: bool = True,
 ) -> Any:
     """Fit a linear mixed model, as lme4's ``lmer``.
 
@@ -457,6 +466,9 @@ def lmer(
         Check the gradient at the optimum (as lme4 does) and warn if it is large.
     warn
         Emit warnings about singular fits, rank deficiency and convergence.
+    progress
+        Show the number of evaluations and the best criterion so far on fits that run for
+        more than two seconds (``False``: never).
 
     Returns
     -------
@@ -471,7 +483,7 @@ def lmer(
     -871.8141
     """
     model = LinearMixedModel.from_formula(formula, data, reml=reml, weights=weights, offset=offset)
-    return model.fit(start=start, check_convergence=check_convergence, warn=warn)
+    return model.fit(start=start, check_convergence=check_convergence, warn=warn, progress=progress)
 
 
 def _residualized_response(design: Design, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -363,6 +363,83 @@ class _MixedResult:
     def ranef(self) -> RandomEffects:
         """Conditional modes of the random effects by grouping factor (lme4's ``ranef``)."""
         return RandomEffects(self)
+
+    def tidy(
+        self,
+        effects: Sequence[str] | str = ("fixed", "ran_pars"),
+        *,
+        conf_int: bool = False,
+        conf_level: float = 0.95,
+        conf_method: str = "wald",
+        ddf: str = "satterthwaite",
+        **confint_options: Any,
+    ) -> pd.DataFrame:
+        """Every estimate in one DataFrame: effect, group, term, estimate, std_error, statistic,
+        df, p_value (and conf_low, conf_high with ``conf_int=True``), in the spirit of R's
+        broom.mixed; see :func:`mixedmodels.tidy.tidy` for the options."""
+        from .tidy import tidy
+
+        return tidy(
+            self,
+            effects,
+            conf_int=conf_int,
+            conf_level=conf_level,
+            conf_method=conf_method,
+            ddf=ddf,
+            **confint_options,
+        )
+
+    # -- plots (matplotlib; see mixedmodels.plots) ---------------------------------------------
+    def plot_ranef(
+        self,
+        group: str | None = None,
+        term: str | None = None,
+        *,
+        level: float = 0.95,
+        sort: bool = True,
+        ax: Any = None,
+    ) -> Any:
+        """Caterpillar plot of the conditional modes with ``level`` intervals; returns the
+        Figure (see :func:`mixedmodels.plots.caterpillar`)."""
+        from .plots import caterpillar
+
+        return caterpillar(cast(Any, self), group, term, level=level, sort=sort, ax=ax)
+
+    def plot_groups(
+        self,
+        x: str,
+        group: str | None = None,
+        *,
+        population: bool = True,
+        ncols: int | None = None,
+        max_groups: int | None = 48,
+        ax: Any = None,
+    ) -> Any:
+        """The data of each group against ``x`` with its fitted line and the population line;
+        returns the Figure (see :func:`mixedmodels.plots.group_panels`)."""
+        from .plots import group_panels
+
+        return group_panels(
+            cast(Any, self),
+            x,
+            group,
+            population=population,
+            ncols=ncols,
+            max_groups=max_groups,
+            ax=ax,
+        )
+
+    def plot_residuals(self, *, ax: Any = None) -> Any:
+        """Standardized residuals against fitted values; returns the Figure."""
+        from .plots import residuals_vs_fitted
+
+        return residuals_vs_fitted(cast(Any, self), ax=ax)
+
+    def plot_qq(self, *, ax: Any = None) -> Any:
+        """Normal QQ plot of the standardized residuals; returns the Figure."""
+        from .plots import qq
+
+        return qq(cast(Any, self), ax=ax)
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """Per-level coefficients: the fixed effects plus the level's random effects (lme4's

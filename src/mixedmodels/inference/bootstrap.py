@@ -21,6 +21,7 @@ import math
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -208,6 +209,20 @@ class BootstrapResult:
                 "mean": t.mean(),
             }
         )
+
+    def plot(
+        self,
+        params: Sequence[str] | str | None = None,
+        *,
+        level: float = 0.95,
+        ncols: int | None = None,
+        ax: Any = None,
+    ) -> Any:
+        """Density of each parameter over the replicates with the estimate and the percentile
+        interval; returns the Figure (see :func:`mixedmodels.plots.bootstrap_densities`)."""
+        from ..plots import bootstrap_densities
+
+        return bootstrap_densities(self, params, level=level, ncols=ncols, ax=ax)
 
     def confint(self, level: float = 0.95, type: str = "perc") -> pd.DataFrame:
         """Bootstrap confidence intervals (R's ``boot.ci``).

@@ -1,0 +1,177 @@
+"""Plots render headlessly (Agg) to PNG and draw what they should: panels, points, lines."""
+
+from __future__ import annotations
+
+import functools
+import io
+
+import numpy as np
+import pytest
+
+import mixedmodels as mm
+from mixedmodels.errors import ModelSpecError
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=40)
+    data = buf.getvalue()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return data
+
+
+def _visible_axes(fig):
+    return [a for a in fig.axes if a.get_visible()]
+
+
+@functools.cache
+def _pastes() -> mm.LmerResult:
+    return mm.lmer("strength ~ 1 + (1 | batch/cask)", mm.datasets.load("Pastes"))
+
+
+@functools.cache
+def _cbpp() -> mm.GlmerResult:
+    return mm.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        mm.datasets.load("cbpp"),
+        "binomial",
+    )
+
+
+def test_caterpillar_one_panel_per_group_and_effect(sleep_fit):
+    fig = sleep_fit.plot_ranef()
+    _png(fig)
+    axes = _visible_axes(fig)
+    assert [a.get_title() for a in axes] == ["Subject: (Intercept)", "Subject: Days"]
+    modes = sleep_fit.ranef()["Subject"]
+    for a, col in zip(axes, ["(Intercept)", "Days"], strict=True):
+        # one point per subject at its conditional mode, sorted by the intercepts' order
+        points = a.lines[0].get_xdata()
+        assert len(points) == 18
+        np.testing.assert_allclose(np.sort(points), np.sort(modes[col].to_numpy()))
+        assert len(a.get_yticklabels()) == 18
+
+
+def test_caterpillar_intervals_are_mode_plus_minus_z_condsd(sleep_fit):
+    fig, ax = plt.subplots()
+    out = sleep_fit.plot_ranef("Subject", "Days", level=0.9, ax=ax)
+    assert out is fig
+    frame = sleep_fit.ranef().to_frame()
+    days = frame[frame["term"] == "Days"].sort_values("condval")
+    segments = ax.collections[0].get_segments()
+    assert len(segments) == 18
+    z = 1.6448536269514722
+    lo = np.array([s[0][0] for s in segments])
+    hi = np.array([s[1][0] for s in segments])
+    np.testing.assert_allclose(lo, days["condval"] - z * days["condsd"])
+    np.testing.assert_allclose(hi, days["condval"] + z * days["condsd"])
+
+
+def test_caterpillar_nested_factors_and_errors():
+    fit = _pastes()
+    fig = fit.plot_ranef()
+    assert len(_visible_axes(fig)) == 2
+    _, ax = plt.subplots()
+    with pytest.raises(ModelSpecError, match="choose one with group="):
+        fit.plot_ranef(ax=ax)
+    with pytest.raises(ModelSpecError, match="no grouping factor 'plate'"):
+        fit.plot_ranef("plate")
+
+
+def test_group_panels_data_fitted_and_population(sleep_fit):
+    fig = sleep_fit.plot_groups("Days")
+    _png(fig)
+    axes = _visible_axes(fig)
+    assert len(axes) == 18
+    first = axes[0]
+    data, fitted, population = first.lines
+    assert len(data.get_xdata()) == 10
+    # the fitted line is the subject's conditional fit, the dashed one the population line
+    subj = sleep_fit.model.design.terms[0].levels[0]
+    b = sleep_fit.coef()["Subject"].loc[subj]
+    np.testing.assert_allclose(
+        fitted.get_ydata(), b["(Intercept)"] + b["Days"] * np.arange(10), rtol=1e-10
+    )
+    fe = sleep_fit.fixef
+    np.testing.assert_allclose(
+        population.get_ydata(), fe["(Intercept)"] + fe["Days"] * np.arange(10), rtol=1e-10
+    )
+    assert first.get_title() == str(subj)
+
+
+def test_group_panels_on_one_axes_and_limits(sleep_fit):
+    _, ax = plt.subplots()
+    sleep_fit.plot_groups("Days", ax=ax)
+    assert len(ax.lines) == 2 * 18 + 1  # points and line per subject, then the population
+    fig2 = sleep_fit.plot_groups("Days", max_groups=4, population=False)
+    axes = _visible_axes(fig2)
+    assert len(axes) == 4 and all(len(a.lines) == 2 for a in axes)
+    with pytest.raises(ModelSpecError, match="not a column"):
+        sleep_fit.plot_groups("Hours")
+    with pytest.raises(ModelSpecError, match="numeric"):
+        sleep_fit.plot_groups("Subject")
+
+
+def test_residual_and_qq_plots(sleep_fit):
+    fig = sleep_fit.plot_residuals()
+    _png(fig)
+    ax = fig.axes[0]
+    offsets = ax.collections[0].get_offsets()
+    assert offsets.shape == (180, 2)
+    np.testing.assert_allclose(offsets[:, 0], sleep_fit.fitted().to_numpy())
+    np.testing.assert_allclose(
+        offsets[:, 1], sleep_fit.residuals(scaled=True).to_numpy(), rtol=1e-12
+    )
+    assert len(ax.lines) == 2  # the zero line and the trend
+    fig = sleep_fit.plot_qq()
+    _png(fig)
+    points = fig.axes[0].lines[0]
+    r = np.sort(sleep_fit.residuals(scaled=True).to_numpy())
+    np.testing.assert_allclose(points.get_ydata(), r)
+    assert points.get_xdata()[0] < -2.5 and points.get_xdata()[-1] > 2.5
+
+
+def test_glmm_plots():
+    fit = _cbpp()
+    assert len(_visible_axes(fit.plot_ranef())) == 1
+    fig = fit.plot_residuals()
+    assert fig.axes[0].collections[0].get_offsets().shape == (56, 2)
+    fig = fit.plot_groups("size", max_groups=3)
+    assert len(_visible_axes(fig)) == 3
+
+
+def test_bootstrap_densities(sleep_fit):
+    boot = sleep_fit.bootstrap(40, seed=3, progress=False, n_jobs=1)
+    fig = boot.plot()
+    _png(fig)
+    axes = _visible_axes(fig)
+    assert [a.get_title() for a in axes] == list(boot.replicates.columns)
+    first = axes[0]
+    assert len(first.patches) >= 30  # histogram bars (+ the interval band)
+    est = float(boot.estimates.iloc[0])
+    assert any(np.allclose(line.get_xdata(), est) for line in first.lines)
+    fig, ax = plt.subplots()
+    boot.plot("sigma", ax=ax)
+    assert ax.get_title() == "sigma"
+    with pytest.raises(ModelSpecError, match="no parameter"):
+        boot.plot("tau")
+
+
+def test_profile_plot(sleep_fit):
+    prof = sleep_fit.profile(which="sigma")
+    fig = prof.plot()
+    _png(fig)
+    ax = _visible_axes(fig)[0]
+    assert ax.get_xlabel() == "sigma"
+    zeta = ax.lines[0].get_ydata()
+    assert zeta.min() < -2 and zeta.max() > 2
