@@ -748,9 +748,10 @@ class GeneralizedLinearMixedModel:
         se0: np.ndarray,
         step: np.ndarray,
         counts: dict[str, int],
-        bar: FitProgress,
+        bar: FitProgress | None = None,
     ) -> tuple[np.ndarray, np.ndarray, OptSummary, dict[str, int]] | None:
         """Joint L-BFGS-B over (theta, beta) with the exact gradient; None if it fails."""
+        bar = bar if bar is not None else FitProgress("glmer", False)
         nth = self.ntheta
         p = self.n_fixef
         state_box = [_State(np.zeros(self.q), np.asarray(beta0, dtype=float).copy())]
@@ -780,9 +781,10 @@ class GeneralizedLinearMixedModel:
         beta0: np.ndarray | None,
         se0: np.ndarray | None,
         counts: dict[str, int],
-        bar: FitProgress,
+        bar: FitProgress | None = None,
     ) -> tuple[np.ndarray, np.ndarray, OptSummary, dict[str, int]]:
         """lme4's two stages with BOBYQA (see :meth:`optimize`)."""
+        bar = bar if bar is not None else FitProgress("glmer", False)
         lower = self.lower_bounds
         p = self.n_fixef
         stage1 = beta0 is None or self.nAGQ == 0
