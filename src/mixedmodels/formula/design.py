@@ -519,30 +519,40 @@ def _check_one_level_factors(frame: pd.DataFrame, variables: set[str], role: str
                 )
 
 
-def _rank_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+def _rank_columns(X: np.ndarray, tol: float = 1e-7, block: int = 64) -> list[int]:
     """Indices of the columns of X to keep, in order (LINPACK ``dqrdc2`` semantics).
 
     A column is dropped when its norm after projection on the kept columns before it falls
     below ``tol`` times its original norm, which is how R's ``qr()`` decides rank (lme4's
-    ``chkRank.drop.cols``).
+    ``chkRank.drop.cols``). Gram-Schmidt with re-orthogonalization, by blocks of columns: each
+    block is first projected on the kept columns of the blocks before it with matrix products,
+    then column by column within the block.
     """
     n, p = X.shape
     keep: list[int] = []
-    Q = np.empty((n, 0))
-    for j in range(p):
-        x = X[:, j]
-        norm = float(np.linalg.norm(x))
-        if norm == 0.0:
-            continue
-        v = x.copy()
-        for _ in range(2):  # re-orthogonalise once (Kahan-Parlett "twice is enough")
-            if Q.shape[1]:
-                v -= Q @ (Q.T @ v)
-        rnorm = float(np.linalg.norm(v))
-        if rnorm < tol * norm:
-            continue
-        keep.append(j)
-        Q = np.column_stack([Q, v / rnorm])
+    Q = np.empty((n, min(n, p)))
+    k = 0  # kept columns so far (the first k columns of Q)
+    for j0 in range(0, p, block):
+        B = np.array(X[:, j0 : j0 + block], dtype=float)
+        norms = np.linalg.norm(B, axis=0)
+        if k:
+            for _ in range(2):  # re-orthogonalise once (Kahan-Parlett "twice is enough")
+                B -= Q[:, :k] @ (Q[:, :k].T @ B)
+        k_block = k
+        for i in range(B.shape[1]):
+            if norms[i] == 0.0 or k >= n:
+                continue
+            v = B[:, i]
+            if k > k_block:
+                Qb = Q[:, k_block:k]
+                for _ in range(2):
+                    v -= Qb @ (Qb.T @ v)
+            rnorm = float(np.linalg.norm(v))
+            if rnorm < tol * norms[i]:
+                continue
+            keep.append(j0 + i)
+            Q[:, k] = v / rnorm
+            k += 1
     return keep
 
 
