@@ -177,3 +177,22 @@ def test_family_repr_and_equality() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert hash(get_family("poisson")) == hash(mm.families.Poisson())
+
+
+@pytest.mark.parametrize(
+    ("name", "y", "n"),
+    [
+        ("binomial", np.array([0.25, 0.5]), np.array([3.0, 3.0])),
+        ("poisson", np.array([1.5, 2.0]), None),
+    ],
+)
+def test_non_integer_warning_can_be_left_to_the_caller(
+    name: str, y: np.ndarray, n: np.ndarray | None
+) -> None:
+    fam = get_family(name)
+    trials = np.ones(y.size) if n is None else n
+    with pytest.warns(UserWarning, match="non-integer"):
+        fam.check(y, trials, trials, "y")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fam.check(y, trials, trials, "y", warn_non_integer=False)

@@ -246,8 +246,31 @@ class Family:
     def mustart(self, y: np.ndarray, n: np.ndarray, wt: np.ndarray) -> np.ndarray:
         return y.astype(float).copy()
 
-    def check(self, y: np.ndarray, n: np.ndarray, wt: np.ndarray, name: str) -> None:
-        """Raise for responses outside the support; warn where R's glm warns."""
+    def check(
+        self,
+        y: np.ndarray,
+        n: np.ndarray,
+        wt: np.ndarray,
+        name: str,
+        *,
+        warn_non_integer: bool = True,
+    ) -> None:
+        """Raise for responses outside the support; warn where R's glm warns.
+
+        Parameters
+        ----------
+        y
+            The response (proportions for the binomial family).
+        n
+            Binomial numbers of trials (1 otherwise).
+        wt
+            Prior weights.
+        name
+            The response's name, for the messages.
+        warn_non_integer
+            Warn about non-integer counts (``False`` where they have already been reported,
+            as for a ``cbind(successes, failures)`` response).
+        """
 
     def validmu(self, mu: np.ndarray) -> bool:
         return bool(np.all(np.isfinite(mu)))
@@ -289,7 +312,15 @@ class Binomial(Family):
             return (n * y + 0.5) / (n + 1)
         return (wt * y + 0.5) / (wt + 1)
 
-    def check(self, y: np.ndarray, n: np.ndarray, wt: np.ndarray, name: str) -> None:
+    def check(
+        self,
+        y: np.ndarray,
+        n: np.ndarray,
+        wt: np.ndarray,
+        name: str,
+        *,
+        warn_non_integer: bool = True,
+    ) -> None:
         if np.any((y < 0) | (y > 1)):
             bad = int(np.sum((y < 0) | (y > 1)))
             raise DataError(
@@ -298,7 +329,7 @@ class Binomial(Family):
                 f"with weights= the numbers of trials, or cbind(successes, failures)"
             )
         m = (n if np.any(n > 1) else wt) * y
-        if np.any(np.abs(m - np.round(m)) > 1e-3):
+        if warn_non_integer and np.any(np.abs(m - np.round(m)) > 1e-3):
             warnings.warn("non-integer #successes in a binomial glm", UserWarning, stacklevel=4)
 
     def validmu(self, mu: np.ndarray) -> bool:
@@ -339,13 +370,21 @@ class Poisson(Family):
     def mustart(self, y: np.ndarray, n: np.ndarray, wt: np.ndarray) -> np.ndarray:
         return y + 0.1
 
-    def check(self, y: np.ndarray, n: np.ndarray, wt: np.ndarray, name: str) -> None:
+    def check(
+        self,
+        y: np.ndarray,
+        n: np.ndarray,
+        wt: np.ndarray,
+        name: str,
+        *,
+        warn_non_integer: bool = True,
+    ) -> None:
         if np.any(y < 0):
             raise DataError(
                 f"the response {name!r} has {int(np.sum(y < 0))} negative value(s); counts for "
                 f"the Poisson family must be non-negative"
             )
-        if np.any(np.abs(y - np.round(y)) > 1e-8):
+        if warn_non_integer and np.any(np.abs(y - np.round(y)) > 1e-8):
             warnings.warn(
                 f"non-integer counts in the response {name!r} for the Poisson family",
                 UserWarning,
@@ -388,7 +427,15 @@ class Gamma(Family):
         disp = dev / nobs
         return float(-2 * np.sum(stats.gamma.logpdf(y, 1 / disp, scale=mu * disp) * wt) + 2)
 
-    def check(self, y: np.ndarray, n: np.ndarray, wt: np.ndarray, name: str) -> None:
+    def check(
+        self,
+        y: np.ndarray,
+        n: np.ndarray,
+        wt: np.ndarray,
+        name: str,
+        *,
+        warn_non_integer: bool = True,
+    ) -> None:
         if np.any(y <= 0):
             raise DataError(f"the response {name!r} must be positive for the Gamma family")
 
@@ -426,7 +473,15 @@ class InverseGaussian(Family):
         sw = float(np.sum(wt))
         return float(sw * (math.log(dev / sw * 2 * math.pi) + 1) + 3 * np.sum(np.log(y) * wt) + 2)
 
-    def check(self, y: np.ndarray, n: np.ndarray, wt: np.ndarray, name: str) -> None:
+    def check(
+        self,
+        y: np.ndarray,
+        n: np.ndarray,
+        wt: np.ndarray,
+        name: str,
+        *,
+        warn_non_integer: bool = True,
+    ) -> None:
         if np.any(y <= 0):
             raise DataError(
                 f"the response {name!r} must be positive for the inverse Gaussian family"

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,7 +47,7 @@ from ._progress import FitProgress
 from .errors import ModelSpecError
 from .families import Binomial, Family, get_family
 from .formula.design import ArrayLike, Design, build_design
-from .linalg.assemble import Reweighter, TermData, column_scales
+from .linalg.assemble import CrossProducts, Reweighter, TermData, column_scales
 from .linalg.cholesky import BlockedCholesky, ThetaLayout
 from .optim import OptSummary, minimize_theta, minimize_with_gradient
 
@@ -124,6 +125,11 @@ class GeneralizedLinearMixedModel:
     def from_design(
         cls, design: Design, family: Family, nAGQ: int = 1
     ) -> GeneralizedLinearMixedModel:
+        if isinstance(nAGQ, bool | np.bool_):
+            raise ModelSpecError(
+                f"nAGQ must be an integer from 0 to 25, not the boolean {nAGQ!r}; use nAGQ=1 for "
+                f"the Laplace approximation or nAGQ=0 for beta estimated inside PIRLS"
+            )
         if not isinstance(nAGQ, int | np.integer) or nAGQ < 0 or nAGQ > 25:
             raise ModelSpecError("nAGQ must be an integer from 0 to 25")
         if nAGQ > 1 and (len(design.terms) != 1 or design.terms[0].n_effects != 1):
@@ -142,7 +148,14 @@ class GeneralizedLinearMixedModel:
             prior = prior * trials
         else:
             trials = np.ones(n)
-        family.check(design.y, trials, prior, design.response_name)
+        # a cbind() response's counts were checked (and warned about) with the design
+        family.check(
+            design.y,
+            trials,
+            prior,
+            design.response_name,
+            warn_non_integer=design.trials is None,
+        )
         if not family.established:
             warnings.warn(
                 f"the {family.name} family is fitted with lme4's Laplace criterion, whose accuracy "
@@ -403,11 +416,15 @@ class GeneralizedLinearMixedModel:
         update_beta: bool,
     ) -> bool:
         """Form and factor the penalized weighted least-squares system with weights w and
-        working response eta - offset + score / w (less X beta when beta is fixed)."""
-        z = eta - self.offset + score / w
+        working response eta - offset + score / w (less X beta when beta is fixed).
+
+        Rows of weight 0 (binomial rows with no trials, prior weight 0) have score 0 and
+        contribute nothing; their working response is taken as eta - offset.
+        """
+        z = eta - self.offset + _working_residual(score, w)
         if not update_beta and self.n_fixef:
             z = z - self.design.X @ b
-        ws.A = rw.blocks(w, z)
+        ws.A = _with_positive_pivot(rw.blocks(w, z))
         return bool(ws.update(theta))
 
     # -- criteria -----------------------------------------------------------------------------
@@ -679,23 +696,43 @@ class GeneralizedLinearMixedModel:
         theta0, step = self.initial_theta()
         if start is not None:
             theta0 = np.asarray(start, dtype=float)
-        with FitProgress("glmer", progress) as bar:
-            theta_hat, beta_hat, opt, counts = self.optimize(theta0, step, progress=bar)
-        if not math.isfinite(opt.fmin):
-            raise PirlsError(
-                "the criterion could not be evaluated at any of the parameter values tried "
-                "(PIRLS failed throughout); check the response and the family, or give start="
+        with self._blas_threads():
+            with FitProgress("glmer", progress) as bar:
+                theta_hat, beta_hat, opt, counts = self.optimize(theta0, step, progress=bar)
+            if not math.isfinite(opt.fmin):
+                raise PirlsError(
+                    "the criterion could not be evaluated at any of the parameter values tried "
+                    "(PIRLS failed throughout); check the response and the family, or give start="
+                )
+            return GlmerResult.from_optimum(
+                self,
+                theta_hat,
+                beta_hat,
+                opt,
+                counts,
+                check_convergence=check_convergence,
+                warn=warn,
+                use_hessian=use_hessian,
             )
-        return GlmerResult.from_optimum(
-            self,
-            theta_hat,
-            beta_hat,
-            opt,
-            counts,
-            check_convergence=check_convergence,
-            warn=warn,
-            use_hessian=use_hessian,
-        )
+
+    def _blas_threads(self) -> AbstractContextManager[Any]:
+        """One BLAS thread for the fit of a small model, the BLAS default otherwise.
+
+        The dense matrices of a small model (the Schur complement of the random effects
+        beyond the first term and the fixed effects, X'WX) are far too small for threads to
+        pay: OpenBLAS's thread hand-offs cost more than the products. On two cores, fits of
+        cbpp and of VerbAgg with two random-effects terms were both faster with one thread,
+        several times faster while the cores were busy with other work.
+        """
+        fd = self._fast()
+        p = self.n_fixef
+        dense = self.q - fd["q1"] + p if fd is not None else self.q + p
+        if dense > _SINGLE_THREAD_COLUMNS or self.nobs * (p + 1) > _SINGLE_THREAD_CELLS:
+            return nullcontext()
+        controller = _blas_controller()
+        if controller is None:
+            return nullcontext()
+        return controller.limit(limits=1, user_api="blas")
 
     def optimize(
         self,
@@ -860,9 +897,30 @@ class GeneralizedLinearMixedModel:
         mu_eta = fam.mu_eta(eta)
         w = self.prior_weights * mu_eta**2 / fam.variance(mu)
         z = eta - self.offset + (self.design.y - mu) / mu_eta
-        ws = BlockedCholesky(self._reweighter(True).blocks(w, z))
+        ws = BlockedCholesky(_with_positive_pivot(self._reweighter(True).blocks(w, z)))
         ws.update(theta)
         return dev, st, mu, ws
+
+
+#: fits whose dense blocks have at most this many columns, and whose model matrix at most
+#: ``_SINGLE_THREAD_CELLS`` entries (with the working response), run with one BLAS thread
+_SINGLE_THREAD_COLUMNS = 300
+_SINGLE_THREAD_CELLS = 5_000_000
+
+_CONTROLLER: list[Any] = []
+
+
+def _blas_controller() -> Any:
+    """A threadpoolctl controller of the BLAS libraries loaded (created once: finding the
+    libraries takes milliseconds, as long as a small fit; None if threadpoolctl fails)."""
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController())
+        except Exception:  # pragma: no cover - threadpoolctl cannot inspect this platform
+            _CONTROLLER.append(None)
+    return _CONTROLLER[0]
 
 
 def _floor_weights(w: np.ndarray, wt: np.ndarray) -> np.ndarray:
@@ -874,6 +932,31 @@ def _floor_weights(w: np.ndarray, wt: np.ndarray) -> np.ndarray:
     """
     floor = 1e-10 * float(np.max(w, initial=0.0))
     return np.where(wt > 0, np.maximum(w, floor), 0.0)
+
+
+def _working_residual(score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """score / w, 0 where the weight is 0 (those rows have score 0: no trials or prior
+    weight 0)."""
+    out = np.zeros_like(score)
+    np.divide(score, w, out=out, where=w > 0)
+    return out
+
+
+def _with_positive_pivot(A: CrossProducts) -> CrossProducts:
+    """The cross-products with the working response's own sum of squares doubled (in place).
+
+    PIRLS uses the factor for the step (the modes and beta) and log|L_Z|, never for the last
+    diagonal entry of L, the penalized weighted residual sum of squares, and neither depends on
+    z'Wz. That entry is zero, and after rounding possibly negative, when the working response
+    lies in the span of the model matrix: under complete separation every fitted probability
+    is at 0 or 1 and z = eta + (y - mu) / mu_eta = X beta +/- 1 is fitted exactly (lme4 fits
+    such data with warnings). Adding z'Wz (or 1 if it is 0) makes the entry at least z'Wz, so
+    a perfect fit no longer stops the factorization; the solutions are unchanged.
+    """
+    p = A.p
+    zz = float(A.xyxy[p, p])
+    A.xyxy[p, p] += zz if zz > 0 else 1.0
+    return A
 
 
 def _schur_pattern(refs: np.ndarray, off: np.ndarray, p: int) -> dict[str, Any]:
