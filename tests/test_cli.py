@@ -4,6 +4,7 @@ errors and warnings. Everything runs on sleepstudy so that the file stays fast."
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import shutil
@@ -461,3 +462,88 @@ def test_fit_family_errors(
     assert code == 2 and "--ml applies to linear mixed models" in err
     code, _, err = run_cli(capsys, "fit", str(sleep_csv), FORMULA, "--family", "binomial")
     assert code == 2 and "error:" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# options that do not apply, progress, warnings of the output
+
+
+def test_nagq_needs_a_glmm_family(
+    capsys: pytest.CaptureFixture[str], sleep_csv: Path, cbpp_parquet_or_csv: Path
+) -> None:
+    code, out, err = run_cli(capsys, "fit", str(sleep_csv), FORMULA, "--nagq", "5")
+    assert code == 2 and out == ""
+    assert err.startswith("mixedmodels: error: --nagq 5 applies to generalized linear mixed")
+    assert "Traceback" not in err
+    code, _, err = run_cli(
+        capsys, "fit", str(sleep_csv), FORMULA, "--family", "gaussian", "--nagq", "1"
+    )
+    assert code == 2 and "--nagq 1 applies to generalized" in err
+    # with a GLMM family it is used: a different approximation, a different log-likelihood
+    laplace = fit_json(capsys, str(cbpp_parquet_or_csv), GLMM_FORMULA, "--family", "binomial")
+    agq = fit_json(
+        capsys, str(cbpp_parquet_or_csv), GLMM_FORMULA, "--family", "binomial", "--nagq", "5"
+    )
+    assert agq["loglik"] != pytest.approx(laplace["loglik"], rel=1e-8)
+
+
+def test_no_progress_flag(
+    monkeypatch: pytest.MonkeyPatch, sleep_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # make every fit "long" (shown at once) and stderr a terminal, with the plain indicator
+    import mixedmodels.lmm as lmm
+    from mixedmodels._progress import FitProgress
+
+    monkeypatch.setattr(
+        lmm, "FitProgress", lambda desc, enabled=True: FitProgress(desc, enabled, delay=0.0)
+    )
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+
+    def run(*extra: str) -> str:
+        err = io.StringIO()
+        err.isatty = lambda: True  # type: ignore[method-assign]
+        monkeypatch.setattr(sys, "stderr", err)
+        assert main(["fit", str(sleep_csv), FORMULA, *extra]) == 0
+        return err.getvalue()
+
+    shown = run()
+    assert "lmer: " in shown and " evaluations, objective " in shown
+    assert run("--no-progress") == ""
+    assert "Fixed effects:" in capsys.readouterr().out
+
+
+def test_warnings_of_the_output_are_reported_like_those_of_the_fit(
+    capsys: pytest.CaptureFixture[str], sleep_csv: Path
+) -> None:
+    # two intercept terms on one factor: the fit converges, but the Hessian of the Satterthwaite
+    # df (computed by the summary, not by the fit) has a negative eigenvalue
+    formula = "Reaction ~ Days + (1 | Subject) + (1 | Subject)"
+    for fmt in ("text", "markdown"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing may escape as a Python warning
+            code, out, err = run_cli(capsys, "fit", str(sleep_csv), formula, "--format", fmt)
+        assert code == 0, err
+        assert "mixedmodels: warning: Model failed to converge" in err
+        assert "ConvergenceWarning" not in err and "results.py" not in err
+        assert "Days" in out
+
+
+def test_warnings_of_the_json_output_are_listed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sleep_csv: Path
+) -> None:
+    import mixedmodels.cli as cli
+
+    original = cli.result_to_dict
+
+    def warning_result_to_dict(*args: object, **kwargs: object) -> dict:
+        warnings.warn("something computed for the output went wrong", UserWarning, stacklevel=1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "result_to_dict", warning_result_to_dict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, out, err = run_cli(capsys, "fit", str(sleep_csv), FORMULA, "--format", "json")
+    assert code == 0, err
+    assert err == "mixedmodels: warning: something computed for the output went wrong\n"
+    assert json.loads(out)["warnings"] == ["something computed for the output went wrong"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import mixedmodels as mm
+from mixedmodels import plots
 from mixedmodels.errors import ModelSpecError
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -110,12 +111,15 @@ def test_group_panels_data_fitted_and_population(sleep_fit):
 
 
 def test_group_panels_on_one_axes_and_limits(sleep_fit):
-    _, ax = plt.subplots()
-    sleep_fit.plot_groups("Days", ax=ax)
+    fig, ax = plt.subplots()
+    assert sleep_fit.plot_groups("Days", ax=ax) is fig
     assert len(ax.lines) == 2 * 18 + 1  # points and line per subject, then the population
     fig2 = sleep_fit.plot_groups("Days", max_groups=4, population=False)
     axes = _visible_axes(fig2)
     assert len(axes) == 4 and all(len(a.lines) == 2 for a in axes)
+    fig3, grid = plt.subplots(2, 2)
+    assert sleep_fit.plot_groups("Days", max_groups=4, ax=grid) is fig3
+    assert [len(a.lines) for a in grid.ravel()] == [3, 3, 3, 3]
     with pytest.raises(ModelSpecError, match="not a column"):
         sleep_fit.plot_groups("Hours")
     with pytest.raises(ModelSpecError, match="numeric"):
@@ -141,6 +145,20 @@ def test_residual_and_qq_plots(sleep_fit):
     assert points.get_xdata()[0] < -2.5 and points.get_xdata()[-1] > 2.5
 
 
+def test_single_panel_plots_draw_on_the_axes_given(sleep_fit):
+    fig, ax = plt.subplots()
+    assert sleep_fit.plot_residuals(ax=ax) is fig
+    assert ax.collections[0].get_offsets().shape == (180, 2)
+    fig, ax = plt.subplots()
+    assert sleep_fit.plot_qq(ax=ax) is fig
+    assert len(ax.lines) == 2 and len(ax.lines[0].get_xdata()) == 180
+    fig, ax = plt.subplots()
+    assert plots.qq(sleep_fit, ax=np.array([ax])) is fig
+    _, two = plt.subplots(1, 2)
+    with pytest.raises(ModelSpecError, match="ax has 2 Axes"):
+        sleep_fit.plot_qq(ax=two)
+
+
 def test_glmm_plots():
     fit = _cbpp()
     assert len(_visible_axes(fit.plot_ranef())) == 1
@@ -161,17 +179,74 @@ def test_bootstrap_densities(sleep_fit):
     est = float(boot.estimates.iloc[0])
     assert any(np.allclose(line.get_xdata(), est) for line in first.lines)
     fig, ax = plt.subplots()
-    boot.plot("sigma", ax=ax)
+    assert boot.plot("sigma", ax=ax) is fig
     assert ax.get_title() == "sigma"
+    fig, grid = plt.subplots(1, 2)
+    assert plots.bootstrap_densities(boot, ["sigma", "Days"], ax=grid) is fig
+    assert [a.get_title() for a in grid] == ["sigma", "Days"]
+    _, ax = plt.subplots()
+    with pytest.raises(ModelSpecError, match="pass params= or one Axes per parameter"):
+        boot.plot(ax=ax)
     with pytest.raises(ModelSpecError, match="no parameter"):
         boot.plot("tau")
 
 
 def test_profile_plot(sleep_fit):
-    prof = sleep_fit.profile(which="sigma")
+    prof = sleep_fit.profile(which="sigma", progress=False)
     fig = prof.plot()
     _png(fig)
     ax = _visible_axes(fig)[0]
     assert ax.get_xlabel() == "sigma"
     zeta = ax.lines[0].get_ydata()
     assert zeta.min() < -2 and zeta.max() > 2
+
+
+PROFILED = ["Days", "sd_Days|Subject", "sigma"]  # the profile's (sorted) order
+
+
+@pytest.fixture(scope="module")
+def three_profiles(sleep_fit):
+    return sleep_fit.profile(which=["sigma", "Days", "sd_Days|Subject"], npoints=3, progress=False)
+
+
+def test_profile_zeta_one_panel_per_parameter(three_profiles):
+    prof = three_profiles
+    fig = prof.plot()
+    _png(fig)
+    axes = _visible_axes(fig)
+    assert [a.get_xlabel() for a in axes] == PROFILED
+    for a, name in zip(axes, PROFILED, strict=True):
+        assert a.get_ylabel() == "zeta"
+        trace, zero = a.lines  # the profile trace and the zeta = 0 line, nothing else
+        rows = prof.table[prof.table["parameter"] == name].sort_values("value")
+        assert len(trace.get_xdata()) == 7  # 3 points each side and the estimate
+        np.testing.assert_allclose(trace.get_xdata(), rows["value"])
+        np.testing.assert_allclose(trace.get_ydata(), rows["zeta"])
+        assert trace.get_ydata().min() < 0 < trace.get_ydata().max()
+        assert list(zero.get_ydata()) == [0.0, 0.0]
+    # the same drawing through the plots module, |zeta| and a chosen parameter
+    fig = plots.profile_zeta(prof, ["sigma", "Days"], absolute=True)
+    axes = _visible_axes(fig)
+    assert [a.get_xlabel() for a in axes] == ["sigma", "Days"]
+    assert all(a.get_ylabel() == "|zeta|" and a.lines[0].get_ydata().min() >= 0 for a in axes)
+
+
+def test_profile_zeta_on_given_axes(three_profiles):
+    prof = three_profiles
+    fig, grid = plt.subplots(1, 3)
+    assert prof.plot(ax=grid) is fig
+    assert [a.get_xlabel() for a in grid] == PROFILED
+    assert [len(a.lines) for a in grid] == [2, 2, 2]
+    fig, ax = plt.subplots()
+    assert prof.plot(ax=ax, params="sigma") is fig
+    assert ax.get_xlabel() == "sigma" and len(ax.lines) == 2
+    # one Axes for three parameters: an error naming how many are needed, nothing drawn
+    _, ax = plt.subplots()
+    with pytest.raises(ModelSpecError, match=r"ax has 1 Axes.*draws 3 panels.*pass 3 Axes"):
+        prof.plot(ax=ax)
+    assert len(ax.lines) == 0
+    _, two = plt.subplots(1, 2)
+    with pytest.raises(ModelSpecError, match=r"ax has 2 Axes.*pass 3 Axes"):
+        plots.profile_zeta(prof, ax=two)
+    with pytest.raises(ModelSpecError, match="'sd_Days' was not profiled"):
+        prof.plot(params="sd_Days")

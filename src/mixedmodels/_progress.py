@@ -1,7 +1,8 @@
 """A progress bar for long computations: tqdm when it is installed, a plain one otherwise.
 
-Shown only when asked for and when standard error is a terminal (or tqdm is available, which
-also handles notebooks); ``progress=False`` silences it.
+Shown only when asked for and when someone can see it: standard error is a terminal, or the code
+runs in IPython or Jupyter. Output redirected to a file or a pipe (logs, ``2>err``) stays clean;
+``progress=False`` silences it everywhere.
 """
 
 from __future__ import annotations
@@ -11,7 +12,25 @@ import time
 from types import TracebackType
 from typing import Any
 
-__all__ = ["FitProgress", "Progress"]
+__all__ = ["FitProgress", "Progress", "visible"]
+
+
+def visible() -> bool:
+    """Whether a progress bar would be seen: standard error is a terminal, or an IPython shell
+    (terminal or Jupyter kernel) is running. Cheap: IPython is looked up, never imported."""
+    try:
+        if sys.stderr is not None and sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        pass
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    if get_ipython is None:
+        return False
+    try:
+        return get_ipython() is not None
+    except Exception:  # a broken or partial IPython: no bar rather than an error
+        return False
 
 
 class Progress:
@@ -24,14 +43,14 @@ class Progress:
         self.start = time.perf_counter()
         self._bar: Any = None
         self._plain = False
-        if not enabled or total <= 0:
+        if not enabled or total <= 0 or not visible():
             return
         try:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=desc, leave=False)
         except ImportError:
-            self._plain = sys.stderr.isatty()
+            self._plain = True
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -70,7 +89,8 @@ class Progress:
 class FitProgress:
     """Progress of an optimization whose length is not known in advance: the number of
     objective evaluations and the best value so far, shown only once the fit has run longer
-    than ``delay`` seconds (so quick fits print nothing) and only when enabled.
+    than ``delay`` seconds (so quick fits print nothing), only when enabled and only where it
+    can be seen (see :func:`visible`).
 
     ``wrap(f)`` returns ``f`` counting its calls (for ``f`` returning a value or a
     ``(value, gradient)`` pair).
@@ -90,13 +110,15 @@ class FitProgress:
     def _show(self) -> None:
         if not self._started:
             self._started = True
+            if not visible():
+                return
             try:
                 from tqdm.auto import tqdm
 
                 self._bar = tqdm(desc=self.desc, unit=" evaluations", leave=False)
                 self._bar.update(self.count)
             except ImportError:
-                self._plain = sys.stderr.isatty()
+                self._plain = True
             return
         if self._bar is not None:
             self._bar.update(1)

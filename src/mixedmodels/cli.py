@@ -5,16 +5,21 @@ Commands
 ``mixedmodels demo [--ml]``
     Fit ``Reaction ~ Days + (Days | Subject)`` to the shipped sleepstudy data and print the
     summary.
-``mixedmodels fit DATA FORMULA [--ml] [--weights COL] [--offset COL] [--format text|json]
-[--out FILE]``
-    Fit a linear mixed model to a CSV (``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz``) or Parquet
-    (``.parquet``, ``.pq``) file and print or write its summary, as text or as JSON.
+``mixedmodels fit DATA FORMULA [--ml] [--weights COL] [--offset COL] [--ddf DDF]
+[--family F] [--link L] [--nagq N] [--format text|json|markdown] [--out FILE] [--no-progress]``
+    Fit a linear mixed model (or, with ``--family`` other than gaussian, a generalized linear
+    mixed model; ``--nagq`` sets its quadrature points and applies to GLMMs only) to a CSV
+    (``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz``) or Parquet (``.parquet``, ``.pq``) file and
+    print or write its summary, as text, JSON or a Markdown report. A progress indicator is
+    shown on stderr for long fits when stderr is a terminal; ``--no-progress`` turns it off.
 ``mixedmodels datasets [NAME]``
     List the shipped data sets with their number of rows, or describe one of them.
 
-Bad input (a missing or unreadable file, a malformed formula, an unknown column, ...) is reported
-as ``mixedmodels: error: <message>`` on stderr with exit code 2; warnings raised by the fit
-(singular fit, rank deficiency, convergence) as ``mixedmodels: warning: <message>``.
+Bad input (a missing or unreadable file, a malformed formula, an unknown column, options that do
+not fit together, ...) is reported as ``mixedmodels: error: <message>`` on stderr with exit code
+2; warnings raised by the fit or while computing the output (singular fit, rank deficiency,
+convergence) as ``mixedmodels: warning: <message>``, and listed under ``"warnings"`` in the JSON
+output.
 
 The module imports only the standard library at import time; pandas and the model code are
 imported by the commands that need them.
@@ -23,12 +28,13 @@ imported by the commands that need them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import warnings
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -271,8 +277,8 @@ def _fit(
     """
     import mixedmodels as mm
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    messages: list[str] = []
+    with _reported_warnings(messages):
         if family == "gaussian" and kwargs.get("link") in (None, "identity"):
             kwargs.pop("link", None)
             kwargs.pop("nAGQ", None)
@@ -280,15 +286,31 @@ def _fit(
         else:
             kwargs.pop("reml", None)
             fit = mm.glmer(formula, data, family, **kwargs)
-    messages = []
+    return fit, messages
+
+
+@contextlib.contextmanager
+def _reported_warnings(messages: list[str]) -> Iterator[None]:
+    """Catch the warnings raised in the block and report them in the CLI's format.
+
+    Warnings of the ``UserWarning`` family (singular fit, rank deficiency, convergence) are
+    printed as ``mixedmodels: warning: <message>`` and appended to ``messages`` (a message
+    already there is neither printed nor added again); any other warning (from a dependency)
+    is passed on to Python's warning machinery unchanged.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    # outside the block: the caller's filters apply to the warnings passed on
     for w in caught:
         if issubclass(w.category, UserWarning):
             text = str(w.message)
+            if text in messages:
+                continue
             messages.append(text)
             print(f"{PROG}: warning: {text}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    return fit, messages
 
 
 def _emit(text: str, out: str | None = None) -> None:
@@ -331,6 +353,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     glmm = family.name != "gaussian" or family.link.name != "identity"
     if args.ml and glmm:
         raise CliError("--ml applies to linear mixed models; GLMMs are always fitted by ML")
+    if args.nagq is not None and not glmm:
+        raise CliError(
+            f"--nagq {args.nagq} applies to generalized linear mixed models only (a --family "
+            f"other than gaussian, or a --link other than identity); a linear mixed model is "
+            f"fitted exactly: drop --nagq, or give --family"
+        )
     data = read_data(args.data)
     fit, fit_warnings = _fit(
         args.formula,
@@ -340,17 +368,24 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         weights=args.weights,
         offset=args.offset,
         link=args.link,
-        nAGQ=args.nagq,
+        nAGQ=1 if args.nagq is None else args.nagq,
+        progress=args.progress,
     )
-    if args.format == "json":
-        doc = result_to_dict(fit, data=args.data, fit_warnings=fit_warnings)
-        text = json.dumps(doc, indent=2, allow_nan=False)
-    elif args.format == "markdown":
-        from .display.markdown import to_markdown
+    # the output may compute more (the Satterthwaite df, ...) and warn: same treatment as the fit
+    doc: dict[str, Any] | None = None
+    text = ""
+    with _reported_warnings(fit_warnings):
+        if args.format == "json":
+            doc = result_to_dict(fit, data=args.data)
+        elif args.format == "markdown":
+            from .display.markdown import to_markdown
 
-        text = to_markdown(fit, ddf=args.ddf, data_name=args.data)
-    else:
-        text = str(fit.summary() if glmm else fit.summary(ddf=args.ddf))
+            text = to_markdown(fit, ddf=args.ddf, data_name=args.data)
+        else:
+            text = str(fit.summary() if glmm else fit.summary(ddf=args.ddf))
+    if doc is not None:
+        doc["warnings"] = list(fit_warnings)  # those of the fit and of the output
+        text = json.dumps(doc, indent=2, allow_nan=False)
     _emit(text, args.out)
     return EXIT_OK
 
@@ -410,7 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--link", metavar="L", help="link function (default: the family's)")
     fit.add_argument(
-        "--nagq", type=int, default=1, metavar="N", help="GLMM quadrature points (default 1)"
+        "--nagq",
+        type=int,
+        default=None,
+        metavar="N",
+        help="GLMM quadrature points (default 1, the Laplace approximation); only with a "
+        "--family other than gaussian",
     )
     fit.add_argument(
         "--format",
@@ -419,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (text)",
     )
     fit.add_argument("--out", metavar="FILE", help="write the output to FILE instead of stdout")
+    fit.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="never show the progress indicator of long fits (it is shown on stderr only when "
+        "stderr is a terminal)",
+    )
     fit.set_defaults(func=_cmd_fit)
 
     ds = sub.add_parser(

@@ -4,6 +4,10 @@ Every function returns the matplotlib Figure it drew on and accepts ``ax=`` to d
 existing Axes instead (for functions that draw several panels, ``ax`` may be an array of Axes
 with one per panel, or a single Axes where the plot then draws one panel).
 
+The plots: :func:`caterpillar` (conditional modes with intervals), :func:`group_panels` (data and
+fitted lines per group), :func:`residuals_vs_fitted`, :func:`qq`, :func:`bootstrap_densities`
+(bootstrap replicates per parameter) and :func:`profile_zeta` (profile zeta per parameter).
+
 The same plots are available as methods of the results: ``fit.plot_ranef()``,
 ``fit.plot_groups(x)``, ``fit.plot_residuals()``, ``fit.plot_qq()``, ``profile.plot()`` and
 ``boot.plot()``.
@@ -25,12 +29,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import TypeAlias
 
     from .inference.bootstrap import BootstrapResult
+    from .inference.profile import ProfileResult
     from .results import LmerResult
     from .results_glmm import GlmerResult
 
     Fit: TypeAlias = LmerResult | GlmerResult
 
-__all__ = ["bootstrap_densities", "caterpillar", "group_panels", "qq", "residuals_vs_fitted"]
+__all__ = [
+    "bayes_predictive_bands",
+    "bootstrap_densities",
+    "caterpillar",
+    "group_panels",
+    "profile_zeta",
+    "qq",
+    "residuals_vs_fitted",
+]
 
 
 def _pyplot() -> Any:
@@ -318,5 +331,172 @@ def bootstrap_densities(
             a.axvspan(lo, hi, color="0.85", zorder=0)
         a.set_title(name, fontsize=9)
         a.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# -- profiles -----------------------------------------------------------------------------------
+def profile_zeta(
+    prof: ProfileResult,
+    params: Sequence[str] | str | None = None,
+    *,
+    absolute: bool = False,
+    ncols: int | None = None,
+    ax: Any = None,
+) -> Any:
+    """Profile zeta (the signed square root of the deviance increase) against each parameter,
+    one panel per parameter (lme4's ``xyplot`` of a profile): a straight line where the
+    likelihood is quadratic, and the interval at level 1 - alpha where |zeta| stays below the
+    normal quantile z_(1 - alpha/2).
+
+    Parameters
+    ----------
+    prof
+        A :class:`~mixedmodels.inference.profile.ProfileResult` (``fit.profile()``).
+    params
+        The profiled parameters to draw (default: all of them, in the profile's order).
+    absolute
+        Draw |zeta| instead of zeta.
+    ncols
+        Panels per row (default: up to 3).
+    ax
+        Axes to draw on: one per parameter drawn (a single Axes when one parameter is drawn).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn on (that of ``ax`` when given).
+
+    Raises
+    ------
+    ModelSpecError
+        If a parameter was not profiled, or ``ax`` does not hold one Axes per parameter.
+    """
+    profiled = list(dict.fromkeys(prof.table["parameter"]))
+    names = [params] if isinstance(params, str) else list(params or profiled)
+    missing = [p for p in names if p not in profiled]
+    if missing:
+        raise ModelSpecError(f"parameter {missing[0]!r} was not profiled; profiled: {profiled}")
+    if not names:
+        raise ModelSpecError("nothing to draw: params= is empty")
+    if ax is not None:
+        given = len(np.atleast_1d(ax).ravel())
+        if given != len(names):
+            raise ModelSpecError(
+                f"ax has {given} Axes, but this profile plot draws {len(names)} panels, one per "
+                f"parameter ({', '.join(names)}): pass {len(names)} Axes, or choose the "
+                f"parameters with params="
+            )
+    fig, axes = _panels(len(names), ax, ncols=ncols or min(len(names), 3), size=(3.2, 2.8))
+    for a, name in zip(axes, names, strict=True):
+        g = prof.table[prof.table["parameter"] == name].sort_values("value")
+        zeta = g["zeta"].abs() if absolute else g["zeta"]
+        a.plot(g["value"].to_numpy(dtype=float), zeta.to_numpy(dtype=float), "-o", ms=2)
+        a.axhline(0.0, color="grey", lw=0.5)
+        a.set_xlabel(name)
+        a.set_ylabel("|zeta|" if absolute else "zeta")
+    fig.tight_layout()
+    return fig
+
+
+# -- Bayesian fits ------------------------------------------------------------------------------
+def bayes_predictive_bands(
+    result: Any,
+    x: str,
+    *,
+    group: str | None = None,
+    kind: str = "response",
+    hdi_prob: float = 0.94,
+    ncols: int | None = None,
+    max_groups: int | None = 48,
+    seed: int | None = 0,
+    ax: Any = None,
+) -> Any:
+    """Posterior predictive bands of a Bayesian fit against a covariate.
+
+    With ``group`` (a grouping factor of the model): one panel per level with the level's data,
+    the posterior mean of its predictions and a central ``hdi_prob`` band (the per-subject
+    figure of the sleep-deprivation study). Without: one panel with all the data and the
+    population-level prediction (fixed effects only).
+
+    Parameters
+    ----------
+    result
+        A :class:`~mixedmodels.bayes.result.BayesResult`.
+    x
+        A numeric column of the data for the horizontal axis.
+    group
+        A grouping factor of the model, or None for the population level.
+    kind
+        ``"response"`` (default): bands of new observations (posterior predictive);
+        ``"mean"``: bands of the mean response.
+    hdi_prob
+        Probability of the central band (quantiles (1 - p) / 2 and (1 + p) / 2).
+    ncols, max_groups
+        Panels per row; at most this many groups (the first ones), None for all.
+    seed
+        Seed of the predictive draws.
+    ax
+        An Axes (one for all: the population plot, or all groups overlaid), or one per panel.
+    """
+    design = result.model.design
+    frame = design.frame
+    if frame is None or x not in frame.columns:
+        cols = [] if frame is None else [str(c) for c in frame.columns]
+        raise ModelSpecError(f"x={x!r} is not a column of the fitted data (columns: {cols})")
+    xs = frame[x]
+    if not pd.api.types.is_numeric_dtype(xs.dtype) or pd.api.types.is_bool_dtype(xs.dtype):
+        raise ModelSpecError(f"x={x!r} must be a numeric column, not {xs.dtype}")
+    if not 0 < hdi_prob < 1:
+        raise ModelSpecError("hdi_prob must be between 0 and 1")
+    xv = xs.to_numpy(dtype=float)
+    y = np.asarray(result.model.data.y, dtype=float)
+    if result.model.family == "binomial" and result.model.data.trials is not None:
+        y = y / result.model.data.trials  # proportions, as the mean is
+        if kind == "response":
+            kind = "mean"
+    groups = [t.group_name for t in design.terms]
+    if group is not None and group not in groups:
+        raise ModelSpecError(f"no grouping factor {group!r}; available: {groups}")
+    draws = result.predict(kind=kind, re_form=None if group else "~0", seed=seed)
+    flat = np.asarray(draws).reshape(-1, draws.shape[-1])
+    lo_q, hi_q = (1 - hdi_prob) / 2, (1 + hdi_prob) / 2
+    mean = flat.mean(axis=0)
+    lo = np.quantile(flat, lo_q, axis=0)
+    hi = np.quantile(flat, hi_q, axis=0)
+
+    def draw(a: Any, rows: np.ndarray, color: str) -> None:
+        o = rows[np.argsort(xv[rows], kind="stable")]
+        a.fill_between(xv[o], lo[o], hi[o], color=color, alpha=0.25, lw=0)
+        a.plot(xv[o], mean[o], "-", color=color, lw=1.2)
+        a.plot(xv[o], y[o], "o", ms=3, color=color, alpha=0.8)
+
+    if group is None:
+        fig, axes = _panels(1, ax)
+        # one band over the distinct x values (population level: same prediction per x)
+        draw(axes[0], np.arange(len(y)), "C0")
+        axes[0].set_xlabel(x)
+        axes[0].set_ylabel(design.response_name)
+        fig.tight_layout()
+        return fig
+    term = design.terms[groups.index(group)]
+    levels = list(range(term.nlevels))
+    if max_groups is not None:
+        levels = levels[:max_groups]
+    single = ax is not None and len(np.atleast_1d(ax).ravel()) == 1
+    fig, axes = _panels(1 if single else len(levels), ax, ncols=ncols, size=(2.4, 2.2))
+    for i, lv in enumerate(levels):
+        a = axes[0] if single else axes[i]
+        rows = np.flatnonzero(term.refs == lv)
+        draw(a, rows, f"C{i % 10}" if single else "C0")
+        if not single:
+            a.set_title(str(term.levels[lv]), fontsize=8)
+            a.tick_params(labelsize=7)
+    if single:
+        axes[0].set_xlabel(x)
+        axes[0].set_ylabel(design.response_name)
+    else:
+        fig.supxlabel(x)
+        fig.supylabel(design.response_name)
     fig.tight_layout()
     return fig

@@ -976,15 +976,18 @@ class LmerResult(_MixedResult):
         which
             Parameter names (or ``"theta_"`` for the variance parameters, ``"beta_"`` for the
             fixed effects); default all.
-        nsim, seed, boot_type, progress
-            For ``method="boot"``: number of replicates, seed, interval type (``"perc"``,
-            ``"basic"`` or ``"norm"``) and whether to show a progress bar.
+        nsim, seed, boot_type
+            For ``method="boot"``: number of replicates, seed and interval type (``"perc"``,
+            ``"basic"`` or ``"norm"``).
+        progress
+            For ``method="profile"`` and ``"boot"``: show a progress bar (over the parameters,
+            or the replicates), where a terminal or a notebook can show it.
         """
         from .inference.profile import confint_profile, parameter_names
 
         method = method.lower()
         if method == "profile":
-            return confint_profile(self, level=level, which=which)
+            return confint_profile(self, level=level, which=which, progress=progress)
         return self._confint_wald_boot(
             parameter_names(self), method, level, which, nsim, seed, boot_type, progress
         )
@@ -1010,13 +1013,31 @@ class LmerResult(_MixedResult):
         return bootstrap(self, nsim, seed, use_u=use_u, n_jobs=n_jobs, progress=progress)
 
     def profile(
-        self, which: Sequence[str] | str | None = None, level: float = 0.99, npoints: int = 8
+        self,
+        which: Sequence[str] | str | None = None,
+        level: float = 0.99,
+        npoints: int = 8,
+        *,
+        progress: bool = True,
     ) -> Any:
         """Profile traces of the ML deviance (lme4's ``profile``): zeta and every parameter
-        along each parameter's profile; ``.plot()`` draws them (needs matplotlib)."""
+        along each parameter's profile; ``.plot()`` draws them (needs matplotlib).
+
+        Parameters
+        ----------
+        which
+            Parameter names (or ``"theta_"`` / ``"beta_"``); default all.
+        level
+            How far each profile goes: to |zeta| = the normal quantile of ``(1 + level) / 2``.
+        npoints
+            Profile points on each side of the estimate.
+        progress
+            Show a progress bar over the parameters (where a terminal or a notebook can show
+            it).
+        """
         from .inference.profile import profile
 
-        return profile(self, which=which, level=level, npoints=npoints)
+        return profile(self, which=which, level=level, npoints=npoints, progress=progress)
 
     def ranova(self) -> Any:
         """Likelihood-ratio tests for removing or reducing each random-effects term (lmerTest's

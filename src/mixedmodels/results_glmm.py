@@ -345,12 +345,13 @@ class GlmerResult(_MixedResult):
     ) -> pd.DataFrame:
         """Confidence intervals: ``"profile"`` (profile of the criterion in the SDs,
         correlations and fixed effects, as lme4), ``"wald"`` or ``"boot"``; rows named as lme4's
-        ``confint(fit, oldNames = FALSE)``."""
+        ``confint(fit, oldNames = FALSE)``. ``progress`` shows a progress bar for the profile
+        (over the parameters) and the bootstrap (over the replicates)."""
         from .inference.profile_glmm import confint_profile_glmm, parameter_names_glmm
 
         method = method.lower()
         if method == "profile":
-            return confint_profile_glmm(self, level=level, which=which)
+            return confint_profile_glmm(self, level=level, which=which, progress=progress)
         return self._confint_wald_boot(
             parameter_names_glmm(self), method, level, which, nsim, seed, boot_type, progress
         )
@@ -370,12 +371,19 @@ class GlmerResult(_MixedResult):
         return bootstrap_glmm(self, nsim, seed, n_jobs=n_jobs, progress=progress)
 
     def profile(
-        self, which: Sequence[str] | str | None = None, level: float = 0.99, npoints: int = 8
+        self,
+        which: Sequence[str] | str | None = None,
+        level: float = 0.99,
+        npoints: int = 8,
+        *,
+        progress: bool = True,
     ) -> Any:
-        """Profile traces of the criterion (lme4's ``profile``)."""
+        """Profile traces of the criterion (lme4's ``profile``); see
+        :func:`~mixedmodels.inference.profile_glmm.profile_glmm` for the arguments
+        (``progress``: a progress bar over the parameters)."""
         from .inference.profile_glmm import profile_glmm
 
-        return profile_glmm(self, which=which, level=level, npoints=npoints)
+        return profile_glmm(self, which=which, level=level, npoints=npoints, progress=progress)
 
     # -- presentation --------------------------------------------------------------------------
     def summary(self, *, correlation: bool | None = None, digits: int = 4) -> GlmerSummary:

@@ -38,8 +38,9 @@ def tidy(
     ddf: str = "satterthwaite",
     **confint_options: Any,
 ) -> pd.DataFrame:
-    """One row per estimate: effect, group, term, estimate, std_error, statistic, df, p_value,
-    conf_low, conf_high (and level, for the random effects' values).
+    """One row per estimate: effect, group, term, estimate, std_error, statistic, df, p_value
+    (and level, for the random effects' values); with ``conf_int=True`` also conf_low and
+    conf_high.
 
     Parameters
     ----------

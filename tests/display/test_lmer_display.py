@@ -11,6 +11,8 @@ import re
 
 import pytest
 
+import mixedmodels as mm
+
 from ..conftest import case_at_lme4_theta, fitted_case, lmer_cases
 
 CASES = sorted(lmer_cases())
@@ -92,6 +94,64 @@ def test_summary_renders_html(sleep_fit):
     assert "Subject" in html and "(Intercept)" in html
     assert sleep_fit._repr_html_() == html
     assert "<table>" in sleep_fit.varcorr._repr_html_()
+
+
+def _random_effects_table(html: str) -> str:
+    start = html.index("<caption>Random effects</caption>")
+    return html[start : html.index("</table>", start)]
+
+
+def test_summary_html_random_effects_with_correlation(sleep_fit):
+    # as lme4 prints it: Corr 0.07 on the Days row, the residual last
+    table = _random_effects_table(sleep_fit.summary()._repr_html_())
+    header = "<tr><th>Group</th><th>Name</th><th>Variance</th><th>Std.Dev.</th><th>Corr</th></tr>"
+    assert header in table
+    corr = sleep_fit.varcorr["Subject"].corr[1, 0]
+    assert f"{corr:.2f}" == "0.07"
+    sd = sleep_fit.varcorr["Subject"].sd[1]
+    assert f"<td></td><td>Days</td><td>{sd**2:.4g}</td><td>{sd:.4g}</td><td>0.07</td>" in table
+    assert f"<td>Residual</td><td></td><td>{sleep_fit.sigma**2:.4g}</td>" in table
+    # the same table as the variance components' own rendering
+    assert table == _random_effects_table(sleep_fit.varcorr._repr_html_())
+
+
+def test_glmm_summary_html_random_effects():
+    fit = mm.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        mm.datasets.load("cbpp"),
+        "binomial",
+        progress=False,
+    )
+    table = _random_effects_table(fit.summary()._repr_html_())
+    assert "<th>Corr</th>" in table
+    sd = fit.varcorr["herd"].sd[0]
+    assert f"<td>herd</td><td>(Intercept)</td><td>{sd**2:.4g}</td><td>{sd:.4g}</td>" in table
+    assert "Residual" not in table  # no residual scale in a binomial model
+
+
+def test_anova_html(sleep_fit):
+    table = sleep_fit.anova()
+    html = table._repr_html_()
+    assert "Type III Analysis of Variance Table with Satterthwaite&#x27;s method" in html
+    for col in ("Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(&gt;F)"):
+        assert f"<th>{col}</th>" in html
+    assert "<th>Days</th>" in html
+    assert f"<td>{table.loc['Days', 'F value']:.5g}</td>" in html
+    assert "45.85" in html  # lmerTest: F = 45.853
+
+
+def test_model_comparison_html(sleepstudy):
+    m0 = mm.lmer("Reaction ~ 1 + (Days | Subject)", sleepstudy, reml=False)
+    m1 = mm.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy, reml=False)
+    table = mm.anova(m0, m1)
+    html = table._repr_html_()
+    assert "<div>Models:</div>" in html
+    for col in ("npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(&gt;Chisq)"):
+        assert f"<th>{col}</th>" in html
+    assert "<th>model1</th>" in html and "<th>model2</th>" in html
+    assert f"<td>{table.iloc[1]['Chisq']:.5g}</td>" in html
+    assert "23.537" in html  # lme4: Chisq 23.537 on 1 df
+    assert "nan" not in html.lower()  # the first model's test cells are empty
 
 
 def test_summary_coefficients_table(sleep_fit):

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .lm import LmSummary
     from .lmer import LmerSummary
 
-__all__ = ["lm_summary_html", "lmer_summary_html", "varcorr_html"]
+__all__ = ["glmer_summary_html", "lm_summary_html", "lmer_summary_html", "varcorr_html"]
 
 _STYLE = (
     "<style>.mm-summary table{border-collapse:collapse;margin:0.3em 0 0.8em 0}"
@@ -50,8 +50,11 @@ def _table(df: pd.DataFrame, caption: str, digits: int = 4) -> str:
     return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def varcorr_html(vc: VarCorr) -> str:
-    """The variance components as an HTML table (group, effect, variance, SD, correlations)."""
+def _varcorr_frame(vc: VarCorr) -> pd.DataFrame:
+    """The variance components, one row per effect: Group (the index, shown on the first
+    effect of each term), Name, Variance, Std.Dev. and Corr (the effect's correlations with
+    the term's earlier effects, as lme4 prints them: two decimals, comma separated); then the
+    residual when the model has a scale."""
     rows = []
     for t in vc.terms:
         corr = t.corr
@@ -62,10 +65,14 @@ def varcorr_html(vc: VarCorr) -> str:
             )
     if vc.use_scale:
         rows.append(("Residual", "", vc.sigma**2, vc.sigma, ""))
-    df = pd.DataFrame(rows, columns=["Group", "Name", "Variance", "Std.Dev.", "Corr"]).set_index(
+    return pd.DataFrame(rows, columns=["Group", "Name", "Variance", "Std.Dev.", "Corr"]).set_index(
         "Group"
     )
-    return f'<div class="mm-summary">{_STYLE}{_table(df, "Random effects")}</div>'
+
+
+def varcorr_html(vc: VarCorr) -> str:
+    """The variance components as an HTML table (group, effect, variance, SD, correlations)."""
+    return f'<div class="mm-summary">{_STYLE}{_table(_varcorr_frame(vc), "Random effects")}</div>'
 
 
 def lmer_summary_html(s: LmerSummary) -> str:
@@ -89,18 +96,7 @@ def lmer_summary_html(s: LmerSummary) -> str:
         f"Number of obs: {res.nobs} ({groups})"
         + (f"; {res.n_dropped} rows with missing values dropped" if res.n_dropped else "")
         + "<br>",
-        _table(
-            pd.DataFrame(
-                [
-                    (t.group if i == 0 else "", n, t.cov[i, i], float(np.sqrt(t.cov[i, i])))
-                    for t in res.varcorr.terms
-                    for i, n in enumerate(t.names)
-                ]
-                + [("Residual", "", res.sigma**2, res.sigma)],
-                columns=["Group", "Name", "Variance", "Std.Dev."],
-            ).set_index("Group"),
-            "Random effects",
-        ),
+        _table(_varcorr_frame(res.varcorr), "Random effects"),
         _table(s.coefficients, "Fixed effects"),
     ]
     if res.is_singular:
@@ -147,17 +143,7 @@ def glmer_summary_html(s: object) -> str:
         f"AIC {res.aic:.1f} &middot; BIC {res.bic:.1f} &middot; logLik {res.loglik:.1f} "
         f"&middot; deviance {res.deviance:.1f} &middot; df.resid {res.df_resid}<br>",
         f"Number of obs: {res.nobs} ({groups})<br>",
-        _table(
-            pd.DataFrame(
-                [
-                    (t.group if i == 0 else "", n, t.cov[i, i], float(np.sqrt(t.cov[i, i])))
-                    for t in res.varcorr.terms
-                    for i, n in enumerate(t.names)
-                ],
-                columns=["Group", "Name", "Variance", "Std.Dev."],
-            ).set_index("Group"),
-            "Random effects",
-        ),
+        _table(_varcorr_frame(res.varcorr), "Random effects"),
         _table(s.coefficients, "Fixed effects"),  # type: ignore[attr-defined]
     ]
     if res.is_singular:

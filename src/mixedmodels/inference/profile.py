@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from .._progress import Progress
 from ..errors import ConvergenceWarning, ModelSpecError
 from ..linalg.assemble import transform_xy
 from ..linalg.cholesky import BlockedCholesky
@@ -529,27 +530,41 @@ def _which(names: list[str], which: Sequence[str] | str | None) -> list[int]:
 
 
 def confint_profile(
-    result: LmerResult, level: float = 0.95, which: Sequence[str] | str | None = None
+    result: LmerResult,
+    level: float = 0.95,
+    which: Sequence[str] | str | None = None,
+    *,
+    progress: bool = True,
 ) -> pd.DataFrame:
-    """Profile-likelihood confidence intervals for every parameter (lme4's ``confint``)."""
+    """Profile-likelihood confidence intervals for every parameter (lme4's ``confint``).
+
+    ``progress`` shows a progress bar over the parameters (where a terminal or a notebook can
+    show it).
+    """
     if not 0 < level < 1:
         raise ModelSpecError("level must be between 0 and 1")
-    return profile_intervals(_Profiler(_ml_fit(result)), level, which)
+    return profile_intervals(_Profiler(_ml_fit(result)), level, which, progress=progress)
 
 
-def profile_intervals(prof: Any, level: float, which: Sequence[str] | str | None) -> pd.DataFrame:
+def profile_intervals(
+    prof: Any, level: float, which: Sequence[str] | str | None, *, progress: bool = False
+) -> pd.DataFrame:
     """The limits where the signed square root of the likelihood-ratio statistic reaches the
-    normal quantiles, for the parameters of a profiler (linear or generalized)."""
+    normal quantiles, for the parameters of a profiler (linear or generalized); ``progress``
+    shows a bar advancing by one per parameter."""
     z = float(stats.norm.ppf(0.5 + level / 2))
     idx = _which(prof.names, which)
     rows = []
-    for i in idx:
-        lo_b, hi_b = prof.bounds(i)
-        rows.append(
-            tuple(
-                _verified_limit(prof, i, target, bound) for target, bound in ((-z, lo_b), (z, hi_b))
+    with Progress(len(idx), "profile confint", progress) as bar:
+        for i in idx:
+            lo_b, hi_b = prof.bounds(i)
+            rows.append(
+                tuple(
+                    _verified_limit(prof, i, target, bound)
+                    for target, bound in ((-z, lo_b), (z, hi_b))
+                )
             )
-        )
+            bar.update()
     a = (1 - level) / 2
     cols = [_pct(a), _pct(1 - a)]
     return pd.DataFrame(rows, index=[prof.names[i] for i in idx], columns=cols)
@@ -589,34 +604,19 @@ class ProfileResult:
         a = (1 - level) / 2
         return pd.DataFrame.from_dict(rows, orient="index", columns=[_pct(a), _pct(1 - a)])
 
-    def plot(self, ax: Any = None, absolute: bool = False) -> Any:
-        """zeta (or |zeta|) against each parameter, one panel per parameter (needs matplotlib)."""
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "plotting profiles needs matplotlib: pip install 'mixedmodels[plot]'"
-            ) from None
-        names = list(dict.fromkeys(self.table["parameter"]))
-        if ax is None:
-            ncol = min(3, len(names))
-            nrow = math.ceil(len(names) / ncol)
-            fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.8 * nrow), squeeze=False)
-            axes = axes.ravel()
-        else:
-            axes = np.atleast_1d(ax).ravel()
-            fig = axes[0].figure
-        for a, name in zip(axes, names, strict=False):
-            g = self.table[self.table["parameter"] == name].sort_values("value")
-            zeta = g["zeta"].abs() if absolute else g["zeta"]
-            a.plot(g["value"], zeta, "-o", ms=2)
-            a.axhline(0, color="grey", lw=0.5)
-            a.set_xlabel(name)
-            a.set_ylabel("|zeta|" if absolute else "zeta")
-        for a in axes[len(names) :]:
-            a.set_visible(False)
-        fig.tight_layout()
-        return fig
+    def plot(
+        self,
+        ax: Any = None,
+        absolute: bool = False,
+        *,
+        params: Sequence[str] | str | None = None,
+        ncols: int | None = None,
+    ) -> Any:
+        """zeta (or |zeta|) against each parameter, one panel per parameter (needs matplotlib);
+        see :func:`mixedmodels.plots.profile_zeta`."""
+        from ..plots import profile_zeta
+
+        return profile_zeta(self, params, absolute=absolute, ncols=ncols, ax=ax)
 
 
 def profile(
@@ -624,28 +624,67 @@ def profile(
     which: Sequence[str] | str | None = None,
     level: float = 0.99,
     npoints: int = 8,
+    *,
+    progress: bool = True,
 ) -> ProfileResult:
     """Profile traces of the ML deviance (lme4's ``profile``).
 
     Each parameter is profiled from its estimate out to where |zeta| reaches the level's
     normal quantile (2.58 for 0.99), with ``npoints`` points on each side.
+
+    Parameters
+    ----------
+    result
+        A fitted linear mixed model (REML fits are refitted with ML).
+    which
+        Parameter names (or ``"theta_"`` / ``"beta_"``); default all.
+    level
+        How far each profile goes: to |zeta| = the normal quantile of ``(1 + level) / 2``.
+    npoints
+        Profile points on each side of the estimate.
+    progress
+        Show a progress bar over the parameters (only where a terminal or a notebook can show
+        it).
+
+    Returns
+    -------
+    ProfileResult
+        The traces; ``.plot()`` draws them, ``.confint()`` interpolates intervals.
     """
     prof = _Profiler(_ml_fit(result))
+    return profile_traces(prof, which, level, npoints, progress=progress)
+
+
+def profile_traces(
+    prof: Any,
+    which: Sequence[str] | str | None,
+    level: float,
+    npoints: int,
+    *,
+    progress: bool = False,
+) -> ProfileResult:
+    """The traces of a profiler (linear or generalized): ``npoints`` points on each side of
+    each parameter's estimate, out to where |zeta| reaches the level's normal quantile (or the
+    farthest point reached); ``progress`` shows a bar advancing by one per parameter."""
     z = float(stats.norm.ppf(0.5 + level / 2))
+    idx = _which(prof.names, which)
     rows = []
-    for i in _which(prof.names, which):
-        lo_b, hi_b = prof.bounds(i)
-        for target, bound in ((-z, lo_b), (z, hi_b)):
-            fn = prof.zeta(i)
-            pts: list = []
-            limit = _find_limit(fn, prof.opt[i], target, bound, prof.scale(i), prof.names[i], pts)
-            if not math.isfinite(limit):
-                limit = max(pts, key=lambda p: abs(p[1]))[0]
-            fn = prof.zeta(i)
-            for x in np.linspace(prof.opt[i], limit, npoints + 1)[1:]:
-                zz, params = fn(float(x))
-                rows.append((prof.names[i], float(x), zz, *params))
-        rows.append((prof.names[i], float(prof.opt[i]), 0.0, *prof.opt))
+    with Progress(len(idx), "profile", progress) as bar:
+        for i in idx:
+            lo_b, hi_b = prof.bounds(i)
+            for target, bound in ((-z, lo_b), (z, hi_b)):
+                pts: list = []
+                limit = _find_limit(
+                    prof.zeta(i), prof.opt[i], target, bound, prof.scale(i), prof.names[i], pts
+                )
+                if not math.isfinite(limit):
+                    limit = max(pts, key=lambda p: abs(p[1]))[0]
+                fn = prof.zeta(i)
+                for x in np.linspace(prof.opt[i], limit, npoints + 1)[1:]:
+                    zz, params = fn(float(x))
+                    rows.append((prof.names[i], float(x), zz, *params))
+            rows.append((prof.names[i], float(prof.opt[i]), 0.0, *prof.opt))
+            bar.update()
     table = pd.DataFrame(rows, columns=["parameter", "value", "zeta", *prof.names])
     table = table.sort_values(["parameter", "value"], kind="stable").reset_index(drop=True)
     return ProfileResult(table=table, estimates=pd.Series(prof.opt, index=prof.names))

@@ -16,16 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..errors import ModelSpecError
 from ..glmm import PirlsError
 from .profile import (
     ProfileResult,
     _bobyqa,
-    _find_limit,
-    _which,
     profile_intervals,
+    profile_traces,
     sdcor,
     theta_from_sdcor,
 )
@@ -159,12 +157,17 @@ class _GlmmProfiler:
 
 
 def confint_profile_glmm(
-    result: GlmerResult, level: float = 0.95, which: Sequence[str] | str | None = None
+    result: GlmerResult,
+    level: float = 0.95,
+    which: Sequence[str] | str | None = None,
+    *,
+    progress: bool = True,
 ) -> pd.DataFrame:
-    """Profile-likelihood confidence intervals of a GLMM (lme4's ``confint``)."""
+    """Profile-likelihood confidence intervals of a GLMM (lme4's ``confint``); ``progress``
+    shows a progress bar over the parameters (where a terminal or a notebook can show it)."""
     if not 0 < level < 1:
         raise ModelSpecError("level must be between 0 and 1")
-    return profile_intervals(_GlmmProfiler(result), level, which)
+    return profile_intervals(_GlmmProfiler(result), level, which, progress=progress)
 
 
 def profile_glmm(
@@ -172,25 +175,28 @@ def profile_glmm(
     which: Sequence[str] | str | None = None,
     level: float = 0.99,
     npoints: int = 8,
+    *,
+    progress: bool = True,
 ) -> ProfileResult:
-    """Profile traces of a GLMM's criterion."""
-    prof = _GlmmProfiler(result)
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    rows = []
-    for i in _which(prof.names, which):
-        lo_b, hi_b = prof.bounds(i)
-        for target, bound in ((-z, lo_b), (z, hi_b)):
-            pts: list = []
-            limit = _find_limit(
-                prof.zeta(i), prof.opt[i], target, bound, prof.scale(i), prof.names[i], pts
-            )
-            if not math.isfinite(limit):
-                limit = max(pts, key=lambda q: abs(q[1]))[0]
-            fn = prof.zeta(i)
-            for x in np.linspace(prof.opt[i], limit, npoints + 1)[1:]:
-                zz, params = fn(float(x))
-                rows.append((prof.names[i], float(x), zz, *params))
-        rows.append((prof.names[i], float(prof.opt[i]), 0.0, *prof.opt))
-    table = pd.DataFrame(rows, columns=["parameter", "value", "zeta", *prof.names])
-    table = table.sort_values(["parameter", "value"], kind="stable").reset_index(drop=True)
-    return ProfileResult(table=table, estimates=pd.Series(prof.opt, index=prof.names))
+    """Profile traces of a GLMM's criterion.
+
+    Parameters
+    ----------
+    result
+        A fitted GLMM of a family without a scale parameter (binomial, Poisson).
+    which
+        Parameter names (or ``"theta_"`` / ``"beta_"``); default all.
+    level
+        How far each profile goes: to |zeta| = the normal quantile of ``(1 + level) / 2``.
+    npoints
+        Profile points on each side of the estimate.
+    progress
+        Show a progress bar over the parameters (only where a terminal or a notebook can show
+        it).
+
+    Returns
+    -------
+    ProfileResult
+        The traces; ``.plot()`` draws them, ``.confint()`` interpolates intervals.
+    """
+    return profile_traces(_GlmmProfiler(result), which, level, npoints, progress=progress)
