@@ -178,8 +178,10 @@ def test_drop1(name):
         warnings.simplefilter("ignore")
         ours = at_lme4(name).drop1()
     assert list(ours.index) == list(ref.index)
+    np.testing.assert_array_equal(ours["NumDF"], ref["NumDF"])
     assert np.all(_rel(ours["DenDF"], ref["DenDF"]) < 1e-3)
     assert np.all(_rel(ours["F value"], ref["F value"]) < 1e-4)
+    assert np.all(_rel(ours["Pr(>F)"], ref["Pr(>F)"]) < 1e-3)
 
 
 def _limits_close(ours: float, ref, tol: float) -> bool:
@@ -250,6 +252,35 @@ def test_machines_lme4_limits_are_off_where_it_warned():
     assert abs(zl - 1.96) > 0.5
 
 
+def test_profile_zeta_traces():
+    """Our profile traces (default settings: level 0.99, 8 points a side) interpolated at the
+    points of lme4's ``profile()`` give lme4's zeta.
+
+    Like the profile intervals, this uses our own fit: the profile refits with ML and measures
+    zeta from the ML optimum, so lme4's REML theta has no role. Only lme4's points inside our
+    traces are compared (ours stop at |zeta| = 2.58, lme4's go on to about 4.6). The tolerance,
+    0.01, is for the linear interpolation: between trace points the curvature of zeta makes
+    straight lines up to about 0.005 off (0.001 with 16 points a side), while zeta computed
+    exactly at lme4's points agrees within about 1e-3 over this range.
+    """
+    entry = REF["cases"]["sleepstudy"]["profile_zeta"]
+    ref = pd.DataFrame(entry["rows"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = fit("sleepstudy").profile(progress=False).table
+    assert set(table["parameter"]) == set(ref[".par"])
+    for param, theirs in ref.groupby(".par", sort=False):
+        ours = table[table["parameter"] == param].sort_values("value")
+        assert ours["zeta"].is_monotonic_increasing, param
+        inside = theirs[
+            (theirs[".focal"] >= ours["value"].min()) & (theirs[".focal"] <= ours["value"].max())
+        ]
+        assert len(inside) >= 8, param  # both sides of the estimate are compared
+        assert (inside[".zeta"] < -1).any() and (inside[".zeta"] > 1).any(), param
+        zeta = np.interp(inside[".focal"], ours["value"], ours["zeta"])
+        np.testing.assert_array_less(np.abs(zeta - inside[".zeta"].to_numpy()), 0.01, param)
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_wald_intervals(name):
     ref = pd.DataFrame(REF["cases"][name]["confint_wald"]["intervals"]).set_index("param")
@@ -295,6 +326,8 @@ def test_likelihood_ratio_tests(name):
     np.testing.assert_array_equal(
         table["Df"].to_numpy()[1:], ref["Df"].astype(float).to_numpy()[1:]
     )
+    p_ref = ref["Pr(>Chisq)"].astype(float).to_numpy()[1:]
+    assert np.all(_rel(table["Pr(>Chisq)"].to_numpy()[1:], p_ref) < 1e-3)
     # the layout is lme4's: heading, columns, rows
     ours = str(table).rstrip("\n").split("\n")
     theirs = entry["text"].split("\n")

@@ -217,14 +217,34 @@ def test_confint_boot_method(fit):
 
 
 def test_bootstrap_reuses_the_blocks(fit, monkeypatch):
-    """A replicate must not redo the pass over the data: assemble() is never called."""
-    import mixedmodels.linalg.assemble as assemble_mod
+    """A replicate must not redo the pass over the data: assemble() is never called.
 
-    def fail(*a, **k):  # pragma: no cover - must not run
+    ``assemble`` is patched wherever it is looked up: in its own module and in every module
+    that imported it by name (``mixedmodels.lmm`` among them), since patching only the
+    defining module would not reach ``from .linalg.assemble import assemble``. A failed refit
+    is recorded, not raised, so the failures are checked too."""
+    import sys
+
+    import mixedmodels.linalg.assemble as assemble_mod
+    import mixedmodels.lmm  # noqa: F401 - the main importer of assemble by name
+
+    original = assemble_mod.assemble
+    calls = []
+
+    def fail(*a, **k):
+        calls.append(1)
         raise AssertionError("assemble called during the bootstrap")
 
-    monkeypatch.setattr(assemble_mod, "assemble", fail)
-    fit.bootstrap(5, seed=1, n_jobs=1, progress=False)
+    patched = []
+    for modname, module in list(sys.modules.items()):
+        if modname.startswith("mixedmodels") and getattr(module, "assemble", None) is original:
+            monkeypatch.setattr(module, "assemble", fail)
+            patched.append(modname)
+    assert {"mixedmodels.linalg.assemble", "mixedmodels.lmm"} <= set(patched)
+    boot = fit.bootstrap(5, seed=1, n_jobs=1, progress=False)
+    assert not calls
+    assert not boot.failures
+    assert np.isfinite(boot.replicates.to_numpy()).all()
 
 
 # -- comparisons and their errors ------------------------------------------------------------
@@ -240,10 +260,25 @@ def test_anova_needs_the_same_data(sleep):
             sleep.assign(Reaction=sleep["Reaction"] + 1),
             reml=False,
         )
+        reindexed = mm.lmer(
+            "Reaction ~ Days + (Days | Subject)", sleep.set_index(sleep.index + 1000), reml=False
+        )
+        both = mm.lmer(
+            "Reaction ~ Days + (Days | Subject)",
+            sleep.assign(Reaction=sleep["Reaction"] + 1).set_index(sleep.index + 1000),
+            reml=False,
+        )
     with pytest.raises(mm.DataError, match="180 and 150 observations"):
         mm.anova(m0, m1)
-    with pytest.raises(mm.DataError, match="responses differ"):
+    with pytest.raises(mm.DataError, match=r"the responses differ; fit them"):
         mm.anova(m0, shifted)
+    # same responses, other row labels: lme4 refuses too ("all models must be fit to the same
+    # data object"), but the message must not claim the responses differ
+    with pytest.raises(mm.DataError, match="responses are the same but the row labels") as err:
+        mm.anova(m0, reindexed)
+    assert "responses differ" not in str(err.value)
+    with pytest.raises(mm.DataError, match="the responses differ and the row labels differ"):
+        mm.anova(m0, both)
 
 
 def test_anova_refuses_non_nested_models(sleep):

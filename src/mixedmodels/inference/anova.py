@@ -223,8 +223,20 @@ def _same_data(fits: Sequence[Any]) -> None:
                 f"observations "
                 f"(rows dropped for missing values differ?); fit them to the same rows"
             )
-        if not (np.array_equal(d.y, ref.y) and d.row_index.equals(ref.row_index)):
-            raise DataError("models were not all fitted to the same data: the responses differ")
+        same_rows = d.row_index.equals(ref.row_index)
+        same_y = np.array_equal(d.y, ref.y)
+        if not same_y:
+            rows = "" if same_rows else " and the row labels differ"
+            raise DataError(
+                f"models were not all fitted to the same data: the responses differ{rows}; "
+                "fit them to the same data frame"
+            )
+        if not same_rows:
+            raise DataError(
+                "models were not all fitted to the same data: the responses are the same but the "
+                "row labels of the data differ (was the data frame reindexed or its rows "
+                "reordered?); fit them to the same data frame, as lme4 requires"
+            )
 
 
 def _column_space_contains(big: np.ndarray, small: np.ndarray, tol: float = 1e-7) -> bool:

@@ -3,9 +3,11 @@
 Each replicate simulates a new response from the fitted model (new random effects and new
 residual noise, ``use_u=False``, as lme4's default) and refits the model to it. Only the blocks
 of A that involve y are recomputed for a replicate; X, Z, the weights and every block without y
-are shared, and each refit starts at the original estimate of theta. Replicates are spread over
-worker processes; each replicate has its own random stream (spawned from the seed), so the
-results do not depend on how many workers run them.
+are shared, each refit starts at the original estimate of theta, and BOBYQA minimizes the
+compiled objective where the model has one. Replicates are spread over worker processes when
+there are enough of them to pay for starting the workers; each replicate has its own random
+stream (spawned from the seed), so the results do not depend on where or by how many workers
+they run.
 
 For a GLMM a replicate draws new random effects, then responses from the family at the
 resulting means (binomial counts of the same numbers of trials, Poisson counts, ...), and refits
@@ -61,8 +63,17 @@ class _Task:
 
 _TASK: _Task | None = None
 
+#: Worker processes are started only when the replicates still to run would take longer than
+#: this in this process: starting them and shipping the task to them costs up to a few tenths
+#: of a second, more than a small bootstrap of a small model takes.
+_POOL_MIN_SECONDS = 0.5
+#: How long replicates run in this process first, to time one (the delay before the workers
+#: start; long enough that the first replicate's one-off costs do not dominate the estimate).
+_PROBE_SECONDS = 0.1
+
 
 def _init_worker(task: _Task) -> None:
+    """Initializer of a worker process: the task, and one BLAS thread for the process's life."""
     global _TASK
     _TASK = task
     # one BLAS thread per worker: the matrices are small and the workers already use the
@@ -93,7 +104,13 @@ def _simulate(task: _Task, rng: np.random.Generator) -> np.ndarray:
 def _refit(
     task: _Task, y: np.ndarray, ws: BlockedCholesky | None
 ) -> tuple[np.ndarray, BlockedCholesky]:
-    """Parameters (sd/cor, sigma, beta) of the model refitted to y."""
+    """Parameters (sd/cor, sigma, beta) of the model refitted to y.
+
+    BOBYQA minimizes the compiled objective (:class:`~mixedmodels.linalg.fast_lmm.FastObjective`,
+    with only its response entries replaced) where the model has one, which is about ten times
+    cheaper per evaluation than the blocked factorization for a small model; the blocked
+    factorization is used otherwise, and once at the optimum for sigma and beta.
+    """
     from ..lmm import _residualized_response
 
     model = task.model
@@ -105,10 +122,14 @@ def _refit(
     else:
         ws.A = A
     reml = model.reml
+    fast = model.fast_objective()
+    if fast is not None:
+        f = fast.with_response(A).objective
+    else:
 
-    def f(theta: np.ndarray) -> float:
-        ws.update(theta)
-        return ws.objective(reml)
+        def f(theta: np.ndarray) -> float:
+            ws.update(theta)
+            return ws.objective(reml)
 
     opt = minimize_theta(f, task.theta, model.lower_bounds, initial_step=task.step)
     ws.update(opt.final)
@@ -149,8 +170,21 @@ def _refit_glmm(task: _Task, y: np.ndarray) -> np.ndarray:
 def _run(
     indices: list[int], seeds: list[np.random.SeedSequence]
 ) -> tuple[list[int], np.ndarray, list[str]]:
-    task = _TASK
-    assert task is not None
+    """A batch of replicates in a worker process (the task is the one its initializer set)."""
+    assert _TASK is not None
+    return _run_task(_TASK, indices, seeds)
+
+
+def _run_task(
+    task: _Task,
+    indices: list[int],
+    seeds: list[np.random.SeedSequence],
+    until: float = math.inf,
+) -> tuple[list[int], np.ndarray, list[str]]:
+    """Simulate and refit the replicates ``indices`` (``seeds`` their streams), stopping early
+    after the first replicate that ends past the time ``until`` (``time.perf_counter``); returns
+    the replicates run, their parameters (NaN where the refit failed) and the failures."""
+    done = []
     out = []
     errors = []
     ws = None
@@ -166,7 +200,10 @@ def _run(
             params = np.full(nparams, np.nan)
             errors.append(f"replicate {i + 1}: {exc}")
         out.append(params)
-    return indices, np.array(out), errors
+        done.append(i)
+        if time.perf_counter() > until:
+            break
+    return done, np.array(out), errors
 
 
 @dataclass(frozen=True)
@@ -315,7 +352,8 @@ def bootstrap(
     use_u
         Keep the random effects at their conditional modes and simulate only the residual noise.
     n_jobs
-        Worker processes (default: the number of CPUs; 1 runs in this process).
+        Worker processes at most (default: the number of CPUs). 1 runs every replicate in this
+        process, and so does a bootstrap that would take less time here than starting workers.
     progress
         Show a progress bar.
     chunk
@@ -382,7 +420,15 @@ def _drive(
     progress: bool,
     chunk: int | None,
 ) -> BootstrapResult:
-    """Run the replicates in this process or in worker processes."""
+    """Run the replicates in this process or in worker processes.
+
+    Replicates run here for ``_PROBE_SECONDS`` first, which tells how long one takes. Worker
+    processes run the rest when more than one job is allowed and the rest would take longer
+    than ``_POOL_MIN_SECONDS`` here; otherwise this process does. Every replicate has its own
+    random stream, so the replicates do not depend on where they ran.
+    """
+    from threadpoolctl import threadpool_limits
+
     seeds = np.random.SeedSequence(seed).spawn(nsim)
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
     n_jobs = min(n_jobs, nsim)
@@ -392,26 +438,42 @@ def _drive(
     failures: list[str] = []
     t0 = time.perf_counter()
     with Progress(nsim, "bootstrap", progress) as bar:
-        if n_jobs == 1:
-            _init_worker(task)
-            for idx in batches:
-                got, vals, errs = _run(idx, [seeds[i] for i in idx])
-                values[got] = vals
-                failures.extend(errs)
-                bar.update(len(idx))
-        else:
+
+        def collect(got: list[int], vals: np.ndarray, errs: list[str]) -> None:
+            values[got] = vals
+            failures.extend(errs)
+            bar.update(len(got))
+
+        # one BLAS thread, as in the workers, but only while replicates run in this process:
+        # the caller's setting is restored afterwards
+        pending = list(batches)
+        with threadpool_limits(1):
+            start = time.perf_counter()
+            done = 0
+            while pending and (done == 0 or time.perf_counter() - start < _PROBE_SECONDS):
+                idx = pending.pop(0)
+                got, vals, errs = _run_task(
+                    task, idx, [seeds[i] for i in idx], until=start + _PROBE_SECONDS
+                )
+                collect(got, vals, errs)
+                done += len(got)
+                if len(got) < len(idx):
+                    pending.insert(0, idx[len(got) :])
+            per_replicate = (time.perf_counter() - start) / done
+            if n_jobs == 1 or per_replicate * (nsim - done) <= _POOL_MIN_SECONDS:
+                for idx in pending:
+                    collect(*_run_task(task, idx, [seeds[i] for i in idx]))
+                pending = []
+        if pending:
             with ProcessPoolExecutor(
-                max_workers=n_jobs,
+                max_workers=min(n_jobs, len(pending)),
                 mp_context=_context(),
                 initializer=_init_worker,
                 initargs=(task,),
             ) as pool:
-                futures = [pool.submit(_run, idx, [seeds[i] for i in idx]) for idx in batches]
+                futures = [pool.submit(_run, idx, [seeds[i] for i in idx]) for idx in pending]
                 for fut in as_completed(futures):
-                    got, vals, errs = fut.result()
-                    values[got] = vals
-                    failures.extend(errs)
-                    bar.update(len(got))
+                    collect(*fut.result())
     elapsed = time.perf_counter() - t0
     reps = pd.DataFrame(values, columns=names)
     reps.index.name = "replicate"
