@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from . import datasets, families
+from . import datasets, families, priors
+from .bayesian import BayesModel, MissingExtraError, bayes
 from .display.anova import AnovaTable
 from .errors import (
     ConvergenceWarning,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnovaTable",
+    "BayesModel",
     "ConvergenceWarning",
     "DataError",
     "FormulaError",
@@ -41,6 +43,7 @@ __all__ = [
     "LinearMixedModel",
     "LmResult",
     "LmerResult",
+    "MissingExtraError",
     "MixedModelError",
     "ModelSpecError",
     "RandomEffects",
@@ -50,10 +53,12 @@ __all__ = [
     "WeightsError",
     "__version__",
     "anova",
+    "bayes",
     "datasets",
     "families",
     "glmer",
     "lm",
     "lmer",
+    "priors",
     "simulate",
 ]
