@@ -422,7 +422,7 @@ def bayes_predictive_bands(
     Parameters
     ----------
     result
-        A :class:`~mixedmodels.bayes.result.BayesResult`.
+        A :class:`~mixedmodels.bayesian.result.BayesResult`.
     x
         A numeric column of the data for the horizontal axis.
     group
