@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="*", choices=list(CASES))
     parser.add_argument(
-        "--group", default="main", choices=["main", "glmm", "scaling", "large", "all"],
+        "--group", default="main", choices=["main", "glmm", "scaling", "large", "bayes", "all"],
         help="which cases when --cases is not given (default: main)",
     )  # fmt: skip
     parser.add_argument("--tools", nargs="*", default=list(TOOLS), choices=list(TOOLS))
@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             res = run_tool(tool, case, args.repeat, args.envs)
             entry[tool] = res
             shown = f"{res['seconds']:.4g} s" if res.get("status") == "ok" else res["status"]
+            if res.get("status") == "ok" and "ess_per_second" in res:
+                shown += f", ESS/s {res['ess_per_second']:.4g}"
             print(f"{name:22s} {tool:12s} {shown}", flush=True)
         _compare(entry)
         results["cases"][name] = entry
@@ -187,7 +189,10 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     notes = []
+    bayes = {n: e for n, e in results["cases"].items() if _is_bayes(e)}
     for name, e in results["cases"].items():
+        if name in bayes:
+            continue
         desc = e["description"].replace("|", "\\|")
         cells = [_cell(e.get("mixedmodels"), ours=True)] + [
             _cell(e.get(t)) for t in ("lme4", "glmm", "mixedlm", "statsmodels")
@@ -210,7 +215,53 @@ def markdown(results: dict[str, Any]) -> str:
             if diffs:
                 extra.append("logLik minus ours: " + ", ".join(diffs))
             notes.append(f"- `{name}`: " + "; ".join(extra))
+    if bayes:
+        if len(bayes) == len(results["cases"]):
+            lines = lines[:3]
+        lines += ["", *_bayes_table(bayes)]
     return "\n".join([*lines, "", *notes]) + "\n"
+
+
+def _is_bayes(entry: dict[str, Any]) -> bool:
+    return any(isinstance(r, dict) and "ess_per_second" in r for r in entry.values())
+
+
+def _bayes_table(cases: dict[str, Any]) -> list[str]:
+    """Bayesian cases: wall time of the first fit in a fresh process (compilation included) and
+    of a second fit, the smallest bulk ESS over the fixed effects, residual and group-level
+    standard deviations, ESS per second, and the ratio of ours to the peer's ESS per second."""
+    lines = [
+        "Bayesian fits: first fit in a fresh process (compilation included) and a second fit "
+        "of a newly built model; ESS = smallest bulk effective sample size over the fixed "
+        "effects and the standard deviations.",
+        "",
+        "| case | tool | first fit | ESS | ESS/s | second fit | ESS/s (second) | divergences "
+        "| max R-hat | target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in cases.items():
+        desc = e["description"].replace("|", "\\|")
+        ours = e.get("mixedmodels", {})
+        for tool in TOOLS:
+            res = e.get(tool)
+            if not isinstance(res, dict):
+                continue
+            if res.get("status") != "ok":
+                lines.append(f"| {desc} | {tool} | {res['status']} | | | | | | | |")
+                continue
+            ratio = ""
+            if tool != "mixedmodels" and ours.get("status") == "ok":
+                ratio = (
+                    f" (ours {ours['ess_per_second'] / res['ess_per_second']:.1f}x; second "
+                    f"{ours['warm_ess_per_second'] / res['warm_ess_per_second']:.1f}x)"
+                )
+            lines.append(
+                f"| {desc} | {tool} | {res['seconds']:.1f} s | {res['ess_bulk_min']:.0f} "
+                f"| {res['ess_per_second']:.0f}{ratio} | {res['warm_seconds']:.1f} s "
+                f"| {res['warm_ess_per_second']:.0f} | {res['divergences']} "
+                f"| {res['rhat_max']:.3f} | {e['target']} |"
+            )
+    return lines
 
 
 if __name__ == "__main__":

@@ -72,3 +72,38 @@ def report(times: list[float], **extra: Any) -> None:
         **extra,
     }
     print(json.dumps(result, default=float))
+
+
+def bayes_summary(idata: Any, variables: list[str]) -> dict[str, Any]:
+    """Bulk ESS (minimum over ``variables``, every element), the largest R-hat and the number
+    of divergences of a posterior sample."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz as az
+
+        ess = az.ess(idata, var_names=variables, method="bulk")
+        rhat = az.rhat(idata, var_names=variables)
+    ess_min = min(float(ess[v].min()) for v in variables)
+    rhat_max = max(float(rhat[v].max()) for v in variables)
+    div = int(idata.sample_stats["diverging"].values.sum())
+    return {"ess_bulk_min": ess_min, "rhat_max": rhat_max, "divergences": div}
+
+
+def report_bayes(cold: float, warm: float, first: dict[str, Any], second: dict[str, Any],
+                 **extra: Any) -> None:
+    """One JSON line for a Bayesian case: the first fit in a fresh process (compilation
+    included) and a second fit of a freshly built model in the same process."""
+    print(json.dumps({
+        "seconds": cold,
+        "warm_seconds": warm,
+        "ess_bulk_min": first["ess_bulk_min"],
+        "ess_per_second": first["ess_bulk_min"] / cold,
+        "warm_ess_bulk_min": second["ess_bulk_min"],
+        "warm_ess_per_second": second["ess_bulk_min"] / warm,
+        "rhat_max": max(first["rhat_max"], second["rhat_max"]),
+        "divergences": first["divergences"] + second["divergences"],
+        "peak_rss_mb": peak_rss_mb(),
+        **extra,
+    }, default=float))  # fmt: skip

@@ -11,7 +11,7 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import read_data, report, timed, warm_then_timed
+from common import bayes_summary, read_data, report, report_bayes, timed, warm_then_timed
 
 
 def _glmm(spec: dict, df: object) -> None:
@@ -98,13 +98,41 @@ def _statsmodels(spec: dict, df: object) -> None:
     report(times, loglik=float(res.llf))
 
 
+def _bambi(spec: dict, df: object) -> None:
+    """Bambi on PyMC with NumPyro's NUTS (as the seed analyses run it): the first fit in this
+    fresh process, then a second fit of a newly built model; same draws, tuning and chains."""
+    import time
+
+    import bambi as bmb
+
+    out = []
+    for seed in (1, 2):
+        t0 = time.perf_counter()
+        model = bmb.Model(spec["formula"], df)
+        idata = model.fit(
+            draws=spec["draws"], tune=spec["draws"], chains=spec["chains"], random_seed=seed,
+            inference_method="numpyro", target_accept=0.8, progressbar=False,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - t0
+        # the fixed effects, the residual sd and the group-level sds (not the offsets)
+        names = [v for v in idata.posterior.data_vars
+                 if "|" not in v or v.endswith("_sigma")]  # fmt: skip
+        out.append((elapsed, bayes_summary(idata, names), idata))
+    post = out[0][2].posterior
+    fixef = {v: float(post[v].mean()) for v in post.data_vars if "|" not in v and v != "sigma"
+             and post[v].ndim == 2}  # fmt: skip
+    report_bayes(out[0][0], out[1][0], out[0][1], out[1][1], fixef=fixef)
+
+
 def main() -> None:
     tool = sys.argv[1]
     spec = json.loads(sys.argv[2])
     sys.argv = [sys.argv[0], sys.argv[2]]
     warnings.simplefilter("ignore")
     df = read_data(spec)
-    {"glmm": _glmm, "mixedlm": _mixedlm, "statsmodels": _statsmodels}[tool](spec, df)
+    {"glmm": _glmm, "mixedlm": _mixedlm, "statsmodels": _statsmodels, "bambi": _bambi}[tool](
+        spec, df
+    )
 
 
 if __name__ == "__main__":
