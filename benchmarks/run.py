@@ -239,7 +239,7 @@ def _bayes_table(cases: dict[str, Any]) -> list[str]:
         "| max R-hat | target |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, e in cases.items():
+    for e in cases.values():
         desc = e["description"].replace("|", "\\|")
         ours = e.get("mixedmodels", {})
         for tool in TOOLS:

@@ -65,7 +65,7 @@ def _bayes(spec: dict) -> None:
     import arviz  # noqa: F401  (libraries are imported before timing, as Bambi's driver does)
 
     import mixedmodels as mm
-    import mixedmodels.bayesian._jax  # noqa: F401
+    import mixedmodels.bayesian._jax
 
     df = read_data(spec)
     out = []
@@ -96,8 +96,10 @@ def _per_evaluation_ms(res: object) -> float:
     model = res.model  # type: ignore[attr-defined]
     theta = res.theta  # type: ignore[attr-defined]
     fast = model.fast_objective()
-    evaluate = (lambda: fast.objective_gradient(theta)) if fast is not None else (
-        lambda: model.objective(theta)
+    evaluate = (
+        (lambda: fast.objective_gradient(theta))
+        if fast is not None
+        else (lambda: model.objective(theta))
     )
     evaluate()
     medians = []
