@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -85,6 +85,18 @@ class _State:
 
     u: np.ndarray
     beta: np.ndarray
+
+
+class Optimum(NamedTuple):
+    """The result of :meth:`GeneralizedLinearMixedModel.optimize`: the estimates, the
+    optimizer's summary (of the last stage), the evaluations per stage and the PIRLS state
+    reached at the last evaluation (a warm start at the optimum)."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    opt: OptSummary
+    counts: dict[str, int]
+    state: _State
 
 
 @dataclass(frozen=True, eq=False)
@@ -698,7 +710,8 @@ class GeneralizedLinearMixedModel:
             theta0 = np.asarray(start, dtype=float)
         with self._blas_threads():
             with FitProgress("glmer", progress) as bar:
-                theta_hat, beta_hat, opt, counts = self.optimize(theta0, step, progress=bar)
+                found = self.optimize(theta0, step, progress=bar)
+            theta_hat, beta_hat, opt, counts = found.theta, found.beta, found.opt, found.counts
             if not math.isfinite(opt.fmin):
                 raise PirlsError(
                     "the criterion could not be evaluated at any of the parameter values tried "
@@ -713,6 +726,7 @@ class GeneralizedLinearMixedModel:
                 check_convergence=check_convergence,
                 warn=warn,
                 use_hessian=use_hessian,
+                start=found.state,
             )
 
     def _blas_threads(self) -> AbstractContextManager[Any]:
@@ -742,7 +756,7 @@ class GeneralizedLinearMixedModel:
         beta0: np.ndarray | None = None,
         se0: np.ndarray | None = None,
         progress: FitProgress | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, OptSummary, dict[str, int]]:
+    ) -> Optimum:
         """Optimize the criterion from theta0 (``step``: the natural size of each theta;
         ``progress``: counts the evaluations and shows them on long fits).
 
@@ -754,8 +768,7 @@ class GeneralizedLinearMixedModel:
         ``se0``, which set the steps) stage 1 is skipped, as for a refit warm-started at a
         previous estimate.
 
-        Returns theta, beta, the optimizer's summary (of the last stage) and the numbers of
-        evaluations per stage.
+        Returns an :class:`Optimum`.
         """
         counts = {"stage1": 0, "stage2": 0}
         bar = progress if progress is not None else FitProgress("glmer", False)
@@ -767,9 +780,10 @@ class GeneralizedLinearMixedModel:
                 start = (np.asarray(beta0, dtype=float), se)
             else:
                 try:
-                    _, st0, _, ws0 = self.laplace(theta0, None, self.initial_state())
+                    # PIRLS with beta at theta0 (compiled), and the scale of each beta
+                    _, st0 = self.criterion(theta0, None, self.initial_state())
                     counts["stage1"] = 1
-                    start = (st0.beta, self._rx_se(ws0))
+                    start = (st0.beta, self._beta_scale(theta0, st0))
                 except PirlsError:
                     start = None
             if start is not None:
@@ -786,7 +800,7 @@ class GeneralizedLinearMixedModel:
         step: np.ndarray,
         counts: dict[str, int],
         bar: FitProgress | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, OptSummary, dict[str, int]] | None:
+    ) -> Optimum | None:
         """Joint L-BFGS-B over (theta, beta) with the exact gradient; None if it fails."""
         bar = bar if bar is not None else FitProgress("glmer", False)
         nth = self.ntheta
@@ -809,7 +823,7 @@ class GeneralizedLinearMixedModel:
         opt = minimize_with_gradient(bar.wrap(fg), x0, lower, scale)
         if opt.return_code < 0 or not math.isfinite(opt.fmin):
             return None
-        return opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts
+        return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
 
     def _optimize_two_stage(
         self,
@@ -819,7 +833,7 @@ class GeneralizedLinearMixedModel:
         se0: np.ndarray | None,
         counts: dict[str, int],
         bar: FitProgress | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, OptSummary, dict[str, int]]:
+    ) -> Optimum:
         """lme4's two stages with BOBYQA (see :meth:`optimize`)."""
         bar = bar if bar is not None else FitProgress("glmer", False)
         lower = self.lower_bounds
@@ -843,7 +857,7 @@ class GeneralizedLinearMixedModel:
             _, st1, _, ws1 = self.laplace(theta1, None, state_box[0])
             state_box[0] = st1
             if self.nAGQ == 0:
-                return theta1, st1.beta, opt1, counts
+                return Optimum(theta1, st1.beta, opt1, counts, st1)
             beta1 = st1.beta
             se1 = self._rx_se(ws1)
         else:
@@ -872,7 +886,27 @@ class GeneralizedLinearMixedModel:
             return dev
 
         opt = minimize_theta(bar.wrap(f2), x0, lower2, initial_step=step2)
-        return opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts
+        return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
+
+    def _beta_scale(self, theta: np.ndarray, state: _State) -> np.ndarray:
+        """The fixed effects' standard errors of the GLM at the working weights of ``state``
+        (random effects held at their modes): the search units of beta. A unit is all that is
+        needed here, not the standard errors of the mixed model."""
+        p = self.n_fixef
+        if p == 0:
+            return np.zeros(0)
+        fam = self.family
+        eta = self._eta(self.layout.templates(theta), state.u, state.beta)
+        mu = fam.linkinv(eta)
+        mu_eta = fam.mu_eta(eta)
+        w = self.prior_weights * mu_eta**2 / np.maximum(fam.variance(mu), 1e-300)
+        X = self.design.X
+        try:
+            V = np.linalg.inv(X.T @ (X * w[:, None]))
+        except np.linalg.LinAlgError:
+            return np.ones(p)
+        se = np.sqrt(np.maximum(np.diag(V), 0.0))
+        return np.where(np.isfinite(se) & (se > 0), se, 1.0)
 
     def _rx_se(self, ws: BlockedCholesky) -> np.ndarray:
         p = self.n_fixef
@@ -884,12 +918,13 @@ class GeneralizedLinearMixedModel:
         return np.sqrt(np.sum(Linv * Linv, axis=0))
 
     def state_at(
-        self, theta: np.ndarray, beta: np.ndarray
+        self, theta: np.ndarray, beta: np.ndarray, start: _State | None = None
     ) -> tuple[float, _State, np.ndarray, BlockedCholesky]:
         """The criterion, modes, mu and factor (with X, at the final working weights) at an
-        optimum."""
+        optimum; PIRLS starts from ``start`` (the optimizer's last modes) if given."""
         criterion = self.agq if self.nAGQ > 1 else self.laplace
-        dev, st, mu, _ = criterion(theta, beta, self.initial_state())
+        first = self.initial_state() if start is None else _State(start.u.copy(), beta.copy())
+        dev, st, mu, _ = criterion(theta, beta, first)
         # factor with the fixed effects, for the unscaled covariance of beta
         Ts = self.layout.templates(theta)
         eta = self._eta(Ts, st.u, st.beta)

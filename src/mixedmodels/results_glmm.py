@@ -92,10 +92,11 @@ class GlmerResult(_MixedResult):
         check_convergence: bool = True,
         warn: bool = True,
         use_hessian: bool = True,
+        start: Any = None,
     ) -> GlmerResult:
         theta = np.asarray(theta, dtype=float)
         beta = np.asarray(beta, dtype=float)
-        dev, state, mu, ws = model.state_at(theta, beta)
+        dev, state, mu, ws = model.state_at(theta, beta, start)
         p = model.n_fixef
         Ts = model.layout.templates(theta)
         u_list, b_list = [], []

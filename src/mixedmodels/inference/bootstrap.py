@@ -163,7 +163,8 @@ def _refit_glmm(task: _Task, y: np.ndarray) -> np.ndarray:
     from .profile_glmm import _sdcor
 
     model = task.model.with_response(y)
-    theta, beta, _, _ = model.optimize(task.theta, task.step, beta0=task.beta, se0=task.se)
+    found = model.optimize(task.theta, task.step, beta0=task.beta, se0=task.se)
+    theta, beta = found.theta, found.beta
     return np.concatenate([_sdcor(model.layout, theta), beta])
 
 
