@@ -91,8 +91,9 @@ def bayes_summary(idata: Any, variables: list[str]) -> dict[str, Any]:
     return {"ess_bulk_min": ess_min, "rhat_max": rhat_max, "divergences": div}
 
 
-def report_bayes(cold: float, warm: float, first: dict[str, Any], second: dict[str, Any],
-                 **extra: Any) -> None:
+def report_bayes(
+    cold: float, warm: float, first: dict[str, Any], second: dict[str, Any], **extra: Any
+) -> None:
     """One JSON line for a Bayesian case: the first fit in a fresh process (compilation
     included) and a second fit of a freshly built model in the same process."""
     print(json.dumps({
