@@ -13,9 +13,14 @@ script fits the nested model ``outcome ~ fixed_effect + (1 | school/classroom)``
   standard error of the student-level slope and understates that of the intercept;
 * a small simulation study, refitting the model to many data sets drawn from the true
   parameters, that checks the estimates and the standard errors against their sampling
-  distribution.
+  distribution;
+* the Bayesian fit of the same model with ``mm.bayes`` (NUTS in NumPyro, the ``bayes``
+  extra), its posterior next to the REML estimates and the profile intervals, and again with
+  the priors of a Stan version of the model (half-normal(0, 1) standard deviations), which
+  pull the school SD down: five schools say little about it.
 
-Run it with ``python docs/examples/nested_schools.py``.
+Run it with ``python docs/examples/nested_schools.py`` (``--small`` for fewer simulated data
+sets and posterior draws).
 """
 
 from __future__ import annotations
@@ -34,10 +39,27 @@ TRUE = {
     "sigma": 0.5,
 }
 
-# Design and number of simulated data sets for each run size.
+# Design, number of simulated data sets and the NUTS settings of the Bayesian fit (draws and
+# warm-up steps per chain) for each run size.
 SIZES = {
-    "full": {"schools": 5, "classrooms": 4, "students": 20, "nsim": 200},
-    "small": {"schools": 5, "classrooms": 4, "students": 20, "nsim": 25},
+    "full": {
+        "schools": 5,
+        "classrooms": 4,
+        "students": 20,
+        "nsim": 200,
+        "draws": 1000,
+        "tune": 1000,
+        "chains": 4,
+    },
+    "small": {
+        "schools": 5,
+        "classrooms": 4,
+        "students": 20,
+        "nsim": 25,
+        "draws": 300,
+        "tune": 300,
+        "chains": 2,
+    },
 }
 
 FORMULA = "outcome ~ fixed_effect + (1 | school/classroom)"
@@ -173,6 +195,39 @@ def summarize_study(study: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def posterior_vs_reml(bfit, fit: mm.LmerResult, intervals: pd.DataFrame) -> pd.DataFrame:
+    """Posterior mean, SD and central 95% interval of the fixed effects, the SDs and sigma,
+    next to the REML estimates, standard errors and profile intervals."""
+    post = bfit.idata.posterior
+    draws = {f"beta[{k}]": post["beta"].sel(coef=k).values.ravel() for k in fit.fixef.index}
+    reml = {f"beta[{k}]": v for k, v in fit.fixef.items()}
+    se = {f"beta[{k}]": v for k, v in fit.std_errors.items()}
+    profile = {f"beta[{k}]": intervals.loc[k] for k in fit.fixef.index}
+    for term in fit.varcorr:  # one intercept per term: sd_school, sd_classroom:school
+        name = f"sd_{term.group}[(Intercept)]"
+        draws[name] = post[f"sd_{term.group}"].values.ravel()
+        reml[name] = term.sd[0]
+        profile[name] = intervals.loc[f"sd_(Intercept)|{term.group}"]
+    draws["sigma"] = post["sigma"].values.ravel()
+    reml["sigma"] = fit.sigma
+    profile["sigma"] = intervals.loc["sigma"]
+    draws = pd.DataFrame(draws)
+    out = pd.DataFrame(
+        {
+            "REML": pd.Series(reml),
+            "SE": pd.Series(se),
+            "profile 2.5%": pd.Series({k: v.iloc[0] for k, v in profile.items()}),
+            "profile 97.5%": pd.Series({k: v.iloc[1] for k, v in profile.items()}),
+            "post. mean": draws.mean(),
+            "post. sd": draws.std(),
+            "2.5%": draws.quantile(0.025),
+            "97.5%": draws.quantile(0.975),
+        }
+    )
+    out["(mean - REML) / sd"] = (out["post. mean"] - out["REML"]) / out["post. sd"]
+    return out
+
+
 def main(size: str = "full") -> dict:
     cfg = SIZES[size]
     rng = np.random.default_rng(123)
@@ -215,7 +270,60 @@ def main(size: str = "full") -> dict:
     print(se_check.round(4))
     print(f"\nsingular fits: {int(study['singular'].sum())} of {len(study)}")
 
-    # A Bayesian version of this model awaits the Bayesian backend.
+    section("The Bayesian fit")
+    bayes_results = {}
+    try:
+        model = mm.bayes(FORMULA, data)
+    except mm.MissingExtraError as err:  # NumPyro, JAX or ArviZ not installed
+        print(f"skipped: {err}")
+    else:
+        # The school and classroom intercepts are integrated out of the likelihood, so NUTS
+        # samples five parameters (two fixed effects, two SDs, sigma), whatever the number of
+        # classrooms; the 25 intercepts are drawn afterwards from their conditional.
+        print(model)
+        bfit = model.fit(
+            draws=cfg["draws"], tune=cfg["tune"], chains=cfg["chains"], seed=11, progress=False
+        )
+        print(bfit.summary())
+        comparison = posterior_vs_reml(bfit, fit, intervals)
+        print()
+        print(comparison.round(3).to_string())
+
+        # The priors of the Stan version of this model, by parameter name: normal(0, 10) for
+        # the intercept and the slope, half-normal(0, 1) for the three SDs. (mm.bayes puts
+        # the intercept's prior on the intercept at the mean of fixed_effect, about 0 here.)
+        P = mm.priors
+        stan_priors = {
+            "Intercept": P.Normal(0, 10),
+            "fixed_effect": P.Normal(0, 10),
+            "1|school": P.HalfNormal(1),
+            "1|classroom:school": P.HalfNormal(1),
+            "sigma": P.HalfNormal(1),
+        }
+        stan_model = mm.bayes(FORMULA, data, priors=stan_priors)
+        print()
+        print(stan_model.priors)
+        stan_fit = stan_model.fit(
+            draws=cfg["draws"], tune=cfg["tune"], chains=cfg["chains"], seed=11, progress=False
+        )
+        stan_comparison = posterior_vs_reml(stan_fit, fit, intervals)
+        priors_matter = pd.concat(
+            {
+                "REML": comparison[["REML"]].set_axis(["estimate"], axis=1),
+                "default priors": comparison[["post. mean", "post. sd"]],
+                "Stan example's priors": stan_comparison[["post. mean", "post. sd"]],
+            },
+            axis=1,
+        )
+        print("\nthe posterior under the two sets of priors:")
+        print(priors_matter.round(3).to_string())
+        bayes_results = {
+            "bayes_fit": bfit,
+            "bayes_comparison": comparison,
+            "bayes_stan_priors_fit": stan_fit,
+            "bayes_stan_priors_comparison": stan_comparison,
+            "bayes_priors_matter": priors_matter,
+        }
 
     return {
         "fit": fit,
@@ -227,8 +335,12 @@ def main(size: str = "full") -> dict:
         "se_table": se_table,
         "study": study,
         "study_summary": se_check,
-    }
+    } | bayes_results
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="fewer data sets and draws")
+    main("small" if parser.parse_args().small else "full")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -11,6 +12,22 @@ import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+# The Bayesian parts of the examples need the 'bayes' extra (NumPyro, JAX, ArviZ); without it
+# the examples skip them and so do these tests. They run at the "small" size (2 chains of 300
+# draws), so they check only what holds robustly at that size.
+needs_bayes = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("numpyro", "jax", "arviz")),
+    reason="the 'bayes' extra is not installed",
+)
+
+
+def check_sampler(fit, rhat: float = 1.05) -> None:
+    """No more than a trace of divergences, and chains that agree (R-hat at 600 draws is
+    noisy: 1.05 rather than the 1.01 the fit warns about)."""
+    s = fit.settings
+    assert fit.divergences <= 0.01 * s["draws"] * s["chains"]
+    assert (fit.summary().table["r_hat"] < rhat).all()
 
 
 def load_example(name: str) -> ModuleType:
@@ -25,7 +42,11 @@ def load_example(name: str) -> ModuleType:
 
 def run_small(name: str) -> tuple[ModuleType, dict]:
     module = load_example(name)
-    return module, module.main("small")
+    with warnings.catch_warnings():
+        # 2 chains of 300 draws: R-hat is noisy and the Bayesian fits warn above 1.01; the
+        # tests check R-hat (below 1.05) and the divergences themselves (check_sampler)
+        warnings.filterwarnings("ignore", message="R-hat above 1.01")
+        return module, module.main("small")
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +144,44 @@ def test_nested_ignoring_the_grouping_misstates_standard_errors(nested):
     assert lm_int["mean reported SE"] < 0.3 * lm_int["SD of estimates"]
     ratio = lmer_int["mean reported SE"] / lmer_int["SD of estimates"]
     assert 0.6 < ratio < 1.6
+
+
+@needs_bayes
+def test_nested_bayesian_fit_agrees_with_reml(nested):
+    _, res = nested
+    check_sampler(res["bayes_fit"])
+    cmp = res["bayes_comparison"]
+    # posterior means within a posterior SD of the REML estimates
+    assert (cmp["(mean - REML) / sd"].abs() < 1).all()
+    # the slope of the student-level covariate: the same estimate, SE and interval
+    slope = cmp.loc["beta[fixed_effect]"]
+    assert slope["post. sd"] == pytest.approx(slope["SE"], rel=0.25)
+    assert slope["2.5%"] == pytest.approx(slope["profile 2.5%"], abs=0.5 * slope["SE"])
+    assert slope["97.5%"] == pytest.approx(slope["profile 97.5%"], abs=0.5 * slope["SE"])
+    # five schools: the school SD's posterior is right-skewed and reaches beyond the profile
+    # interval, and the intercept, informed by five schools, is less certain than its SE says
+    school = cmp.loc["sd_school[(Intercept)]"]
+    assert school["post. mean"] > school["REML"]
+    assert school["97.5%"] > school["profile 97.5%"]
+    intercept = cmp.loc["beta[(Intercept)]"]
+    assert intercept["post. sd"] > intercept["SE"]
+
+
+@needs_bayes
+def test_nested_half_normal_priors_pull_the_school_sd_down(nested):
+    _, res = nested
+    stan_fit = res["bayes_stan_priors_fit"]
+    check_sampler(stan_fit)
+    assert not any(stan_fit.model.priors.auto)
+    default, stan = res["bayes_comparison"], res["bayes_stan_priors_comparison"]
+    name = "sd_school[(Intercept)]"
+    assert stan.loc[name, "post. mean"] < default.loc[name, "post. mean"] - 0.5
+    assert stan.loc[name, "post. sd"] < 0.5 * default.loc[name, "post. sd"]
+    # the data decide the other parameters: the priors hardly matter for them
+    for other in ("beta[fixed_effect]", "sigma"):
+        assert stan.loc[other, "post. mean"] == pytest.approx(
+            default.loc[other, "post. mean"], abs=0.5 * default.loc[other, "post. sd"]
+        )
 
 
 # -- archers -----------------------------------------------------------------------------------
@@ -243,6 +302,92 @@ def test_sleep_bootstrap_and_profile_intervals(sleep):
         assert lo < fit.fixef["Days"] < hi
 
 
+@needs_bayes
+def test_sleep_bayes_pooled_and_mixed_agree_with_the_frequentist_fits(sleep):
+    _, res = sleep
+    pooled, mixed = res["bayes_pooled"], res["bayes_fit"]
+    check_sampler(pooled)
+    check_sampler(mixed)
+    assert mixed.model.marginal and set(mixed.idata.posterior.data_vars) == {
+        "beta",
+        "sigma",
+        "sd_Subject",
+        "corr_Subject",
+        "b_Subject",
+    }
+    for cmp in (res["bayes_comparison"], res["bayes_pooled_comparison"]):
+        assert (cmp["(mean - est.) / sd"].abs() < 0.75).all()
+        assert (cmp["3%"] < cmp["estimate"]).all() and (cmp["estimate"] < cmp["97%"]).all()
+    cmp = res["bayes_comparison"]
+    # SD posteriors are right-skewed: their means lie above the REML estimates
+    sds = cmp.loc[cmp.index.str.startswith("sd_")]
+    assert (sds["post. mean"] > sds["estimate"]).all()
+    # the pooled regression leaves the subjects' differences in its residual
+    sigma = res["bayes_pooled_comparison"].loc["sigma", "post. mean"]
+    assert sigma > 1.5 * cmp.loc["sigma", "post. mean"]
+
+
+@needs_bayes
+def test_sleep_bayes_bands_forest_and_new_subject(sleep):
+    _, res = sleep
+    bands = res["bayes_bands"]
+    assert len(bands) == 180 and (bands["lower"] < bands["mean"]).all()
+    table = res["bayes_band_summary"]
+    assert table.loc["Bayesian mixed", "coverage"] > 0.9
+    width = table["mean width"]
+    assert width["Bayesian mixed"] < 0.75 * width["Bayesian pooled"]
+    assert width["Bayesian mixed"] == pytest.approx(width["REML mixed"], rel=0.1)
+    assert width["Bayesian pooled"] == pytest.approx(width["least-squares pooled"], rel=0.1)
+
+    forest = res["bayes_forest"]
+    assert len(forest) == 18 and forest["slope"].is_monotonic_increasing
+    assert ((forest["slope"] - forest["REML slope"]).abs() < 0.3 * forest["sd"]).all()
+    assert ((forest["lower"] < forest["slope"]) & (forest["slope"] < forest["upper"])).all()
+
+    new = res["bayes_new_subject"]
+    assert list(new["Days"]) == list(range(10))
+    # a new subject's band is wider than that of any subject in the data on every day, wider
+    # than the REML prediction interval (it carries the variance parameters' uncertainty),
+    # and widens with the days (the new subject's slope is unknown)
+    assert (new["width"] > new["widest observed subject"]).all()
+    assert new["width"].mean() > new["REML width"].mean()
+    assert new["width"].iloc[-1] > 1.5 * new["width"].iloc[0]
+
+
+@needs_bayes
+def test_sleep_bayes_new_subject_intercept_and_slope(sleep):
+    _, res = sleep
+    line = res["bayes_new_line"]
+    by_predict, by_hand = line["posterior, via predict"], line["posterior, beta + L eps"]
+    # two independent sets of draws of the same distribution
+    for stat in ("intercept", "slope"):
+        sd = by_predict[f"{stat} sd"]
+        assert by_hand[f"{stat} mean"] == pytest.approx(by_predict[f"{stat} mean"], abs=0.2 * sd)
+        assert by_hand[f"{stat} sd"] == pytest.approx(sd, rel=0.15)
+    assert by_hand["correlation"] == pytest.approx(by_predict["correlation"], abs=0.2)
+    # wider than N(beta, Sigma) with the REML estimates plugged in
+    reml = line["REML plug-in"]
+    assert by_predict["intercept sd"] > reml["intercept sd"]
+    assert by_predict["slope sd"] > reml["slope sd"]
+    draws = res["bayes_new_line_draws"]
+    fit = res["bayes_fit"]
+    assert len(draws) == fit.settings["draws"] * fit.settings["chains"]
+
+
+@needs_bayes
+@pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping")  # ArviZ, mpl 3.11
+def test_sleep_bayes_figures(sleep, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    module, res = sleep
+    assert res["bayes_figures"] == []  # main("small") saves none
+    paths = module.save_bayes_plots(res["bayes_fit"], str(tmp_path))
+    assert len(paths) == 3
+    assert all(Path(p).stat().st_size > 10_000 for p in paths)
+
+
 # -- politeness --------------------------------------------------------------------------------
 
 
@@ -275,3 +420,55 @@ def test_politeness_random_slopes_make_the_attitude_test_honest(politeness):
     assert len(res["type1_pvalues"]) == module.SIZES["small"]["nsim"]
     assert rate["random intercepts"] > 0.1
     assert rate["random intercepts"] > rate["maximal"]
+
+
+@needs_bayes
+def test_politeness_bayesian_sequence_agrees_with_lm_and_lmer(politeness):
+    module, res = politeness
+    fits, cmps = res["bayes_fits"], res["bayes_comparisons"]
+    assert list(fits) == list(module.BAYES_FORMULAS)
+    for label, fit in fits.items():
+        check_sampler(fit)
+        assert fit.model.design.n_dropped == 1 and fit.model.design.nobs == 83
+        cmp = cmps[label]
+        if "|" not in module.BAYES_FORMULAS[label]:
+            # flat priors compared with the data: the posterior is the least-squares fit
+            assert (cmp["(mean - est.) / sd"].abs() < 0.3).all(), label
+            fixed = cmp.loc[cmp.index.str.startswith("beta")]
+            assert (fixed["post. sd"] / fixed["SE"]).between(0.8, 1.25).all(), label
+        else:
+            fixed = cmp.loc[cmp.index.str.startswith(("beta", "sd_", "sigma"))]
+            assert (fixed["(mean - est.) / sd"].abs() < 1).all(), label
+    # without an intercept: one coefficient per attitude, the same fit
+    additive, no_int = cmps["gender + attitude"], cmps["0 + attitude + gender"]
+    sd = additive.loc["beta[(Intercept)]", "post. sd"]
+    assert no_int.loc["beta[attitudeinf]", "post. mean"] == pytest.approx(
+        additive.loc["beta[(Intercept)]", "post. mean"], abs=0.5 * sd
+    )
+    # six subjects: gender, a between-subject effect, is far less certain than its REML SE
+    gender = cmps["subject and scenario slopes"].loc["beta[genderM]"]
+    assert gender["post. sd"] > 1.5 * gender["SE"]
+
+
+@needs_bayes
+def test_politeness_bayesian_attitude_effect_and_correlation(politeness):
+    _, res = politeness
+    att = res["bayes_attitude"]
+    assert list(att.index) == [
+        "subject intercepts",
+        "subject slopes",
+        "subject and scenario slopes",
+    ]
+    # the richer the random structure, the less certain the attitude effect
+    assert att["post. sd"].is_monotonic_increasing
+    assert att.loc["subject and scenario slopes", "post. sd"] > 1.3 * att.iloc[0]["post. sd"]
+    assert (att["P(effect < 0)"] > 0.9).all()
+    # mm.bayes estimates the subjects' intercept-slope correlation (LKJ(2) prior), which the
+    # six subjects hardly inform: far from the REML estimate, almost as wide as the prior
+    corr = res["bayes_subject_corr"]
+    fitted = corr.drop("LKJ(2) prior")
+    assert (fitted["post. sd"] > 0.3).all()
+    assert (fitted["post. mean"].abs() < fitted["estimate"].abs() - 0.3).all()
+    fit = res["bayes_fits"]["subject slopes"]
+    assert "corr_subject" in fit.idata.posterior
+    assert str(fit.model.priors["cor|subject"]) == "LKJ(eta: 2.0)"
