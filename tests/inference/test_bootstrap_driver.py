@@ -137,3 +137,21 @@ def test_a_replicate_is_the_fit_to_its_simulated_response(case, objective, monke
     got = boot.replicates.to_numpy()[which]
     # the same objective, start, steps and optimizer: the same path up to rounding
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max())
+
+
+def test_no_worker_processes_once_jax_is_loaded(monkeypatch):
+    """After a Bayesian fit (JAX imported, with its threads) the replicates run in this
+    process: forked workers could deadlock, spawned ones would re-run the user's script."""
+    import sys
+    import types
+
+    import mixedmodels.inference.bootstrap as B
+
+    monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))
+    started = []
+    monkeypatch.setattr(B, "ProcessPoolExecutor", lambda *a, **k: started.append(1))
+    monkeypatch.setattr(B, "_POOL_MIN_SECONDS", 0.0)  # would otherwise pay to start workers
+    fit = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
+    boot = fit.bootstrap(60, seed=3, n_jobs=2, progress=False)
+    assert not started
+    assert boot.replicates.shape[0] == 60

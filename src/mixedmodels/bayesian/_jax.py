@@ -93,8 +93,10 @@ __all__ = ["Sampler", "Structure"]
 
 @dataclass(frozen=True)
 class Structure:
-    """What the model's code depends on, apart from the data arrays (hashable: compiled
-    samplers are shared between models of the same structure)."""
+    """What the model's code depends on, apart from the data arrays (hashable: the key of a
+    model's compiled samplers, shared with the models :meth:`BayesModel.with_response`
+    derives from it; XLA's disk cache also serves a newly built model of the same
+    structure)."""
 
     family: str
     link: str

@@ -118,7 +118,10 @@ class PriorSet(Mapping[str, Prior]):
             ("sigma", "Residual standard deviation"),
         ]
         width = max((len(p.name) for p in self.params), default=0)
-        lines = ["Priors (auto: scaled to the data, weakly informative)"]
+        lines = [
+            "Priors"
+            + (" ((auto): scaled to the data, weakly informative)" if any(self.auto) else "")
+        ]
         for kind, title in sections:
             rows = [
                 (p, q, a)
@@ -315,6 +318,8 @@ def default_priors(data: BayesData, params: list[ParamInfo]) -> dict[str, Prior]
         loc = {"log": math.log(mean), "identity": mean, "sqrt": math.sqrt(mean)}[data.link]
         sy = 1.0 if data.link == "log" else _sd(y) if data.link == "identity" else _sd(np.sqrt(y))
     out: dict[str, Prior] = {}
+    if abs(loc) < 1e-10 * sy:  # a centred response: its mean is zero up to rounding
+        loc = 0.0
     for p in params:
         if p.kind == "fixef":
             if p.index == data.intercept:

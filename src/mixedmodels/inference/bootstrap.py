@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -330,6 +331,14 @@ def _context() -> Any:
     return mp.get_context("fork" if "fork" in methods else "spawn")
 
 
+def _workers_safe() -> bool:
+    """Whether worker processes may be forked. Not once JAX has been imported (a Bayesian fit
+    in the same session): its threads make a forked child prone to deadlock, and workers
+    started afresh ("spawn") would re-run a user's script that lacks a ``__main__`` guard. The
+    replicates then run in this process."""
+    return "jax" not in sys.modules
+
+
 def bootstrap(
     result: LmerResult,
     nsim: int = 1000,
@@ -354,7 +363,9 @@ def bootstrap(
         Keep the random effects at their conditional modes and simulate only the residual noise.
     n_jobs
         Worker processes at most (default: the number of CPUs). 1 runs every replicate in this
-        process, and so does a bootstrap that would take less time here than starting workers.
+        process, and so does a bootstrap that would take less time here than starting workers,
+        or one in a session where JAX has been imported (a Bayesian fit): forked workers could
+        deadlock on JAX's threads.
     progress
         Show a progress bar.
     chunk
@@ -432,7 +443,7 @@ def _drive(
 
     seeds = np.random.SeedSequence(seed).spawn(nsim)
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
-    n_jobs = min(n_jobs, nsim)
+    n_jobs = min(n_jobs, nsim) if _workers_safe() else 1
     chunk = chunk or max(1, min(50, math.ceil(nsim / 40)))
     batches = [list(range(s, min(nsim, s + chunk))) for s in range(0, nsim, chunk)]
     values = np.full((nsim, len(names)), np.nan)
