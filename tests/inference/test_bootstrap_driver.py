@@ -4,6 +4,9 @@ factorization) against a full fit of the simulated response."""
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -64,6 +67,8 @@ def test_workers_give_the_same_replicates(fit, monkeypatch):
     spy = _PoolSpy(monkeypatch)
     monkeypatch.setattr(bootstrap_mod, "_POOL_MIN_SECONDS", 0.0)
     monkeypatch.setattr(bootstrap_mod, "_PROBE_SECONDS", 0.0)
+    # JAX may be loaded by other tests in this session, which keeps replicates in-process
+    monkeypatch.setattr(bootstrap_mod, "_workers_safe", lambda: True)
     here_ran = []  # what ran in this process (the workers record into their own copies)
     run_task = bootstrap_mod._run_task
 
@@ -77,6 +82,18 @@ def test_workers_give_the_same_replicates(fit, monkeypatch):
     assert spy.started == 1
     assert here_ran == [[0]]  # the first batch cut short; 1-3 and the rest went to workers
     assert not there.failures
+    pd.testing.assert_frame_equal(here.replicates, there.replicates)
+
+
+def test_no_workers_are_forked_once_jax_is_loaded(fit, monkeypatch):
+    """With JAX in the process (a Bayesian fit earlier in the session) forking could deadlock,
+    so even a bootstrap long enough for workers runs here, with the same replicates."""
+    here = bootstrap_mod.bootstrap(fit, 8, seed=5, n_jobs=1, progress=False, chunk=4)
+    _PoolSpy(monkeypatch, forbid=True)
+    monkeypatch.setattr(bootstrap_mod, "_POOL_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(bootstrap_mod, "_PROBE_SECONDS", 0.0)
+    monkeypatch.setitem(sys.modules, "jax", sys.modules.get("jax", types.ModuleType("jax")))
+    there = bootstrap_mod.bootstrap(fit, 8, seed=5, n_jobs=2, progress=False, chunk=4)
     pd.testing.assert_frame_equal(here.replicates, there.replicates)
 
 
