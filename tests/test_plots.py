@@ -201,7 +201,7 @@ def test_profile_plot(sleep_fit):
     assert zeta.min() < -2 and zeta.max() > 2
 
 
-PROFILED = ["Days", "sd_Days|Subject", "sigma"]  # the profile's (sorted) order
+PROFILED = ["sd_Days|Subject", "sigma", "Days"]  # lme4's order: random effects, sigma, fixed
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ __all__ = [
     "ModelSpecError",
     "SingularFitWarning",
     "WeightsError",
+    "user_stacklevel",
 ]
 
 
@@ -75,3 +76,20 @@ class SingularFitWarning(UserWarning):
 class ConvergenceWarning(UserWarning):
     """The optimizer stopped without meeting its convergence criteria, or the gradient at the
     reported optimum is larger than expected."""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first caller outside mixedmodels,
+    for a ``warnings.warn`` call made in the function that calls this one (however deep in the
+    library the warning arises)."""
+    import os
+    import sys
+    import types
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame: types.FrameType | None = sys._getframe(1)  # the function that will warn: level 1
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level

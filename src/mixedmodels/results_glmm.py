@@ -374,7 +374,7 @@ class GlmerResult(_MixedResult):
     def profile(
         self,
         which: Sequence[str] | str | None = None,
-        level: float = 0.99,
+        level: float | None = None,
         npoints: int = 8,
         *,
         progress: bool = True,

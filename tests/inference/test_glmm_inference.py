@@ -115,3 +115,25 @@ def test_bootstrap_spread_matches_bootmer() -> None:
     again = fit.bootstrap(20, seed=5, n_jobs=1, progress=False)
     pooled = fit.bootstrap(20, seed=5, n_jobs=2, progress=False)
     np.testing.assert_allclose(again.replicates, pooled.replicates, rtol=1e-10)
+
+
+def test_profile_that_cannot_reach_its_limit_says_which_and_why():
+    """Complete separation: the likelihood keeps rising with the slope, so its profile never
+    reaches the cutoff; the warning names the parameter and the reason, and points at the
+    caller's line."""
+    import numpy as np
+    import pandas as pd
+
+    from mixedmodels.inference.profile import ProfileWarning
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=80)
+    d = pd.DataFrame({"y": (x > 0).astype(float), "x": x, "g": np.repeat(np.arange(10), 8)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.glmer("y ~ x + (1 | g)", d, "binomial")
+    with pytest.warns(ProfileWarning, match=r"the profile for x does not reach zeta = \+") as rec:
+        prof = fit.profile(which=["x"], progress=False)
+    assert "the likelihood stays flat" in str(rec[0].message)
+    assert rec[0].filename == __file__
+    assert prof.table["zeta"].max() < 3.37  # lme4's cutoff for three parameters

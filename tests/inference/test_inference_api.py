@@ -401,7 +401,7 @@ def test_profile_plot_draws_one_panel_per_parameter(fit):
     fig = prof.plot()
     panels = [a for a in fig.axes if a.get_visible()]
     assert len(panels) == 2
-    assert [a.get_xlabel() for a in panels] == ["Days", "sigma"]
+    assert [a.get_xlabel() for a in panels] == ["sigma", "Days"]  # lme4's parameter order
     for a in panels:
         (line,) = [ln for ln in a.get_lines() if len(ln.get_xdata()) > 2]
         assert len(line.get_xdata()) == 7  # 3 points each side and the estimate

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from .._progress import Progress
-from ..errors import ConvergenceWarning, ModelSpecError
+from ..errors import ConvergenceWarning, ModelSpecError, user_stacklevel
 from ..linalg.assemble import transform_xy
 from ..linalg.cholesky import BlockedCholesky
 
@@ -397,7 +397,7 @@ class _Profiler:
                 f"profiling {self.names[i]} found a deviance {-diff:.3g} below the fit's: the fit "
                 f"had not converged to the optimum",
                 ConvergenceWarning,
-                stacklevel=5,
+                stacklevel=user_stacklevel(),
             )
         return math.copysign(math.sqrt(max(diff, 0.0)), x - xhat)
 
@@ -458,7 +458,7 @@ def _find_limit(
                 f"non-monotone profile for {name}: zeta went from {prev_z:.4g} to {z:.4g}; "
                 f"its interval may be unreliable",
                 ProfileWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
         # grow the step, predicting where zeta reaches the target from the local slope
         slope = (z - prev_z) / (x - prev_x) if x != prev_x else 0.0
@@ -474,7 +474,7 @@ def _find_limit(
         f"reported as "
         f"{'inf' if direction > 0 else '-inf'}",
         ProfileWarning,
-        stacklevel=4,
+        stacklevel=user_stacklevel(),
     )
     return math.inf * direction
 
@@ -592,15 +592,27 @@ class ProfileResult:
     estimates: pd.Series
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Intervals by interpolating the traces (use ``fit.confint()`` for exact limits)."""
+        """Intervals from the traces: each parameter as an interpolating cubic spline of zeta
+        (lme4's ``confint`` of a profile), evaluated at the level's normal quantiles; NaN
+        where a trace does not reach them. ``fit.confint()`` finds the limits exactly."""
+        from scipy.interpolate import CubicSpline
+
         z = float(stats.norm.ppf(0.5 + level / 2))
         rows = {}
         for name, grp in self.table.groupby("parameter", sort=False):
-            g = grp.sort_values("zeta")
-            rows[name] = (
-                float(np.interp(-z, g["zeta"], g["value"], left=np.nan)),
-                float(np.interp(z, g["zeta"], g["value"], right=np.nan)),
-            )
+            g = grp.sort_values("zeta").drop_duplicates("zeta")
+            zeta, value = g["zeta"].to_numpy(float), g["value"].to_numpy(float)
+            ok = np.isfinite(zeta) & np.isfinite(value)
+            zeta, value = zeta[ok], value[ok]
+            limits = []
+            for target in (-z, z):
+                if zeta.size < 2 or not zeta[0] <= target <= zeta[-1]:
+                    limits.append(math.nan)
+                elif zeta.size < 4:
+                    limits.append(float(np.interp(target, zeta, value)))
+                else:
+                    limits.append(float(CubicSpline(zeta, value)(target)))
+            rows[name] = tuple(limits)
         a = (1 - level) / 2
         return pd.DataFrame.from_dict(rows, orient="index", columns=[_pct(a), _pct(1 - a)])
 
@@ -622,15 +634,16 @@ class ProfileResult:
 def profile(
     result: LmerResult,
     which: Sequence[str] | str | None = None,
-    level: float = 0.99,
+    level: float | None = None,
     npoints: int = 8,
     *,
     progress: bool = True,
 ) -> ProfileResult:
     """Profile traces of the ML deviance (lme4's ``profile``).
 
-    Each parameter is profiled from its estimate out to where |zeta| reaches the level's
-    normal quantile (2.58 for 0.99), with ``npoints`` points on each side.
+    Each parameter is profiled from its estimate out to where |zeta| reaches lme4's cutoff,
+    sqrt(qchisq(0.99, k)) for k parameters (4.1 for sleepstudy's six), or the normal quantile
+    of a given ``level``, with ``npoints`` points on each side.
 
     Parameters
     ----------
@@ -639,7 +652,8 @@ def profile(
     which
         Parameter names (or ``"theta_"`` / ``"beta_"``); default all.
     level
-        How far each profile goes: to |zeta| = the normal quantile of ``(1 + level) / 2``.
+        How far each profile goes: to |zeta| = the normal quantile of ``(1 + level) / 2``;
+        default lme4's cutoff (``alphamax = 0.01`` over all the parameters).
     npoints
         Profile points on each side of the estimate.
     progress
@@ -658,15 +672,19 @@ def profile(
 def profile_traces(
     prof: Any,
     which: Sequence[str] | str | None,
-    level: float,
+    level: float | None,
     npoints: int,
     *,
     progress: bool = False,
 ) -> ProfileResult:
     """The traces of a profiler (linear or generalized): ``npoints`` points on each side of
-    each parameter's estimate, out to where |zeta| reaches the level's normal quantile (or the
+    each parameter's estimate, out to where |zeta| reaches the level's normal quantile, or
+    with ``level=None`` lme4's cutoff sqrt(qchisq(0.99, number of parameters)) (or the
     farthest point reached); ``progress`` shows a bar advancing by one per parameter."""
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    if level is None:
+        z = math.sqrt(float(stats.chi2.ppf(0.99, len(prof.names))))
+    else:
+        z = float(stats.norm.ppf(0.5 + level / 2))
     idx = _which(prof.names, which)
     rows = []
     with Progress(len(idx), "profile", progress) as bar:
@@ -686,5 +704,12 @@ def profile_traces(
             rows.append((prof.names[i], float(prof.opt[i]), 0.0, *prof.opt))
             bar.update()
     table = pd.DataFrame(rows, columns=["parameter", "value", "zeta", *prof.names])
-    table = table.sort_values(["parameter", "value"], kind="stable").reset_index(drop=True)
+    # parameters in lme4's order (standard deviations, correlations, sigma, fixed effects)
+    order = pd.Categorical(table["parameter"], categories=list(prof.names), ordered=True)
+    table = (
+        table.assign(_order=order)
+        .sort_values(["_order", "value"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
     return ProfileResult(table=table, estimates=pd.Series(prof.opt, index=prof.names))

@@ -173,7 +173,7 @@ def confint_profile_glmm(
 def profile_glmm(
     result: GlmerResult,
     which: Sequence[str] | str | None = None,
-    level: float = 0.99,
+    level: float | None = None,
     npoints: int = 8,
     *,
     progress: bool = True,
@@ -187,7 +187,8 @@ def profile_glmm(
     which
         Parameter names (or ``"theta_"`` / ``"beta_"``); default all.
     level
-        How far each profile goes: to |zeta| = the normal quantile of ``(1 + level) / 2``.
+        How far each profile goes: to |zeta| = the normal quantile of ``(1 + level) / 2``;
+        default lme4's cutoff, sqrt(qchisq(0.99, number of parameters)).
     npoints
         Profile points on each side of the estimate.
     progress
