@@ -524,7 +524,7 @@ def test_small_models_fit_with_one_blas_thread(monkeypatch: pytest.MonkeyPatch) 
 
     from threadpoolctl import threadpool_info
 
-    from mixedmodels import glmm
+    from mixedmodels.linalg import threads
 
     model = glmer_model("cbpp_laplace")
     before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
@@ -534,5 +534,5 @@ def test_small_models_fit_with_one_blas_thread(monkeypatch: pytest.MonkeyPatch) 
     after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     assert after == before
     # larger dense blocks keep the BLAS threads (cbpp's is the 4 fixed effects)
-    monkeypatch.setattr(glmm, "_SINGLE_THREAD_COLUMNS", model.n_fixef - 1)
+    monkeypatch.setattr(threads, "SMALL_DENSE_COLUMNS", model.n_fixef - 1)
     assert isinstance(model._blas_threads(), nullcontext)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -49,6 +49,7 @@ from .families import Binomial, Family, get_family
 from .formula.design import ArrayLike, Design, build_design
 from .linalg.assemble import CrossProducts, Reweighter, TermData, column_scales
 from .linalg.cholesky import BlockedCholesky, ThetaLayout
+from .linalg.threads import is_small, single_blas_thread
 from .optim import OptSummary, minimize_theta, minimize_with_gradient
 
 __all__ = ["GeneralizedLinearMixedModel", "PirlsError", "glmer"]
@@ -741,12 +742,7 @@ class GeneralizedLinearMixedModel:
         fd = self._fast()
         p = self.n_fixef
         dense = self.q - fd["q1"] + p if fd is not None else self.q + p
-        if dense > _SINGLE_THREAD_COLUMNS or self.nobs * (p + 1) > _SINGLE_THREAD_CELLS:
-            return nullcontext()
-        controller = _blas_controller()
-        if controller is None:
-            return nullcontext()
-        return controller.limit(limits=1, user_api="blas")
+        return single_blas_thread(is_small(dense, self.nobs * (p + 1)))
 
     def optimize(
         self,
@@ -929,27 +925,6 @@ class GeneralizedLinearMixedModel:
         dev, st, mu, _ = criterion(theta, beta, first)
         # factor with the fixed effects, for the unscaled covariance of beta
         return dev, st, mu, self._factor_with_x(theta, st)
-
-
-#: fits whose dense blocks have at most this many columns, and whose model matrix at most
-#: ``_SINGLE_THREAD_CELLS`` entries (with the working response), run with one BLAS thread
-_SINGLE_THREAD_COLUMNS = 300
-_SINGLE_THREAD_CELLS = 5_000_000
-
-_CONTROLLER: list[Any] = []
-
-
-def _blas_controller() -> Any:
-    """A threadpoolctl controller of the BLAS libraries loaded (created once: finding the
-    libraries takes milliseconds, as long as a small fit; None if threadpoolctl fails)."""
-    if not _CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER.append(ThreadpoolController())
-        except Exception:  # pragma: no cover - threadpoolctl cannot inspect this platform
-            _CONTROLLER.append(None)
-    return _CONTROLLER[0]
 
 
 def _floor_weights(w: np.ndarray, wt: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from .errors import ConvergenceWarning, FormulaError, ModelSpecError, SingularFi
 from .formula.design import ArrayLike, Design, build_design
 from .linalg.assemble import CrossProducts, TermData, assemble, column_scales, response_blocks
 from .linalg.cholesky import BlockedCholesky, ThetaLayout
+from .linalg.threads import is_small, single_blas_thread
 from .optim import (
     PREDICTED_DECREASE_MESSAGE,
     OptSummary,
@@ -34,6 +35,10 @@ from .optim import (
 )
 
 __all__ = ["LinearMixedModel", "lmer"]
+
+#: what :class:`LinearMixedModel` caches that depends neither on the response nor on the
+#: criterion (the bounds and the unit start depend on the random-effects columns only)
+_Y_FREE_CACHES = frozenset({"lower", "diagonal", "initial"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,7 +127,7 @@ class LinearMixedModel:
         A = response_blocks(self.A, self.terms_data, d.X, yr, d.weights)
         from dataclasses import replace
 
-        cache = {}
+        cache = {k: v for k, v in self._fast_cache.items() if k in _Y_FREE_CACHES}
         if "fast" in self._fast_cache:
             fast = self._fast_cache["fast"]
             cache["fast"] = None if fast is None else fast.with_response(A)
@@ -132,17 +137,30 @@ class LinearMixedModel:
         """The same model with the other criterion (REML or ML)."""
         from dataclasses import replace
 
-        return replace(self, reml=bool(reml), _fast_cache={})
+        keep = _Y_FREE_CACHES | {"start"}  # the start does not depend on the criterion
+        cache = {k: v for k, v in self._fast_cache.items() if k in keep}
+        return replace(self, reml=bool(reml), _fast_cache=cache)
 
     # -- parameters ------------------------------------------------------------------------------
     @property
     def ntheta(self) -> int:
         return self.layout.ntheta
 
+    def _cached(self, key: str, make: Any) -> Any:
+        """``make()``, computed once per model (the model is immutable)."""
+        cache = self._fast_cache
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
     @property
     def lower_bounds(self) -> np.ndarray:
         """Lower bounds of theta: 0 for template diagonals, -inf otherwise."""
-        return self.layout.lower_bounds()
+        return self._cached("lower", self.layout.lower_bounds).copy()
+
+    def _is_diagonal(self) -> np.ndarray:
+        """Which entries of theta are template diagonals (cached; not to be modified)."""
+        return self._cached("diagonal", self.layout.is_diagonal)
 
     @property
     def theta_names(self) -> list[str]:
@@ -173,6 +191,13 @@ class LinearMixedModel:
             )
         return cache["fast"]
 
+    def _single_thread(self) -> bool:
+        """Whether the fit runs with one BLAS thread: its dense blocks (the terms after the
+        first, X and y, see :class:`~mixedmodels.linalg.fast_lmm.FastObjective`) are small."""
+        A = self.A
+        dense = sum(lv * s for lv, s in A.sizes[1:]) + A.p + 1
+        return is_small(dense, self.nobs * (A.p + 1))
+
     def start_theta(self) -> np.ndarray:
         """Where the optimizer starts: :meth:`initial_theta`, except that each scalar
         random-intercept term (``(1 | g)``) starts at a moment estimate.
@@ -183,6 +208,9 @@ class LinearMixedModel:
         nested designs start within a few per cent of the optimum this way (InstEval: 14
         evaluations instead of 22), and nothing depends on it but the path.
         """
+        return self._cached("start", self._start_theta).copy()
+
+    def _start_theta(self) -> np.ndarray:
         theta0, _ = self.initial_theta()
         d = self.design
         intercepts = [j for j, t in enumerate(self.terms_data) if t.n_effects == 1 and t.z is None]
@@ -220,7 +248,10 @@ class LinearMixedModel:
     def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
         """Starting theta and BOBYQA's initial steps, in the units of the data (see
         :meth:`~mixedmodels.linalg.cholesky.ThetaLayout.scaled_start`)."""
-        return self.layout.scaled_start(self.column_scales())
+        theta0, step = self._cached(
+            "initial", lambda: self.layout.scaled_start(self.column_scales())
+        )
+        return theta0.copy(), step.copy()
 
     @property
     def n_fixef(self) -> int:
@@ -303,107 +334,115 @@ class LinearMixedModel:
         """
         from .results import LmerResult
 
-        _, step = self.initial_theta()
-        x0 = self.start_theta() if start is None else self._check_theta(start)
-        ws = self.workspace()
-        reml = self.reml
-        fast = self.fast_objective()
-        use_gradient = fast is not None and optimizer in ("auto", "lbfgs")
-        if optimizer not in ("auto", "lbfgs", "bobyqa"):
-            raise ModelSpecError("optimizer must be 'auto', 'lbfgs' or 'bobyqa'")
-        if optimizer == "lbfgs" and fast is None:
-            raise ModelSpecError(
-                "the exact gradient (optimizer='lbfgs') is not available for this model: its "
-                "random-effects terms other than the first are too large for a dense block"
-            )
-
-        if fast is not None:
-            f = fast.objective
-        else:
-
-            def f(theta: np.ndarray) -> float:
-                ws.update(theta)
-                return ws.objective(reml)
-
-        opt: OptSummary | None = None
-        if optimize and use_gradient:
-            assert fast is not None
-            scale = step / np.where(self.layout.is_diagonal(), 0.75, 1.0)
-            if start is None:
-                # L-BFGS-B's first trial step is one unit of scale. A moment start is already
-                # close, within about its standard error, theta / sqrt(levels) (the criterion's
-                # curvature in log theta grows like the number of levels): that is its unit
-                # (with theta at least half the default unit, for starts near zero).
-                theta_init, _ = self.initial_theta()
-                moved = (x0 != theta_init) & (x0 > 0)
-                nlev = np.ones_like(x0)
-                for t, off in zip(self.terms_data, self.layout.offsets, strict=False):
-                    nlev[off] = t.nlevels
-                unit = np.maximum(x0, 0.5 * scale) / np.sqrt(nlev)
-                scale = np.where(moved, np.minimum(scale, unit), scale)
-            with FitProgress("lmer", progress) as bar:
-                fg = bar.wrap(fast.objective_gradient)
-                opt = minimize_with_gradient(fg, x0, self.lower_bounds, scale)
-            if opt.return_code < 0 or not np.isfinite(opt.fmin):
-                opt = None  # fall back to the derivative-free optimizer
-        if optimize and opt is None:
-            with FitProgress("lmer", progress) as bar:
-                opt = minimize_theta(
-                    bar.wrap(f),
-                    x0,
-                    self.lower_bounds,
-                    ftol_rel=ftol_rel,
-                    ftol_abs=ftol_abs,
-                    xtol_abs=xtol_abs,
-                    maxeval=maxeval,
-                    initial_step=step,
-                )
-        elif not optimize:
-            if start is None:
+        with single_blas_thread(self._single_thread()):
+            _, step = self.initial_theta()
+            x0 = self.start_theta() if start is None else self._check_theta(start)
+            reml = self.reml
+            fast = self.fast_objective()
+            use_gradient = fast is not None and optimizer in ("auto", "lbfgs")
+            if optimizer not in ("auto", "lbfgs", "bobyqa"):
+                raise ModelSpecError("optimizer must be 'auto', 'lbfgs' or 'bobyqa'")
+            if optimizer == "lbfgs" and fast is None:
                 raise ModelSpecError(
-                    "optimize=False needs start= (the theta to evaluate the model at)"
+                    "the exact gradient (optimizer='lbfgs') is not available for this model: its "
+                    "random-effects terms other than the first are too large for a dense block"
                 )
-            opt = fixed_theta_summary(x0, f(x0), self.lower_bounds)
-        assert opt is not None
-        theta = opt.final
-        singular = bool(np.any(theta[self.layout.is_diagonal()] < 1e-4))
-        conv_warnings: list[str] = []
-        if opt.return_code < 0 or opt.return_code == 5:
-            conv_warnings.append(
-                f"optimizer (LN_BOBYQA) stopped with code {opt.return_code} ({opt.message})"
-            )
-        gradient = None
-        if optimize and check_convergence and fast is not None:
-            gradient = opt.gradient
-            if gradient is None:
-                _, gradient = fast.objective_gradient(theta)
-            # lme4's check scales the gradient by the Hessian (ntheta more gradients); a stop on
-            # the predicted decrease has already shown the Newton step to be negligible
-            if (
-                not singular
-                and np.max(np.abs(gradient), initial=0.0) > 2e-3
-                and opt.message != PREDICTED_DECREASE_MESSAGE
-            ):
-                steps = 1e-4 * np.maximum(np.abs(theta), step)
-                _, H = hessian_from_gradient(
-                    fast.objective_gradient, theta, self.lower_bounds, steps
-                )
-                msg = gradient_message(gradient, H)
-                if msg:
-                    conv_warnings.append(msg)
-        elif optimize and check_convergence and self.ntheta <= 30:
-            gradient, _ = finite_difference_derivatives(f, theta, self.lower_bounds, hessian=False)
-            if not singular:
-                msg = _gradient_check(f, theta, self.lower_bounds, gradient)
-                if msg:
-                    conv_warnings.append(msg)
-        from dataclasses import replace
 
-        opt = replace(opt, gradient=gradient, warnings=tuple(conv_warnings))
-        ws.update(theta)
-        if not ws.ok:  # pragma: no cover - the optimum is always factorable
-            raise ModelSpecError("the model matrix could not be factored at the optimum")
-        result = LmerResult.from_workspace(self, ws, opt, singular)
+            if fast is not None:
+                f = fast.objective
+            else:
+                ws = self.workspace()
+
+                def f(theta: np.ndarray) -> float:
+                    ws.update(theta)
+                    return ws.objective(reml)
+
+            opt: OptSummary | None = None
+            if optimize and use_gradient:
+                assert fast is not None
+                scale = step / np.where(self._is_diagonal(), 0.75, 1.0)
+                if start is None:
+                    # L-BFGS-B's first trial step is one unit of scale. A moment start is already
+                    # close, within about its standard error, theta / sqrt(levels) (the criterion's
+                    # curvature in log theta grows like the number of levels): that is its unit
+                    # (with theta at least half the default unit, for starts near zero).
+                    theta_init, _ = self.initial_theta()
+                    moved = (x0 != theta_init) & (x0 > 0)
+                    if moved.any():
+                        nlev = np.ones_like(x0)
+                        for t, off in zip(self.terms_data, self.layout.offsets, strict=False):
+                            nlev[off] = t.nlevels
+                        unit = np.maximum(x0, 0.5 * scale) / np.sqrt(nlev)
+                        scale = np.where(moved, np.minimum(scale, unit), scale)
+                with FitProgress("lmer", progress) as bar:
+                    fg = bar.wrap(fast.objective_gradient)
+                    opt = minimize_with_gradient(fg, x0, self.lower_bounds, scale)
+                if opt.return_code < 0 or not np.isfinite(opt.fmin):
+                    opt = None  # fall back to the derivative-free optimizer
+            if optimize and opt is None:
+                with FitProgress("lmer", progress) as bar:
+                    opt = minimize_theta(
+                        bar.wrap(f),
+                        x0,
+                        self.lower_bounds,
+                        ftol_rel=ftol_rel,
+                        ftol_abs=ftol_abs,
+                        xtol_abs=xtol_abs,
+                        maxeval=maxeval,
+                        initial_step=step,
+                    )
+            elif not optimize:
+                if start is None:
+                    raise ModelSpecError(
+                        "optimize=False needs start= (the theta to evaluate the model at)"
+                    )
+                opt = fixed_theta_summary(x0, f(x0), self.lower_bounds)
+            assert opt is not None
+            theta = opt.final
+            singular = bool(np.any(theta[self._is_diagonal()] < 1e-4))
+            conv_warnings: list[str] = []
+            if opt.return_code < 0 or opt.return_code == 5:
+                conv_warnings.append(
+                    f"optimizer (LN_BOBYQA) stopped with code {opt.return_code} ({opt.message})"
+                )
+            gradient = None
+            if optimize and check_convergence and fast is not None:
+                gradient = opt.gradient
+                if gradient is None:
+                    _, gradient = fast.objective_gradient(theta)
+                # lme4's check scales the gradient by the Hessian (ntheta more gradients); a stop on
+                # the predicted decrease has already shown the Newton step to be negligible
+                if (
+                    not singular
+                    and gradient.size
+                    and float(np.abs(gradient).max()) > 2e-3
+                    and opt.message != PREDICTED_DECREASE_MESSAGE
+                ):
+                    steps = 1e-4 * np.maximum(np.abs(theta), step)
+                    _, H = hessian_from_gradient(
+                        fast.objective_gradient, theta, self.lower_bounds, steps
+                    )
+                    msg = gradient_message(gradient, H)
+                    if msg:
+                        conv_warnings.append(msg)
+            elif optimize and check_convergence and self.ntheta <= 30:
+                gradient, _ = finite_difference_derivatives(
+                    f, theta, self.lower_bounds, hessian=False
+                )
+                if not singular:
+                    msg = _gradient_check(f, theta, self.lower_bounds, gradient)
+                    if msg:
+                        conv_warnings.append(msg)
+            from dataclasses import replace
+
+            opt = replace(opt, gradient=gradient, warnings=tuple(conv_warnings))
+            result = None if fast is None else LmerResult.from_fast(self, fast, opt, singular)
+            if result is None:
+                ws = self.workspace()
+                ws.update(theta)
+                if not ws.ok:  # pragma: no cover - the optimum is always factorable
+                    raise ModelSpecError("the model matrix could not be factored at the optimum")
+                result = LmerResult.from_workspace(self, ws, opt, singular)
         if warn:
             for msg in self.design.messages:
                 if "rank deficient" in msg:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
+from scipy.linalg import lapack
 
 from .errors import FormulaError, ModelSpecError
 
@@ -638,6 +639,21 @@ class _MixedResult:
         return pd.DataFrame(out, index=index, columns=[f"sim_{k + 1}" for k in range(nsim)])
 
 
+def _lower_inverse(L: np.ndarray) -> np.ndarray:
+    """inv(L) for a lower-triangular L: ``scipy.linalg.solve_triangular(L, I, lower=True)``,
+    the same LAPACK call (``trtrs``) without the wrapper's checks, which cost more than the
+    solve for a few fixed effects."""
+    L = np.asarray(L, dtype=np.float64)
+    eye = np.eye(L.shape[0])
+    if L.flags.f_contiguous:
+        x, info = lapack.dtrtrs(L, eye, lower=1, trans=0)
+    else:  # the transposed system, as solve_triangular solves it for C-ordered input
+        x, info = lapack.dtrtrs(L.T, eye, lower=0, trans=1)
+    if info != 0:  # pragma: no cover - singular: let scipy raise its error
+        return sla.solve_triangular(L, eye, lower=True, check_finite=False)
+    return x
+
+
 @dataclass(frozen=True, eq=False)
 class LmerResult(_MixedResult):
     """A fitted linear mixed model (returned by :func:`mixedmodels.lmer`).
@@ -673,7 +689,6 @@ class LmerResult(_MixedResult):
     objective_value: float
     ml_deviance: float
     vcov_unscaled: np.ndarray = field(repr=False)
-    _factor: BlockedCholesky = field(repr=False)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -684,10 +699,49 @@ class LmerResult(_MixedResult):
         reml = model.reml
         theta = np.array(opt.final, dtype=float)
         beta_work = ws.beta()
-        u_flat = ws.spherical_modes(beta_work)
+        p = model.n_fixef
+        result = cls._make(
+            model, theta, beta_work, ws.spherical_modes(beta_work), ws.pwrss(),
+            ws.Lxyxy[:p, :p], opt, singular, ws.objective(reml), ws.objective(False),
+        )  # fmt: skip
+        object.__setattr__(result, "_factor", ws)
+        return result
+
+    @classmethod
+    def from_fast(
+        cls, model: LinearMixedModel, fast: Any, opt: OptSummary, singular: bool
+    ) -> LmerResult | None:
+        """Collect the estimates at the optimum from the compiled objective's factor
+        (:meth:`~mixedmodels.linalg.fast_lmm.FastObjective.solution`); the blocked factor
+        that conditional variances and prediction intervals need is made when first needed.
+        None if the optimum cannot be factored."""
+        theta = np.array(opt.final, dtype=float)
+        sol = fast.solution(theta)
+        if sol is None:  # pragma: no cover - the optimum is always factorable
+            return None
+        crit = sol.reml_criterion if model.reml else sol.ml_deviance
+        return cls._make(
+            model, theta, sol.beta, sol.u, sol.pwrss, sol.L_X, opt, singular, crit,
+            sol.ml_deviance,
+        )  # fmt: skip
+
+    @classmethod
+    def _make(
+        cls,
+        model: LinearMixedModel,
+        theta: np.ndarray,
+        beta_work: np.ndarray,
+        u_flat: Sequence[np.ndarray],
+        pwrss: float,
+        L_X: np.ndarray,
+        opt: OptSummary,
+        singular: bool,
+        objective: float,
+        ml_deviance: float,
+    ) -> LmerResult:
         beta = beta_work + model.beta_shift
         n, p = model.nobs, model.n_fixef
-        sigma = math.sqrt(ws.pwrss() / (n - p if reml else n))
+        sigma = math.sqrt(pwrss / (n - p if model.reml else n))
         Ts = model.layout.templates(theta)
         u, b = [], []
         for j, t in enumerate(model.design.terms):
@@ -695,7 +749,7 @@ class LmerResult(_MixedResult):
             u.append(uj)
             b.append(uj @ Ts[j].T)
         if p:
-            Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
+            Linv = _lower_inverse(L_X)
             unscaled = Linv.T @ Linv
         else:
             unscaled = np.zeros((0, 0))
@@ -708,11 +762,19 @@ class LmerResult(_MixedResult):
             u=tuple(u),
             optinfo=opt,
             is_singular=singular,
-            objective_value=ws.objective(reml),
-            ml_deviance=ws.objective(False),
+            objective_value=objective,
+            ml_deviance=ml_deviance,
             vcov_unscaled=unscaled,
-            _factor=ws,
         )
+
+    @cached_property
+    def _factor(self) -> BlockedCholesky:
+        """The blocked factor L at the optimum (for conditional variances and prediction
+        intervals), factored when first needed."""
+        ws = self.model.workspace()
+        if not ws.update(self.theta):  # pragma: no cover - the optimum is always factorable
+            raise ModelSpecError("the model matrix could not be factored at the optimum")
+        return ws
 
     # -- basic quantities --------------------------------------------------------------------------
     @property
@@ -1015,7 +1077,7 @@ class LmerResult(_MixedResult):
     def profile(
         self,
         which: Sequence[str] | str | None = None,
-        level: float = 0.99,
+        level: float | None = None,
         npoints: int = 8,
         *,
         progress: bool = True,
@@ -1028,7 +1090,8 @@ class LmerResult(_MixedResult):
         which
             Parameter names (or ``"theta_"`` / ``"beta_"``); default all.
         level
-            How far each profile goes: to |zeta| = the normal quantile of ``(1 + level) / 2``.
+            How far each profile goes: to |zeta| = the normal quantile of ``(1 + level) / 2``;
+            default lme4's cutoff, sqrt(qchisq(0.99, number of parameters)).
         npoints
             Profile points on each side of the estimate.
         progress

@@ -112,3 +112,49 @@ def test_with_response_matches_a_fresh_objective():
     assert v1 == pytest.approx(v2, rel=1e-12)
     np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-9)
     assert v1 == pytest.approx(other.objective(theta), rel=1e-11)
+
+
+SMALL = ["slope", "uncorrelated", "crossed_small", "nested", "vector_rest"]
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+@pytest.mark.parametrize("case", SMALL)
+def test_small_rest_in_one_call_matches_lapack(case, reml, monkeypatch):
+    """A small rest is factored and inverted by the kernels in one call; LAPACK's
+    factorization gives the same criterion and gradient to rounding."""
+    model = _model(case, reml)
+    fused = FastObjective(model.A, model.layout, reml)
+    assert fused.small
+    monkeypatch.setattr(FastObjective, "small_rest", 0)
+    lapack = FastObjective(model.A, model.layout, reml)
+    assert not lapack.small
+    theta = _theta(model)
+    v1, g1 = fused.objective_gradient(theta)
+    v2, g2 = lapack.objective_gradient(theta)
+    assert v1 == pytest.approx(v2, rel=1e-13)
+    np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-9 * max(1.0, abs(v1)))
+    assert fused.objective(theta) == v1
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+@pytest.mark.parametrize("case", [*SMALL, "crossed", "weighted"])
+def test_solution_matches_the_blocked_factor(case, reml):
+    """beta, u, r^2, the fixed-effects block of L and both criteria from the compiled
+    objective's factor, against the blocked factorization."""
+    model = _model(case, reml)
+    fo = FastObjective(model.A, model.layout, reml)
+    theta = _theta(model)
+    sol = fo.solution(theta)
+    assert sol is not None
+    ws = model.workspace()
+    assert ws.update(theta)
+    beta = ws.beta()  # of the residualized response: rounding-level numbers plus beta_shift
+    scale = max(1.0, float(np.abs(model.beta_shift).max()))
+    np.testing.assert_allclose(sol.beta, beta, rtol=1e-9, atol=1e-10 * scale)
+    for u_fast, u_ws in zip(sol.u, ws.spherical_modes(beta), strict=True):
+        np.testing.assert_allclose(u_fast, u_ws, rtol=1e-8, atol=1e-9 * np.abs(u_ws).max())
+    assert sol.pwrss == pytest.approx(ws.pwrss(), rel=1e-11)
+    p = model.n_fixef
+    np.testing.assert_allclose(np.abs(sol.L_X), np.abs(ws.Lxyxy[:p, :p]), rtol=1e-10, atol=1e-12)
+    assert sol.reml_criterion == pytest.approx(ws.objective(True), rel=1e-12)
+    assert sol.ml_deviance == pytest.approx(ws.objective(False), rel=1e-12)

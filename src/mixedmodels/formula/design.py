@@ -20,11 +20,14 @@ Conventions follow R / lme4 so that results agree with theirs:
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 import functools
 import itertools
+import keyword
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -152,7 +155,9 @@ class Design:
     frame
         The data the model was built from: the rows used and the columns the formula needs,
         prepared (booleans as categoricals, unused categories dropped). Reduced and refitted
-        models (likelihood-ratio tests, random-effects tests) are built from it.
+        models (likelihood-ratio tests, random-effects tests) are built from it. It may be
+        made on first use (from a copy-on-write snapshot of the data taken when the design was
+        built), so that a fit that never needs it does not pay for it.
     fixed_spec
         The formulaic model spec for the fixed part (to build ``X`` on new data), or ``None``
         when there are no fixed effects.
@@ -193,8 +198,17 @@ class Design:
     fixed_columns: tuple[int, ...] = field(default=())
     all_fixef_names: tuple[str, ...] = field(default=())
     fixed_terms: tuple[FixedTerm, ...] = field(default=())
-    frame: pd.DataFrame | None = field(default=None, repr=False)
+    _frame: pd.DataFrame | Callable[[], pd.DataFrame] | None = field(default=None, repr=False)
     trials: np.ndarray | None = None
+
+    @property
+    def frame(self) -> pd.DataFrame | None:
+        """The prepared data (see the class's attributes); made on first use if need be."""
+        f = self._frame
+        if callable(f):
+            f = f()
+            object.__setattr__(self, "_frame", f)
+        return f
 
     @property
     def has_intercept(self) -> bool:
@@ -417,48 +431,81 @@ class NumericSpec:
         return self.column_names
 
     def get_model_matrix(self, frame: pd.DataFrame, na_action: str | None = None) -> np.ndarray:
-        out = np.empty((len(frame), len(self.terms)))
-        for j, term in enumerate(self.terms):
-            if not term:
-                out[:, j] = 1.0
-                continue
-            for k, name in enumerate(term):
-                s = frame[name]
-                if not _is_plain_numeric(s):
-                    raise DataError(f"column {name!r} must be numeric, not {s.dtype}")
-                if k == 0:
-                    out[:, j] = s.to_numpy(dtype=float)
-                else:
-                    out[:, j] *= s.to_numpy(dtype=float)
-        return out
+        def column(name: str) -> np.ndarray:
+            s = frame[name]
+            if not _is_plain_numeric(s):
+                raise DataError(f"column {name!r} must be numeric, not {s.dtype}")
+            return s.to_numpy(dtype=float)
+
+        return _numeric_matrix(self.terms, column, len(frame))
+
+
+def _numeric_matrix(
+    terms: Sequence[tuple[str, ...]],
+    column: Callable[[str], np.ndarray],
+    n: int,
+    *,
+    rows: bool = False,
+) -> np.ndarray:
+    """The model matrix of products of numeric columns, (n, terms) or with ``rows`` its
+    transpose (terms, n), C-ordered; ``column`` gives a column's values."""
+    out = np.empty((len(terms), n) if rows else (n, len(terms)))
+    for j, term in enumerate(terms):
+        dst = out[j] if rows else out[:, j]
+        if not term:
+            dst[...] = 1.0
+            continue
+        for k, name in enumerate(term):
+            if k == 0:
+                dst[...] = column(name)
+            else:
+                dst *= column(name)
+    return out
 
 
 def _is_plain_numeric(s: pd.Series) -> bool:
     return s.dtype.kind in "iuf"
 
 
-def _numeric_spec(formula: str, frame: pd.DataFrame) -> NumericSpec | None:
-    """A :class:`NumericSpec` when every factor of ``formula`` is a numeric column named as is
-    (no function calls, no categoricals); None otherwise."""
+@functools.lru_cache(maxsize=256)
+def _numeric_terms(formula: str) -> tuple[tuple[str, ...], ...] | None:
+    """The terms of ``formula`` as tuples of variable names when every factor is a name looked
+    up as is (no function calls), without repeated terms; None otherwise or if formulaic cannot
+    read the formula. It depends on the text only (cached)."""
     try:
         parsed = formulaic_formula(formula)
     except Exception:
         return None
     terms = []
     for term in parsed:
-        names = tuple(f.expr for f in term.factors if f.expr != "1")
+        names = []
         for f in term.factors:
             if f.expr == "1":
                 continue
-            lookup = str(f.eval_method).endswith("LOOKUP")
-            if not (lookup and f.expr.isidentifier() and f.expr in frame.columns):
+            if not (str(f.eval_method).endswith("LOOKUP") and f.expr.isidentifier()):
                 return None
-            if not _is_plain_numeric(frame[f.expr]):
-                return None
-        terms.append(names)
+            names.append(f.expr)
+        terms.append(tuple(names))
     if len(set(terms)) != len(terms):
         return None
-    return NumericSpec(tuple(terms), tuple(":".join(t) if t else "Intercept" for t in terms))
+    return tuple(terms)
+
+
+def _numeric_spec_of(terms: tuple[tuple[str, ...], ...]) -> NumericSpec:
+    return NumericSpec(terms, tuple(":".join(t) if t else "Intercept" for t in terms))
+
+
+def _numeric_spec(formula: str, frame: pd.DataFrame) -> NumericSpec | None:
+    """A :class:`NumericSpec` when every factor of ``formula`` is a numeric column named as is
+    (no function calls, no categoricals); None otherwise."""
+    terms = _numeric_terms(formula)
+    if terms is None:
+        return None
+    for term in terms:
+        for name in term:
+            if name not in frame.columns or not _is_plain_numeric(frame[name]):
+                return None
+    return _numeric_spec_of(terms)
 
 
 class _NumericMatrix:
@@ -534,7 +581,7 @@ def _rank_columns(X: np.ndarray, tol: float = 1e-7, block: int = 64) -> list[int
     k = 0  # kept columns so far (the first k columns of Q)
     for j0 in range(0, p, block):
         B = np.array(X[:, j0 : j0 + block], dtype=float)
-        norms = np.linalg.norm(B, axis=0)
+        norms = np.sqrt(np.add.reduce(B * B, axis=0))  # np.linalg.norm's sums, no wrapper
         if k:
             for _ in range(2):  # re-orthogonalise once (Kahan-Parlett "twice is enough")
                 B -= Q[:, :k] @ (Q[:, :k].T @ B)
@@ -547,7 +594,8 @@ def _rank_columns(X: np.ndarray, tol: float = 1e-7, block: int = 64) -> list[int
                 Qb = Q[:, k_block:k]
                 for _ in range(2):
                     v -= Qb @ (Qb.T @ v)
-            rnorm = float(np.linalg.norm(v))
+            flat = v.ravel(order="K")  # np.linalg.norm(v), without its wrapper
+            rnorm = math.sqrt(float(flat.dot(flat)))
             if rnorm < tol * norms[i]:
                 continue
             keep.append(j0 + i)
@@ -665,10 +713,17 @@ def build_design(
     Raises
     ------
     FormulaError, DataError, GroupingError, WeightsError
+
+    Notes
+    -----
+    The common case -- a numeric response, fixed and random effects that are products of
+    numeric columns, one grouping variable per term, and data without missing or infinite
+    values -- is built straight from the columns' arrays (:func:`_fast_design`); everything
+    else, and every error, goes through the general path. Both give the same design.
     """
     spec = formula if isinstance(formula, FormulaSpec) else split_formula(formula)
     frame_all = _as_frame(data)
-    if frame_all.columns.duplicated().any():
+    if not frame_all.columns.is_unique:
         dup = frame_all.columns[frame_all.columns.duplicated()].tolist()
         raise DataError(f"the data has duplicated column names: {dup}")
     if spec.response is None and require_response:
@@ -679,7 +734,31 @@ def build_design(
             "use mixedmodels.lm for a model without random effects",
             spec.source,
         )
+    plan = _fast_plan(spec)
+    if plan is not None:
+        design = _fast_design(plan, spec, frame_all, weights, offset, residual_variance)
+        if design is not None:
+            return design
+    return _general_design(
+        spec,
+        frame_all,
+        weights=weights,
+        offset=offset,
+        factor_response=factor_response,
+        residual_variance=residual_variance,
+    )
 
+
+def _general_design(
+    spec: FormulaSpec,
+    frame_all: pd.DataFrame,
+    *,
+    weights: str | ArrayLike | None,
+    offset: str | ArrayLike | None,
+    factor_response: bool,
+    residual_variance: bool,
+) -> Design:
+    """:func:`build_design` for any formula and data (after the checks of the formula)."""
     # -- which columns are used ----------------------------------------------------------------
     response_vars = (
         _required_variables(spec.response, frame_all, "the response", formula=False)
@@ -773,22 +852,8 @@ def build_design(
     _check_one_level_factors(frame, fixed_vars, "fixed effects")
     fixed_formula = _substitute(spec.fixed, poly)
     mm = _design_matrix(fixed_formula, frame, "fixed-effects model matrix", spec.source)
-    X_full = np.asarray(mm, dtype=float)
-    names_full = [r_column_name(str(c), rename) for c in mm.columns]
-    if X_full.shape[1]:
-        for j, name in enumerate(names_full):
-            _check_finite(X_full[:, j], f"fixed-effects column {name!r}")
-    keep = _rank_columns(X_full) if X_full.shape[1] else []
-    dropped = tuple(n for j, n in enumerate(names_full) if j not in keep)
-    if dropped:
-        k = len(dropped)
-        messages.append(
-            f"fixed-effect model matrix is rank deficient so dropping {k} column"
-            f"{'s' if k != 1 else ''} / coefficient{'s' if k != 1 else ''}: {', '.join(dropped)}"
-        )
-    X = np.ascontiguousarray(X_full[:, keep]) if len(keep) != X_full.shape[1] else X_full
-    fixef_names = tuple(names_full[j] for j in keep)
-    fixed_terms = _fixed_terms(mm.model_spec, rename, keep) if X_full.shape[1] else ()
+    fixed = _fixed_part(np.asarray(mm, dtype=float), mm.columns, mm.model_spec, rename)
+    messages.extend(fixed.messages)
 
     # -- offsets -------------------------------------------------------------------------------
     off = None if o_all is None else o_all.copy()
@@ -800,9 +865,82 @@ def build_design(
 
     # -- random effects ------------------------------------------------------------------------
     terms = [_build_term(t, frame, poly, rename, spec.source) for t in spec.random]
+    terms = _order_and_check_terms(terms, len(y), residual_variance)
+
+    data_name = frame_all.attrs.get("name") if hasattr(frame_all, "attrs") else None
+    return Design(
+        formula=spec,
+        response_name=spec.response or "",
+        y=y,
+        X=fixed.X,
+        fixef_names=fixed.names,
+        dropped_fixef=fixed.dropped,
+        fixed_spec=fixed.spec,
+        terms=tuple(terms),
+        weights=w_all,
+        offset=off,
+        row_index=frame.index,
+        n_dropped=n_dropped,
+        data_name=data_name if isinstance(data_name, str) else None,
+        weights_name=weights_name,
+        offset_name=offset_name,
+        messages=tuple(messages),
+        fixed_columns=fixed.keep,
+        all_fixef_names=fixed.all_names,
+        fixed_terms=fixed.terms,
+        _frame=frame,
+        trials=trials,
+    )
+
+
+@dataclass(frozen=True)
+class _FixedPart:
+    X: np.ndarray
+    names: tuple[str, ...]
+    dropped: tuple[str, ...]
+    keep: tuple[int, ...]
+    all_names: tuple[str, ...]
+    terms: tuple[FixedTerm, ...]
+    spec: Any
+    messages: tuple[str, ...]
+
+
+def _fixed_part(
+    X_full: np.ndarray, columns: Sequence[Any], model_spec: Any, rename: Mapping[str, str]
+) -> _FixedPart:
+    """The fixed-effects matrix without its rank-deficient columns, with R's names."""
+    names_full = [r_column_name(str(c), rename) for c in columns]
+    if X_full.shape[1]:
+        for j, name in enumerate(names_full):
+            _check_finite(X_full[:, j], f"fixed-effects column {name!r}")
+    keep = _rank_columns(X_full) if X_full.shape[1] else []
+    dropped = tuple(n for j, n in enumerate(names_full) if j not in keep)
+    messages = []
+    if dropped:
+        k = len(dropped)
+        messages.append(
+            f"fixed-effect model matrix is rank deficient so dropping {k} column"
+            f"{'s' if k != 1 else ''} / coefficient{'s' if k != 1 else ''}: {', '.join(dropped)}"
+        )
+    X = np.ascontiguousarray(X_full[:, keep]) if len(keep) != X_full.shape[1] else X_full
+    return _FixedPart(
+        X=X,
+        names=tuple(names_full[j] for j in keep),
+        dropped=dropped,
+        keep=tuple(keep),
+        all_names=tuple(names_full),
+        terms=_fixed_terms(model_spec, rename, keep) if X_full.shape[1] else (),
+        spec=model_spec if X_full.shape[1] else None,
+        messages=tuple(messages),
+    )
+
+
+def _order_and_check_terms(
+    terms: list[RandomTerm], n: int, residual_variance: bool
+) -> list[RandomTerm]:
+    """The terms in lme4's order, checked for enough observations per level and effect."""
     order = _lme4_term_order([t.nlevels for t in terms])
     terms = [terms[i] for i in order]
-    n = len(y)
     for t in terms:
         if not residual_variance:
             # GLMMs without a scale parameter may have one level per observation
@@ -821,30 +959,261 @@ def build_design(
                 f"its variance components and the residual variance cannot be identified — "
                 f"simplify the term"
             )
+    return terms
 
-    data_name = frame_all.attrs.get("name") if hasattr(frame_all, "attrs") else None
+
+# ---------------------------------------------------------------------------------------------
+# the fast path
+
+
+@dataclass(frozen=True)
+class _FastPlan:
+    """What the fast path needs from a formula (it depends on the text only).
+
+    ``numeric`` lists the columns that must be numeric (the response, then the fixed and
+    random-effects variables, without repeats); ``groups`` the grouping variable of each
+    random-effects term, in the formula's order; ``effects`` each term's columns (None for an
+    intercept only).
+    """
+
+    response: str
+    fixed: NumericSpec
+    effects: tuple[NumericSpec | None, ...]
+    groups: tuple[str, ...]
+    numeric: tuple[str, ...]
+    formula_vars: frozenset[str]
+    used: frozenset[str]
+
+
+@functools.lru_cache(maxsize=256)
+def _fast_plan(spec: FormulaSpec) -> _FastPlan | None:
+    """The fast path's recipe for a formula, or None when the formula needs the general path
+    (transformations, factors in the fixed part, interactions or nesting of grouping factors,
+    offsets, a response that is not a column name)."""
+    resp = spec.response
+    if resp is None or not resp.isidentifier() or keyword.iskeyword(resp) or spec.offsets:
+        return None
+    fixed = _numeric_terms(spec.fixed)
+    if fixed is None:
+        return None
+    effects: list[NumericSpec | None] = []
+    groups: list[str] = []
+    for term in spec.random:
+        if len(term.factors) != 1:
+            return None
+        groups.append(term.factors[0])
+        if term.effects.strip() == "1":
+            effects.append(None)
+            continue
+        eff = _numeric_terms(term.effects)
+        if not eff:
+            return None
+        effects.append(_numeric_spec_of(eff))
+    numeric: dict[str, None] = {resp: None}
+    formula_vars: set[str] = set()
+    for terms in [fixed] + [e.terms for e in effects if e is not None]:
+        for t in terms:
+            for name in t:
+                numeric.setdefault(name, None)
+                formula_vars.add(name)
+    return _FastPlan(
+        response=resp,
+        fixed=_numeric_spec_of(fixed),
+        effects=tuple(effects),
+        groups=tuple(groups),
+        numeric=tuple(numeric),
+        formula_vars=frozenset(formula_vars),
+        used=frozenset(numeric) | frozenset(groups),
+    )
+
+
+def _column_array(frame: pd.DataFrame, name: str) -> tuple[int, Any] | None:
+    """The position and values of a column (an ndarray or a pandas extension array; not to be
+    modified), or None if ``name`` is not a column."""
+    try:
+        loc = frame.columns.get_loc(name)
+    except (KeyError, TypeError):
+        return None
+    if not isinstance(loc, int):
+        return None
+    get = getattr(frame, "_get_column_array", None)
+    if get is not None:  # pandas' own accessor: no Series is made (a Series costs ~10 us)
+        try:
+            return loc, get(loc)
+        except Exception:  # pragma: no cover - a pandas without it
+            pass
+    return loc, frame.iloc[:, loc].array  # pragma: no cover
+
+
+class _FrameSnapshot:
+    """``Design.frame`` of the fast path, made when first asked for: the columns used, copied
+    when the design is built (so that later changes to the data do not show), and put together
+    as the general path does (``data[used columns]`` prepared by :func:`_prepare_frame`).
+
+    Copying a few arrays costs a microsecond or two; making the frame costs about a
+    millisecond, which a fit that never needs the frame does not pay.
+    """
+
+    def __init__(
+        self,
+        data: pd.DataFrame,
+        columns: Mapping[str, tuple[int, Any]],
+        formula_vars: frozenset[str],
+    ) -> None:
+        used = sorted(columns.values(), key=lambda lv: lv[0])  # in the data's column order
+        self.positions = [loc for loc, _ in used]
+        self.values = [np.array(v) if isinstance(v, np.ndarray) else v.copy() for _, v in used]
+        self.labels = data.columns  # an Index is immutable
+        self.index = data.index
+        self.attrs = copy.deepcopy(data.attrs) if data.attrs else {}
+        self.formula_vars = set(formula_vars)
+
+    def __call__(self) -> pd.DataFrame:
+        frame = pd.DataFrame(dict(enumerate(self.values)), index=self.index, copy=False)
+        frame.columns = self.labels.take(self.positions)
+        frame.attrs = self.attrs
+        return _prepare_frame(frame, self.formula_vars)[0]
+
+
+def _plain_numeric_values(values: Any) -> np.ndarray | None:
+    """A numpy integer or float column as a read-only view, None for anything else (booleans,
+    extension dtypes) or when it has a missing or infinite value."""
+    if not isinstance(values, np.ndarray) or values.dtype.kind not in "iuf":
+        return None
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        return None
+    return values
+
+
+def _fast_grouping(values: Any) -> tuple[np.ndarray, pd.Index] | None:
+    """Level codes and levels of a grouping variable as the general path makes them (unused
+    categories dropped), or None for what the fast path leaves to it (booleans, objects,
+    missing values, fewer than two levels)."""
+    if values is None:
+        return None
+    if isinstance(values, pd.Categorical):
+        codes = values.codes
+        cats = values.categories
+        if codes.size == 0 or int(codes.min()) < 0:
+            return None
+        used = np.bincount(codes, minlength=len(cats)) > 0
+        if used.all():  # the categories themselves (an Index is immutable)
+            refs = codes.astype(np.int32)
+            levels = cats
+        else:
+            refs = (np.cumsum(used) - 1)[codes].astype(np.int32)
+            levels = cats.take(np.flatnonzero(used))
+    elif (isinstance(values, np.ndarray) and values.dtype.kind in "iuf") or (
+        isinstance(values.dtype, pd.StringDtype)
+    ):
+        if isinstance(values, np.ndarray):
+            if _plain_numeric_values(values) is None:
+                return None
+        elif bool(pd.isna(values).any()):
+            return None
+        codes, uniques = pd.factorize(values, sort=True)
+        refs = codes.astype(np.int64).astype(np.int32)
+        levels = pd.Index(uniques)
+    else:
+        return None
+    if len(levels) < 2:
+        return None
+    return refs, levels
+
+
+def _fast_design(
+    plan: _FastPlan,
+    spec: FormulaSpec,
+    frame_all: pd.DataFrame,
+    weights: str | ArrayLike | None,
+    offset: str | ArrayLike | None,
+    residual_variance: bool,
+) -> Design | None:
+    """:func:`build_design` from the columns' arrays, or None for anything the general path
+    must handle (which also raises every error)."""
+    n = len(frame_all)
+    if n == 0:
+        return None
+    columns: dict[str, tuple[int, Any]] = {}  # name: (position, values) of the columns used
+    for name in plan.used:
+        found = _column_array(frame_all, name)
+        if found is None:
+            return None
+        columns[name] = found
+    numeric: dict[str, np.ndarray] = {}
+    for name in plan.numeric:
+        values = _plain_numeric_values(columns[name][1])
+        if values is None:
+            return None
+        numeric[name] = values
+    grouping: dict[str, tuple[np.ndarray, pd.Index]] = {}
+    for name in plan.groups:
+        if name not in grouping:
+            g = _fast_grouping(columns[name][1])
+            if g is None:
+                return None
+            grouping[name] = g
+    w_all, weights_name = _resolve_vector(weights, frame_all, "weights")
+    if w_all is not None and not (np.isfinite(w_all).all() and (w_all > 0).all()):
+        return None
+    o_all, offset_name = _resolve_vector(offset, frame_all, "offset")
+    if o_all is not None and not np.isfinite(o_all).all():
+        return None
+
+    def column(name: str) -> np.ndarray:
+        return numeric[name]
+
+    y = np.array(numeric[plan.response], dtype=float)
+    X_full = _numeric_matrix(plan.fixed.terms, column, n)
+    fixed = _fixed_part(X_full, plan.fixed.column_names, plan.fixed, {})
+
+    terms = []
+    for t, eff, group in zip(spec.random, plan.effects, plan.groups, strict=True):
+        refs, levels = grouping[group]
+        z = None
+        names: tuple[str, ...] = ("(Intercept)",)
+        if eff is not None:
+            z = _numeric_matrix(eff.terms, column, n, rows=True)
+            names = tuple(r_column_name(c) for c in eff.column_names)
+            for j, name in enumerate(names):
+                _check_finite(z[j], f"column {name!r} of the random-effects term ({t.source})")
+        terms.append(
+            RandomTerm(
+                spec=t,
+                group_name=t.group_name,
+                levels=levels,
+                refs=refs,
+                z=z,
+                effect_names=names,
+                effects_spec=eff,
+            )
+        )
+    terms = _order_and_check_terms(terms, n, residual_variance)
+
+    frame = _FrameSnapshot(frame_all, columns, plan.formula_vars)
+    data_name = frame_all.attrs.get("name")
     return Design(
         formula=spec,
-        response_name=spec.response or "",
+        response_name=plan.response,
         y=y,
-        X=X,
-        fixef_names=fixef_names,
-        dropped_fixef=dropped,
-        fixed_spec=mm.model_spec if X_full.shape[1] else None,
+        X=fixed.X,
+        fixef_names=fixed.names,
+        dropped_fixef=fixed.dropped,
+        fixed_spec=fixed.spec,
         terms=tuple(terms),
         weights=w_all,
-        offset=off,
-        row_index=frame.index,
-        n_dropped=n_dropped,
+        offset=None if o_all is None else o_all.copy(),
+        row_index=frame_all.index,
+        n_dropped=0,
         data_name=data_name if isinstance(data_name, str) else None,
         weights_name=weights_name,
         offset_name=offset_name,
-        messages=tuple(messages),
-        fixed_columns=tuple(keep),
-        all_fixef_names=tuple(names_full),
-        fixed_terms=fixed_terms,
-        frame=frame,
-        trials=trials,
+        messages=fixed.messages,
+        fixed_columns=fixed.keep,
+        all_fixef_names=fixed.all_names,
+        fixed_terms=fixed.terms,
+        _frame=frame,
+        trials=None,
     )
 
 

@@ -13,6 +13,7 @@ The fixed part is everything that is not a bar term, re-rendered as a formulaic 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -204,6 +205,8 @@ def _effects_terms(effects: str, parsed: ParsedFormula, node: Node) -> tuple[boo
 def split_formula(formula: str) -> FormulaSpec:
     """Parse an lme4-style formula and expand its random-effects terms.
 
+    The result depends on the text alone and is immutable, so it is cached (by the text).
+
     Parameters
     ----------
     formula
@@ -219,6 +222,17 @@ def split_formula(formula: str) -> FormulaSpec:
         If the formula is malformed, a bar term is not enclosed in parentheses or is combined
         with other operators, or a grouping factor is not a column name or interaction.
     """
+    if isinstance(formula, str):
+        return _split_formula_cached(formula)
+    return _split_formula(formula)
+
+
+@functools.lru_cache(maxsize=256)
+def _split_formula_cached(formula: str) -> FormulaSpec:
+    return _split_formula(formula)
+
+
+def _split_formula(formula: str) -> FormulaSpec:
     parsed = parse_formula(formula)
     response = None
     if parsed.lhs is not None:

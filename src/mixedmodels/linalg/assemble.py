@@ -16,6 +16,7 @@ Blocks of A (lower triangle only), for random-effects terms 0..m-1 and the [X y]
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -50,8 +51,8 @@ def column_scales(terms: Sequence[TermData]) -> list[np.ndarray]:
         scales = np.ones(t.n_effects)
         for s in range(t.n_effects):
             nz = t.z[s][t.z[s] != 0.0]
-            if nz.size:
-                scales[s] = float(np.sqrt(np.mean(nz * nz)))
+            if nz.size:  # the root mean square (np.mean's sum and division, without its wrapper)
+                scales[s] = math.sqrt(float((nz * nz).sum() / nz.size))
         out.append(scales)
     return out
 

@@ -26,6 +26,7 @@ on the numbers of levels and columns only.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class ThetaLayout:
 
     sizes: tuple[int, ...]  # S_j per term
 
-    @property
+    @functools.cached_property
     def offsets(self) -> tuple[int, ...]:
         out = [0]
         for s in self.sizes:
@@ -72,12 +73,9 @@ class ThetaLayout:
         return self.offsets[-1]
 
     def tril_indices(self, s: int) -> tuple[np.ndarray, np.ndarray]:
-        rows, cols = [], []
-        for c in range(s):
-            for r in range(c, s):
-                rows.append(r)
-                cols.append(c)
-        return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+        """Rows and columns of the lower triangle of an s x s template in lme4's order
+        (read-only arrays, shared)."""
+        return _tril_indices(s)
 
     def lower_bounds(self) -> np.ndarray:
         """0 for the diagonal entries of each template, -inf for the others."""
@@ -138,6 +136,19 @@ class ThetaLayout:
 
     def is_diagonal(self) -> np.ndarray:
         return self.lower_bounds() == 0.0
+
+
+@functools.lru_cache(maxsize=64)
+def _tril_indices(s: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = [], []
+    for c in range(s):
+        for r in range(c, s):
+            rows.append(r)
+            cols.append(c)
+    out = np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def _blockdiag_cholesky(data: np.ndarray) -> bool:

@@ -9,6 +9,7 @@ dense matrix. It applies when the rest is not too large (``max_rest`` columns).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from scipy.linalg import blas, lapack
 from .assemble import CrossProducts
 from .cholesky import ThetaLayout
 
-__all__ = ["FastObjective"]
+__all__ = ["FastObjective", "FastSolution"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -33,6 +34,32 @@ def _kernels() -> Any:
 
         _KERNELS = lmm_kernels
     return _KERNELS
+
+
+@dataclass(frozen=True)
+class FastSolution:
+    """The conditional estimates at a theta (see :meth:`FastObjective.solution`).
+
+    Attributes
+    ----------
+    beta
+        The fixed effects (of the cross-products' response).
+    u
+        The spherical modes of each term, flat (levels x effects, level-major).
+    pwrss
+        The penalized weighted residual sum of squares r^2.
+    L_X
+        The fixed-effects block of the factor (lower triangular, p x p).
+    reml_criterion, ml_deviance
+        The profiled criteria at theta.
+    """
+
+    beta: np.ndarray
+    u: list[np.ndarray]
+    pwrss: float
+    L_X: np.ndarray
+    reml_criterion: float
+    ml_deviance: float
 
 
 class FastObjective:
@@ -54,6 +81,9 @@ class FastObjective:
     heavy_share = 0.07
     #: ... and to at least this many of its entries
     heavy_min = 64
+    #: up to this size of the rest, one compiled call factors it and computes the gradient
+    #: (LAPACK's calls cost more than the arithmetic of a small matrix)
+    small_rest = 64
 
     def __init__(self, A: CrossProducts, layout: ThetaLayout, reml: bool):
         self.A = A
@@ -121,13 +151,12 @@ class FastObjective:
                 val_parts.append(blk.data[:, s, :])
                 term_parts.append(np.full(cols.size, k))
                 grp_parts.append(np.full(cols.size, sk))
-        xy0 = A.xy[0].reshape(p + 1, l1, S1)
-        for r in range(p + 1):
-            lev_parts.append(np.arange(l1))
-            row_parts.append(np.full(l1, m_u + r))
-            val_parts.append(xy0[r])
-            term_parts.append(np.full(l1, -1))
-            grp_parts.append(np.ones(l1, dtype=np.int64))
+        # the X and y rows: every level, rows m_u..m_u+p (as p+1 parts, all at once)
+        lev_parts.append(np.arange((p + 1) * l1) % l1)
+        row_parts.append(np.repeat(np.arange(m_u, m_u + p + 1), l1))
+        val_parts.append(A.xy[0].reshape((p + 1) * l1, S1))
+        term_parts.append(np.full((p + 1) * l1, -1))
+        grp_parts.append(np.ones((p + 1) * l1, dtype=np.int64))
         lev = np.concatenate(lev_parts)
         rows = np.concatenate(row_parts)
         order = np.lexsort((rows, lev))
@@ -149,6 +178,7 @@ class FastObjective:
         self.heavy = (
             np.flatnonzero(nnz >= threshold).astype(np.int64) if m >= 200 else np.zeros(0, np.int64)
         )
+        self.small = m <= self.small_rest and self.heavy.size == 0
 
     def with_response(self, A: CrossProducts) -> FastObjective:
         """The same objective for cross-products that differ only in the response (the
@@ -181,7 +211,15 @@ class FastObjective:
     # -- evaluation ----------------------------------------------------------------------------
     def _factor(self, theta: np.ndarray) -> tuple[bool, Any, Any, Any]:
         """(ok, L11, C, L22): the kernels build the Schur complement of the rest, LAPACK
-        factors it in place (its C-ordered lower triangle is the transposed Fortran upper)."""
+        factors it in place (its C-ordered lower triangle is the transposed Fortran upper);
+        a small rest is factored by the kernels too."""
+        if self.small:
+            return _kernels().factor_small(
+                np.asarray(theta, dtype=float), self.sizes, self.toff, self.A11, self.cval,
+                self.cptr, self.crow, self.rowterm, self.rowgrp, self.A22, self.rterm,
+                self.rlev, self.roff, self.rsize, self.m_u, self.heavy, self.rptr, self.rpos,
+                self.tlev,
+            )  # fmt: skip
         ok, L11, C, E, P = _kernels().build(
             np.asarray(theta, dtype=float), self.sizes, self.toff, self.A11, self.cval,
             self.cptr, self.crow, self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev,
@@ -196,15 +234,45 @@ class FastObjective:
 
     def _value(self, L11: np.ndarray, L22: np.ndarray) -> float:
         ldz, ldx, r2 = _kernels().objective_parts(L11, L22, self.m_u, self.p)
+        return self._criterion(ldz, ldx, r2, self.reml)
+
+    def _criterion(self, ldz: float, ldx: float, r2: float, reml: bool) -> float:
         if not r2 > 0.0:
             return math.inf
         n = self.n
-        if self.reml:
+        if reml:
             nmp = n - self.p
             val = ldz + ldx + nmp * (1.0 + _LOG_2PI + math.log(r2 / nmp))
         else:
             val = ldz + n * (1.0 + _LOG_2PI + math.log(r2 / n))
         return float(val - self.A.sum_log_weights)
+
+    def solution(self, theta: np.ndarray) -> FastSolution | None:
+        """The conditional estimates at theta from the factor (what
+        :class:`~mixedmodels.linalg.cholesky.BlockedCholesky` gives after ``update``, without
+        its symbolic analysis and blocked factorization); None if theta cannot be factored."""
+        theta = np.asarray(theta, dtype=float)
+        ok, L11, C, L22 = self._factor(theta)
+        if not ok:
+            return None
+        k = _kernels()
+        m_u, p = self.m_u, self.p
+        w, u1 = k.solution(L11, C, self.cptr, self.crow, L22, m_u, p)
+        ldz, ldx, r2 = k.objective_parts(L11, L22, m_u, p)
+        u = [u1.reshape(-1)]
+        start = 0
+        for d in self.A.diag[1:]:
+            size = d.shape[0] * d.shape[1]
+            u.append(w[start : start + size])
+            start += size
+        return FastSolution(
+            beta=w[m_u : m_u + p].copy(),
+            u=u,
+            pwrss=float(r2),
+            L_X=np.array(L22[m_u : m_u + p, m_u : m_u + p]),
+            reml_criterion=self._criterion(ldz, ldx, r2, True),
+            ml_deviance=self._criterion(ldz, ldx, r2, False),
+        )
 
     def objective(self, theta: np.ndarray) -> float:
         ok, L11, _, L22 = self._factor(theta)
@@ -216,6 +284,16 @@ class FastObjective:
         """The criterion and its exact gradient in theta."""
         theta = np.asarray(theta, dtype=float)
         grad = np.zeros(theta.size)
+        if self.small:  # one compiled call
+            ok, ldz, ldx, r2 = _kernels().objective_gradient_small(
+                theta, self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow,
+                self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev, self.roff,
+                self.rsize, self.m_u, self.p, self.reml, float(self.n), self.heavy, self.rptr,
+                self.rpos, self.tlev, grad,
+            )  # fmt: skip
+            if not ok:
+                return math.inf, grad
+            return self._criterion(ldz, ldx, r2, self.reml), grad
         ok, L11, C, L22 = self._factor(theta)
         if not ok:
             return math.inf, grad

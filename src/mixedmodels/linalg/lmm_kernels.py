@@ -112,12 +112,12 @@ def _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u):  # pragma: no cover - co
 
 
 @_jit
-def _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1):  # pragma: no cover
-    """(P' A21_l) T_1 for level lv of the first term: (nnz_l, S1)."""
+def _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1, out, tmp):  # pragma: no cover
+    """(P' A21_l) T_1 for level lv of the first term into the first nnz_l rows of ``out``
+    (``tmp``: S1 scratch); returns nnz_l."""
     start = cptr[lv]
     end = cptr[lv + 1]
     nnz = end - start
-    out = np.empty((nnz, S1))
     i = 0
     while i < nnz:
         k = rowterm[start + i]
@@ -140,7 +140,6 @@ def _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1):  # pragma: no 
         for i in range(nnz):
             out[i, 0] *= t
     else:
-        tmp = np.empty(S1)
         for i in range(nnz):
             for c in range(S1):
                 acc = 0.0
@@ -149,7 +148,7 @@ def _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1):  # pragma: no 
                 tmp[c] = acc
             for c in range(S1):
                 out[i, c] = tmp[c]
-    return out
+    return nnz
 
 
 @_jit
@@ -171,6 +170,11 @@ def build(
     C = np.empty(cval.shape)
     ok = True
     M = np.empty((S1, S1))
+    maxnnz = 0
+    for lv in range(l1):
+        maxnnz = max(maxnnz, cptr[lv + 1] - cptr[lv])
+    col = np.empty((maxnnz, S1))  # scratch, reused across levels
+    tmp = np.empty(S1)
     for lv in range(l1):
         # T1' A11 T1 + I
         for r in range(S1):
@@ -187,10 +191,10 @@ def build(
         for r in range(S1):
             for c in range(S1):
                 L11[lv, r, c] = M[r, c]
-        col = _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1)
+        nnz = _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1, col, tmp)
         # col L11^-T: solve X L11' = col row by row
         start = cptr[lv]
-        for i in range(col.shape[0]):
+        for i in range(nnz):
             for c in range(S1):
                 v = col[i, c]
                 for t in range(c):
@@ -320,21 +324,14 @@ def objective_parts(L11, L22, m_u, p):  # pragma: no cover - compiled
 
 
 @_jit
-def gradient(
-    theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-    m_u, p, reml, n, L11, C, L22, Sig, heavy, rptr, rpos, tlev, grad,
-):  # pragma: no cover - compiled  # fmt: skip
-    """The gradient of the profiled deviance (see the module docstring) into ``grad``;
-    ``Sig`` is the inverse of the active leading block of L22 L22' (computed by LAPACK)."""
-    T = templates(theta, sizes, toff)
-    l1 = A11.shape[0]
-    S1 = A11.shape[1]
+def solution(L11, C, cptr, crow, L22, m_u, p):  # pragma: no cover - compiled
+    """The conditional estimates from the factor: (w, u1) with w = (u of the rest, beta) (the
+    spherical modes of the terms after the first, then the fixed effects) and u1 (l1, S1)
+    those of the first term, from the y row of L by back substitution."""
+    l1 = L11.shape[0]
+    S1 = L11.shape[1]
     m = L22.shape[0]
-    K = sizes.shape[0]
-    ntheta = grad.shape[0]
-    ma = m_u + p if reml else m_u  # the active part of the rest
     iy = m_u + p  # the y row
-    # -- solution: u and beta, from the y row of L ------------------------------------------
     w2 = np.empty(m - 1)
     for a in range(m - 1):
         w2[a] = L22[iy, a]
@@ -345,8 +342,10 @@ def gradient(
         for a in range(b):
             w2[a] -= row[a] * wb
     u1 = np.empty((l1, S1))
+    rhs = np.empty(S1)  # scratch, reused across levels
     for lv in range(l1):
-        rhs = np.zeros(S1)
+        for c in range(S1):
+            rhs[c] = 0.0
         start = cptr[lv]
         end = cptr[lv + 1]
         # y row of L in this level's columns is the C entry at row iy (last of the pattern)
@@ -362,6 +361,25 @@ def gradient(
             for b in range(c + 1, S1):
                 acc -= L11[lv, b, c] * u1[lv, b]
             u1[lv, c] = acc / L11[lv, c, c]
+    return w2, u1
+
+
+@_jit
+def gradient(
+    theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
+    m_u, p, reml, n, L11, C, L22, Sig, heavy, rptr, rpos, tlev, grad,
+):  # pragma: no cover - compiled  # fmt: skip
+    """The gradient of the profiled deviance (see the module docstring) into ``grad``;
+    ``Sig`` is the inverse of the active leading block of L22 L22' (computed by LAPACK)."""
+    T = templates(theta, sizes, toff)
+    l1 = A11.shape[0]
+    S1 = A11.shape[1]
+    m = L22.shape[0]
+    K = sizes.shape[0]
+    ntheta = grad.shape[0]
+    ma = m_u + p if reml else m_u  # the active part of the rest
+    iy = m_u + p  # the y row
+    w2, u1 = solution(L11, C, cptr, crow, L22, m_u, p)
     r2 = L22[iy, iy] * L22[iy, iy]
     # b = Lambda u on both parts
     b1 = np.empty((l1, S1))
@@ -584,6 +602,71 @@ def gradient(
         grad[j] = 2.0 * tr[j] + dof / r2 * dr2[j]
     _ = K
     _ = rlev
+
+
+@_jit
+def factor_small(
+    theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
+    m_u, heavy, rptr, rpos, tlev,
+):  # pragma: no cover - compiled  # fmt: skip
+    """:func:`build` and the Cholesky factor of the Schur complement, in one call, for a small
+    rest (no heavy levels): (ok, L11, C, L22), L22 lower triangular (C order). For a few dozen
+    columns a plain loop is as fast as LAPACK, and the calls into LAPACK cost more than the
+    arithmetic."""
+    ok, L11, C, E, _ = build(
+        theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
+        rsize, m_u, heavy, rptr, rpos, tlev,
+    )  # fmt: skip
+    if ok:
+        ok = _small_cholesky(E, E.shape[0])
+    return ok, L11, C, E
+
+
+@_jit
+def _cholesky_inverse(L, ma):  # pragma: no cover - compiled
+    """(L_a L_a')^-1 for the leading ma x ma block L_a of a lower-triangular L, full."""
+    Li = np.zeros((ma, ma))
+    for j in range(ma):
+        Li[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, ma):
+            acc = 0.0
+            for t in range(j, i):
+                acc += L[i, t] * Li[t, j]
+            Li[i, j] = -acc / L[i, i]
+    S = np.empty((ma, ma))
+    for i in range(ma):
+        for j in range(i + 1):
+            acc = 0.0
+            for t in range(i, ma):
+                acc += Li[t, i] * Li[t, j]
+            S[i, j] = acc
+            S[j, i] = acc
+    return S
+
+
+@_jit
+def objective_gradient_small(
+    theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
+    m_u, p, reml, n, heavy, rptr, rpos, tlev, grad,
+):  # pragma: no cover - compiled  # fmt: skip
+    """The criterion's parts and its gradient (into ``grad``) in one call, for a small rest
+    (see :func:`factor_small`): (ok, log|L_Z|^2, log|L_X|^2, r^2). The gradient is computed
+    only where r^2 > 0."""
+    ok, L11, C, L22 = factor_small(
+        theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
+        rsize, m_u, heavy, rptr, rpos, tlev,
+    )  # fmt: skip
+    if not ok:
+        return False, 0.0, 0.0, 0.0
+    ldz, ldx, r2 = objective_parts(L11, L22, m_u, p)
+    if not r2 > 0.0:
+        return True, ldz, ldx, r2
+    Sig = _cholesky_inverse(L22, m_u + p if reml else m_u)
+    gradient(
+        theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
+        rsize, m_u, p, reml, n, L11, C, L22, Sig, heavy, rptr, rpos, tlev, grad,
+    )  # fmt: skip
+    return True, ldz, ldx, r2
 
 
 @_jit
