@@ -18,6 +18,8 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
 
 TOOLS = ("mixedmodels", "lme4", "glmm", "mixedlm", "statsmodels", "bambi")
+#: the tools of a maximum-likelihood case unless it lists its own (Bambi samples)
+FIT_TOOLS = ("mixedmodels", "lme4", "glmm", "mixedlm", "statsmodels")
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Case:
     target: str = ""
     max_repeat: int = 5
     timeout: float = 1800.0
-    tools: tuple[str, ...] = TOOLS
+    tools: tuple[str, ...] = FIT_TOOLS
     tool_timeout: dict[str, float] = field(default_factory=dict)
     statsmodels: dict[str, Any] | None = None  # how statsmodels' MixedLM expresses the model
     group: str = "main"

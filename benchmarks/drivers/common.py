@@ -55,13 +55,20 @@ def warm_then_timed(run: Callable[[], Any], repeat: int) -> tuple[list[float], A
 
 
 def timed(run: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
-    times = []
+    """At least ``repeat`` timed runs; quick runs (a median under 50 ms) go on for at least a
+    second, up to 200 runs, so that the median of a millisecond fit is not three samples'."""
+    times: list[float] = []
     out = None
-    for _ in range(repeat):
+    start = time.perf_counter()
+    while True:
         t0 = time.perf_counter()
         out = run()
         times.append(time.perf_counter() - t0)
-    return times, out
+        if len(times) >= 200 or (
+            len(times) >= repeat
+            and (time.perf_counter() - start >= 1.0 or statistics.median(times) > 0.05)
+        ):
+            return times, out
 
 
 def report(times: list[float], **extra: Any) -> None:
