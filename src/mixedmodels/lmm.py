@@ -437,6 +437,8 @@ class LinearMixedModel:
 
             opt = replace(opt, gradient=gradient, warnings=tuple(conv_warnings))
             result = None if fast is None else LmerResult.from_fast(self, fast, opt, singular)
+            if fast is not None:
+                fast.release()  # the model keeps its objective, not the last factor
             if result is None:
                 ws = self.workspace()
                 ws.update(theta)

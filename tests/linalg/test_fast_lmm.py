@@ -158,3 +158,44 @@ def test_solution_matches_the_blocked_factor(case, reml):
     np.testing.assert_allclose(np.abs(sol.L_X), np.abs(ws.Lxyxy[:p, :p]), rtol=1e-10, atol=1e-12)
     assert sol.reml_criterion == pytest.approx(ws.objective(True), rel=1e-12)
     assert sol.ml_deviance == pytest.approx(ws.objective(False), rel=1e-12)
+
+
+def test_the_last_factor_is_reused_and_never_stale(monkeypatch):
+    """The estimates at the last theta evaluated reuse its factor; another theta, another
+    response (the bootstrap) or a released objective factor afresh, with the same numbers."""
+    model = _model("crossed", True)
+    fo = FastObjective(model.A, model.layout, True)
+    made = []
+    new_factor = FastObjective._new_factor
+
+    def counting(self, theta):
+        made.append(np.array(theta))
+        return new_factor(self, theta)
+
+    monkeypatch.setattr(FastObjective, "_new_factor", counting)
+    theta = _theta(model)
+    value, _ = fo.objective_gradient(theta)
+    fresh = FastObjective(model.A, model.layout, True).solution(theta.copy())
+    sol = fo.solution(theta.copy())  # the same theta (another array): no new factor
+    assert len(made) == 2  # this objective's and the fresh one's
+    assert sol.reml_criterion == value
+    np.testing.assert_array_equal(sol.beta, fresh.beta)
+    fo.objective(theta * 1.1)  # another theta: factored
+    assert len(made) == 3
+    rng = np.random.default_rng(3)
+    other = model.with_response(model.design.y + rng.normal(size=model.nobs))
+    swapped = fo.with_response(other.A)
+    assert swapped.solution(theta * 1.1) is not None and len(made) == 4  # not the old factor
+    reference = FastObjective(other.A, model.layout, True).solution(theta * 1.1)
+    assert len(made) == 5
+    assert swapped.solution(theta * 1.1).pwrss == pytest.approx(reference.pwrss, rel=1e-12)
+    assert len(made) == 5  # the swapped objective's own last factor
+    fo.release()
+    fo.objective(theta * 1.1)
+    assert len(made) == 6  # released: factored again
+
+
+def test_a_fit_keeps_no_factor_in_the_model():
+    model = _model("crossed", True)
+    model.fit(progress=False)
+    assert model.fast_objective()._last is None

@@ -179,6 +179,9 @@ class FastObjective:
             np.flatnonzero(nnz >= threshold).astype(np.int64) if m >= 200 else np.zeros(0, np.int64)
         )
         self.small = m <= self.small_rest and self.heavy.size == 0
+        #: the factor at the theta evaluated last (theta's bytes, the factor): the estimates at
+        #: the optimum, usually the last point evaluated, reuse it (see :meth:`release`)
+        self._last: tuple[bytes, tuple[bool, Any, Any, Any]] | None = None
 
     def with_response(self, A: CrossProducts) -> FastObjective:
         """The same objective for cross-products that differ only in the response (the
@@ -200,7 +203,12 @@ class FastObjective:
             A22[base : base + lk * sk, iy] = A.xy[k][-1]
         A22[self.m_u :, self.m_u :] = A.xyxy
         new.A22 = A22
+        new._last = None
         return new
+
+    def release(self) -> None:
+        """Forget the factor kept from the last evaluation (its memory)."""
+        self._last = None
 
     @classmethod
     def applicable(cls, A: CrossProducts) -> bool:
@@ -212,7 +220,18 @@ class FastObjective:
     def _factor(self, theta: np.ndarray) -> tuple[bool, Any, Any, Any]:
         """(ok, L11, C, L22): the kernels build the Schur complement of the rest, LAPACK
         factors it in place (its C-ordered lower triangle is the transposed Fortran upper);
-        a small rest is factored by the kernels too."""
+        a small rest is factored by the kernels too. The factor is kept until the next call
+        (nothing changes it), and a repeated theta reuses it."""
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        out = self._new_factor(theta)
+        self._last = (key, out)
+        return out
+
+    def _new_factor(self, theta: np.ndarray) -> tuple[bool, Any, Any, Any]:
         if self.small:
             return _kernels().factor_small(
                 np.asarray(theta, dtype=float), self.sizes, self.toff, self.A11, self.cval,
