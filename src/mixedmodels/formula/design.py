@@ -867,24 +867,51 @@ def _general_design(
     terms = [_build_term(t, frame, poly, rename, spec.source) for t in spec.random]
     terms = _order_and_check_terms(terms, len(y), residual_variance)
 
+    return _make_design(
+        spec, frame_all, fixed, terms,
+        response_name=spec.response or "", y=y, weights=w_all, offset=off,
+        row_index=frame.index, n_dropped=n_dropped, weights_name=weights_name,
+        offset_name=offset_name, messages=tuple(messages), frame=frame, trials=trials,
+    )  # fmt: skip
+
+
+def _make_design(
+    spec: FormulaSpec,
+    frame_all: pd.DataFrame,
+    fixed: _FixedPart,
+    terms: Sequence[RandomTerm],
+    *,
+    response_name: str,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    offset: np.ndarray | None,
+    row_index: pd.Index,
+    n_dropped: int,
+    weights_name: str | None,
+    offset_name: str | None,
+    messages: tuple[str, ...],
+    frame: pd.DataFrame | Callable[[], pd.DataFrame],
+    trials: np.ndarray | None,
+) -> Design:
+    """The :class:`Design` of either path, from its fixed part, terms and data."""
     data_name = frame_all.attrs.get("name") if hasattr(frame_all, "attrs") else None
     return Design(
         formula=spec,
-        response_name=spec.response or "",
+        response_name=response_name,
         y=y,
         X=fixed.X,
         fixef_names=fixed.names,
         dropped_fixef=fixed.dropped,
         fixed_spec=fixed.spec,
         terms=tuple(terms),
-        weights=w_all,
-        offset=off,
-        row_index=frame.index,
+        weights=weights,
+        offset=offset,
+        row_index=row_index,
         n_dropped=n_dropped,
         data_name=data_name if isinstance(data_name, str) else None,
         weights_name=weights_name,
         offset_name=offset_name,
-        messages=tuple(messages),
+        messages=messages,
         fixed_columns=fixed.keep,
         all_fixef_names=fixed.all_names,
         fixed_terms=fixed.terms,
@@ -1190,31 +1217,13 @@ def _fast_design(
         )
     terms = _order_and_check_terms(terms, n, residual_variance)
 
-    frame = _FrameSnapshot(frame_all, columns, plan.formula_vars)
-    data_name = frame_all.attrs.get("name")
-    return Design(
-        formula=spec,
-        response_name=plan.response,
-        y=y,
-        X=fixed.X,
-        fixef_names=fixed.names,
-        dropped_fixef=fixed.dropped,
-        fixed_spec=fixed.spec,
-        terms=tuple(terms),
-        weights=w_all,
-        offset=None if o_all is None else o_all.copy(),
-        row_index=frame_all.index,
-        n_dropped=0,
-        data_name=data_name if isinstance(data_name, str) else None,
-        weights_name=weights_name,
-        offset_name=offset_name,
-        messages=fixed.messages,
-        fixed_columns=fixed.keep,
-        all_fixef_names=fixed.all_names,
-        fixed_terms=fixed.terms,
-        _frame=frame,
-        trials=None,
-    )
+    return _make_design(
+        spec, frame_all, fixed, terms,
+        response_name=plan.response, y=y, weights=w_all,
+        offset=None if o_all is None else o_all.copy(), row_index=frame_all.index, n_dropped=0,
+        weights_name=weights_name, offset_name=offset_name, messages=fixed.messages,
+        frame=_FrameSnapshot(frame_all, columns, plan.formula_vars), trials=None,
+    )  # fmt: skip
 
 
 def _fixed_terms(spec: Any, rename: Mapping[str, str], keep: list[int]) -> tuple[FixedTerm, ...]:
