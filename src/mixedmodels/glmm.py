@@ -779,7 +779,7 @@ class GeneralizedLinearMixedModel:
                     # PIRLS with beta at theta0 (compiled), and the scale of each beta
                     _, st0 = self.criterion(theta0, None, self.initial_state())
                     counts["stage1"] = 1
-                    start = (st0.beta, self._beta_scale(theta0, st0))
+                    start = (st0.beta, self._beta_transform(theta0, st0))
                 except PirlsError:
                     start = None
             if start is not None:
@@ -797,7 +797,11 @@ class GeneralizedLinearMixedModel:
         counts: dict[str, int],
         bar: FitProgress | None = None,
     ) -> Optimum | None:
-        """Joint L-BFGS-B over (theta, beta) with the exact gradient; None if it fails."""
+        """Joint L-BFGS-B over (theta, beta) with the exact gradient; None if it fails.
+
+        ``se0`` gives the fixed effects' units: their standard errors (a vector), or a matrix
+        R with R R' their (unscaled) covariance (see :meth:`_beta_transform`).
+        """
         bar = bar if bar is not None else FitProgress("glmer", False)
         nth = self.ntheta
         p = self.n_fixef
@@ -813,12 +817,47 @@ class GeneralizedLinearMixedModel:
             return dev, grad
 
         theta0 = np.asarray(theta0, dtype=float)
-        x0 = np.concatenate([theta0, beta0])
+        beta0 = np.asarray(beta0, dtype=float)
+        se0 = np.asarray(se0, dtype=float)
+        # The search runs in z with beta = beta0 + R z_beta, R R' the unscaled covariance of
+        # beta (only its diagonal where se0 is a vector): the fixed effects' curvature is then
+        # about the identity, without the correlations of an uncentred covariate with the
+        # intercept. theta's unit is its size over the square root of its term's levels (the
+        # criterion's curvature in theta grows like the number of levels). On VerbAgg,
+        # grouseticks and cbpp this halves the evaluations (36 -> 17, 30 -> 16, 16 -> 9).
+        R = se0 if se0.ndim == 2 else np.diag(np.maximum(se0, 1e-4))
+        nlev = np.ones(nth)
+        offsets = self.layout.offsets
+        for k, t in enumerate(self.design.terms):
+            nlev[offsets[k] : offsets[k + 1]] = t.nlevels
+        theta_unit = np.maximum(np.abs(theta0), step / 0.75) / np.sqrt(nlev)
+
+        def to_x(z: np.ndarray) -> np.ndarray:
+            return np.concatenate([z[:nth], beta0 + R @ z[nth:]])
+
+        def fgz(z: np.ndarray) -> tuple[float, np.ndarray]:
+            dev, g = fg(to_x(z))
+            return dev, np.concatenate([g[:nth], R.T @ g[nth:]])
+
+        z0 = np.concatenate([theta0, np.zeros(p)])
         lower = np.concatenate([self.lower_bounds, np.full(p, -np.inf)])
-        scale = np.concatenate([np.maximum(np.abs(theta0), step / 0.75), np.maximum(se0, 1e-4)])
-        opt = minimize_with_gradient(bar.wrap(fg), x0, lower, scale)
-        if opt.return_code < 0 or not math.isfinite(opt.fmin):
+        optz = minimize_with_gradient(
+            bar.wrap(fgz), z0, lower, np.concatenate([theta_unit, np.ones(p)])
+        )
+        if optz.return_code < 0 or not math.isfinite(optz.fmin):
             return None
+        grad = None
+        if optz.gradient is not None:  # back to (theta, beta): g_beta = R^-T g_z
+            gz = np.asarray(optz.gradient, dtype=float)
+            grad = np.concatenate([gz[:nth], np.linalg.solve(R.T, gz[nth:]) if p else gz[nth:]])
+        path = np.asarray(optz.theta_path, dtype=float)
+        opt = replace(
+            optz,
+            initial=to_x(optz.initial),
+            final=to_x(optz.final),
+            theta_path=np.array([to_x(z) for z in path]) if path.size else path,
+            gradient=grad,
+        )
         return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
 
     def _optimize_two_stage(
@@ -884,14 +923,20 @@ class GeneralizedLinearMixedModel:
         opt = minimize_theta(bar.wrap(f2), x0, lower2, initial_step=step2)
         return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
 
-    def _beta_scale(self, theta: np.ndarray, state: _State) -> np.ndarray:
-        """The fixed effects' standard errors from the penalized least-squares factor at the
-        working weights of ``state``: the search units of beta (for effects that vary between
-        groups these are much larger than the GLM's; with the GLM's units L-BFGS-B needs about
-        twice the evaluations on VerbAgg)."""
-        if self.n_fixef == 0:
-            return np.zeros(0)
-        return self._rx_se(self._factor_with_x(theta, state))
+    def _beta_transform(self, theta: np.ndarray, state: _State) -> np.ndarray:
+        """R = L_X^-T (upper triangular, R R' the unscaled covariance of the fixed effects)
+        from the penalized least-squares factor at the working weights of ``state``: the
+        search units of beta. For effects that vary between groups these are much larger than
+        the GLM's; with the GLM's units L-BFGS-B needs about twice the evaluations on VerbAgg.
+        """
+        p = self.n_fixef
+        if p == 0:
+            return np.zeros((0, 0))
+        import scipy.linalg as sla
+
+        ws = self._factor_with_x(theta, state)
+        Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
+        return np.ascontiguousarray(Linv.T)
 
     def _factor_with_x(self, theta: np.ndarray, st: _State) -> BlockedCholesky:
         """The blocked factor with the fixed effects at the working weights of ``st``."""

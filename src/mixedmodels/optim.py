@@ -299,7 +299,9 @@ def minimize_with_gradient(
     Stops when the projected gradient in the scaled coordinates is below ``gtol`` (the
     objective is then within about gtol^2 / curvature of the minimum, far below 1e-8 for a
     deviance), when the decrease still to be had, estimated from the gradient and the
-    curvature along the last step, is below 1e-10 (or 1e-14 of the objective), or when the
+    curvature along the last step, is below 1e-10 or 1e-12 of the objective (the relative
+    tolerance MixedModels.jl's optimizer stops at; a deviance of 2e5 is then within 2e-7 of
+    its minimum, far below what any printed figure shows), or when the
     relative decrease of the objective is below ``ftol``. A line search that can make no more
     progress at a point where the gradient is already small counts as converged. If the
     optimizer ends at a point worse than one it evaluated on the way, it restarts there.
@@ -340,9 +342,9 @@ def minimize_with_gradient(
 
     def on_iteration(z: np.ndarray, fz: float) -> bool:
         # Stop once the decrease still to be had, |g|^2 / (2 c) with c the curvature along the
-        # last step (secant), is below 1e-10 or the rounding level of the objective. For large
-        # data the gradient of a deviance cannot be driven below gtol (its curvature grows with
-        # n) while the deviance is already at its rounding level. (A handful of numbers: plain
+        # last step (secant), is below 1e-10 or 1e-12 of the objective. For large data the
+        # gradient of a deviance cannot be driven below gtol (its curvature grows with n) while
+        # the deviance is already within 1e-12 of its minimum. (A handful of numbers: plain
         # Python floats cost less than numpy's calls.)
         gs = zgrads.get(z.tobytes())
         if gs is None:
@@ -361,7 +363,7 @@ def minimize_with_gradient(
                 dg += step * (g - h)
                 gg += g * g
             curv = dg / max(dz, 1e-300)
-            floor = max(1e-10, 1e-14 * abs(float(fz)))  # rounding level
+            floor = max(1e-10, 1e-12 * abs(float(fz)))
             if curv > 0 and all(abs(g) <= 1e-3 for g in gz) and gg / (2 * curv) < floor:
                 stopped["flag"] = True
                 return True
