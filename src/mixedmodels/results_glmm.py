@@ -130,11 +130,13 @@ class GlmerResult(_MixedResult):
                     return math.inf
 
             # steps in the units of each parameter: relative for theta (in the units of its
-            # column) and a thousandth of a standard error for beta
+            # column) and a fraction of a standard error for beta; forward differences of the
+            # exact gradient need smaller steps than central ones (or differences of values)
             _, theta_scale = model.initial_theta()
             se_unscaled = np.sqrt(np.diag(vcov_rx) / scale) if p else np.zeros(0)
+            rel_theta, rel_beta = (1e-5, 1e-5) if model.has_gradient else (1e-4, 1e-3)
             steps = np.concatenate(
-                [1e-4 * np.maximum(np.abs(theta), theta_scale), 1e-3 * se_unscaled]
+                [rel_theta * np.maximum(np.abs(theta), theta_scale), rel_beta * se_unscaled]
             )
             H: np.ndarray | None
             if model.has_gradient:
@@ -146,7 +148,7 @@ class GlmerResult(_MixedResult):
                         return math.inf, np.full(z.size, np.nan)
                     return dev, g
 
-                grad, H = hessian_from_gradient(fg, x, lower, steps)
+                grad, H = hessian_from_gradient(fg, x, lower, steps, central=False)
             else:
                 grad, H = finite_difference_derivatives(f, x, lower, hessian=True, step=steps)
             hessian = H
