@@ -145,15 +145,14 @@ def main(argv: list[str] | None = None) -> int:
                 if rnd > 0 and not _another_round(entry.get(tool)):
                     continue
                 res = run_tool(tool, case, args.repeat, args.envs)
-                if rnd == 0 or res.get("status") != "ok":
-                    if rnd == 0:
-                        entry[tool] = res
-                        if res.get("status") == "ok" and "seconds" in res:
-                            res["round_seconds"] = [res["seconds"]]
-                else:
-                    _merge_round(entry[tool], res)
-                    res = entry[tool]
+                if rnd == 0:
+                    entry[tool] = res
+                    if res.get("status") == "ok" and "seconds" in res:
+                        res["round_seconds"] = [res["seconds"]]
                 shown = f"{res['seconds']:.4g} s" if res.get("status") == "ok" else res["status"]
+                if rnd > 0 and res.get("status") == "ok":
+                    _merge_round(entry[tool], res)
+                    shown += f" (median of the rounds so far {entry[tool]['seconds']:.4g} s)"
                 if res.get("status") == "ok" and "ess_per_second" in res:
                     shown += f", ESS/s {res['ess_per_second']:.4g}"
                 print(f"{name:22s} {tool:12s} round {rnd + 1}: {shown}", flush=True)
