@@ -924,19 +924,12 @@ class GeneralizedLinearMixedModel:
         return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
 
     def _beta_transform(self, theta: np.ndarray, state: _State) -> np.ndarray:
-        """R = L_X^-T (upper triangular, R R' the unscaled covariance of the fixed effects)
-        from the penalized least-squares factor at the working weights of ``state``: the
-        search units of beta. For effects that vary between groups these are much larger than
-        the GLM's; with the GLM's units L-BFGS-B needs about twice the evaluations on VerbAgg.
-        """
-        p = self.n_fixef
-        if p == 0:
+        """:meth:`_rx_transform` of the factor at the working weights of ``state``: the search
+        units of beta. For effects that vary between groups these are much larger than the
+        GLM's; with the GLM's units L-BFGS-B needs about twice the evaluations on VerbAgg."""
+        if self.n_fixef == 0:
             return np.zeros((0, 0))
-        import scipy.linalg as sla
-
-        ws = self._factor_with_x(theta, state)
-        Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
-        return np.ascontiguousarray(Linv.T)
+        return self._rx_transform(self._factor_with_x(theta, state))
 
     def _factor_with_x(self, theta: np.ndarray, st: _State) -> BlockedCholesky:
         """The blocked factor with the fixed effects at the working weights of ``st``."""
@@ -951,14 +944,21 @@ class GeneralizedLinearMixedModel:
         ws.update(theta)
         return ws
 
-    def _rx_se(self, ws: BlockedCholesky) -> np.ndarray:
+    def _rx_transform(self, ws: BlockedCholesky) -> np.ndarray:
+        """R = L_X^-T (upper triangular; R R' is the unscaled covariance of the fixed effects)
+        from the penalized least-squares factor ``ws``."""
         p = self.n_fixef
-        if p == 0:
-            return np.zeros(0)
         import scipy.linalg as sla
 
         Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
-        return np.sqrt(np.sum(Linv * Linv, axis=0))
+        return np.ascontiguousarray(Linv.T)
+
+    def _rx_se(self, ws: BlockedCholesky) -> np.ndarray:
+        """The fixed effects' unscaled standard errors from the factor ``ws``."""
+        if self.n_fixef == 0:
+            return np.zeros(0)
+        R = self._rx_transform(ws)
+        return np.sqrt(np.sum(R * R, axis=1))
 
     def state_at(
         self, theta: np.ndarray, beta: np.ndarray, start: _State | None = None
