@@ -74,6 +74,22 @@ def test_predict_with_factor_covariates():
     np.testing.assert_allclose(fit.predict(cake.iloc[:30]), fit.fitted().iloc[:30], rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "formula",
+    ["Reaction ~ Days + shift + (1 | Subject)", "Reaction ~ Days * shift + (1 | Subject)"],
+)
+def test_predict_rejects_new_levels_of_a_fixed_factor(formula):
+    """A fixed effect cannot be predicted for a level the model was not fitted with, whether
+    the factor's columns were built directly (main effect) or by formulaic (interaction)."""
+    sleep = mm.datasets.load("sleepstudy")
+    sleep["shift"] = np.where(sleep["Subject"].astype(int) % 2 == 0, "day", "night")
+    fit = mm.lmer(formula, sleep)
+    new = sleep.iloc[:3].assign(shift=["day", "swing", "night"])
+    with pytest.raises(mm.DataError, match="swing"):
+        fit.predict(new)
+    np.testing.assert_allclose(fit.predict(sleep.iloc[:20]), fit.fitted().iloc[:20], rtol=1e-12)
+
+
 def test_predict_with_offset_column():
     fit = fitted_case("sleepstudy_offset_reml")
     sleep = mm.datasets.load("sleepstudy").assign(off=lambda d: 2.5 * d["Days"])

@@ -673,11 +673,55 @@ def test_numeric_fast_path_matches_formulaic(formula):
     np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref, dtype=float))
 
 
+@pytest.mark.parametrize(
+    "formula",
+    ["x + f", "f + x + g", "0 + f", "0 + x + f + g", "f - 1 + s", "x * z + g", "1 + i + s"],
+)
+def test_factor_main_effects_match_formulaic(formula):
+    """Main effects of unordered factors (categoricals of strings or numbers, string columns)
+    are built with numpy too: treatment contrasts, or every level for the first factor of a
+    model without an intercept. Names, order and values must be formulaic's, and new data
+    must be coded with the fitted levels."""
+    from formulaic import model_matrix
+
+    from mixedmodels.formula.design import _numeric_spec, _NumericMatrix
+
+    rng = np.random.default_rng(4)
+    n = 30
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "z": rng.integers(0, 5, n),
+            "f": pd.Categorical(rng.choice(list("cab"), n), categories=list("abcd")),
+            "g": rng.choice(["lo", "mid", "hi"], n).astype(object),
+            "s": rng.choice(["u", "v"], n),  # strings (dtype str, or object before pandas 3)
+            "i": pd.Categorical(rng.choice([3, 1, 2], n)),
+        }
+    ).assign(f=lambda d: d["f"].cat.remove_unused_categories())
+    spec = _numeric_spec(formula, frame)
+    assert spec is not None and spec.factors
+    ours = _NumericMatrix(spec, frame)
+    ref = model_matrix(formula, frame)
+    assert list(ours.columns) == [str(c) for c in ref.columns]
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref, dtype=float))
+    new = frame.iloc[[5, 0, 17]]
+    np.testing.assert_array_equal(
+        spec.get_model_matrix(new), np.asarray(ref.model_spec.get_model_matrix(new), dtype=float)
+    )
+    if "g" in formula:
+        with pytest.raises(mixedmodels.DataError, match=r"column 'g' has levels .*'top'"):
+            spec.get_model_matrix(new.assign(g=["lo", "top", "hi"]))
+
+
 def test_numeric_fast_path_declines_factors_and_calls():
     from mixedmodels.formula.design import _numeric_spec
 
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "f": ["a", "b", "a"], "b": [True, False, True]})
-    assert _numeric_spec("x + f", frame) is None
+    assert _numeric_spec("x:f", frame) is None  # a factor in an interaction
+    assert _numeric_spec("x + f:x", frame) is None
+    o = frame.assign(f=pd.Categorical(frame["f"], ordered=True))  # polynomial contrasts
+    assert _numeric_spec("x + f", o) is None
+    assert _numeric_spec("x + f", frame.assign(f=["a", 1, "a"])) is None  # mixed objects
     assert _numeric_spec("x + b", frame) is None
     assert _numeric_spec("np.log(x)", frame) is None
     assert _numeric_spec("I(x**2)", frame) is None

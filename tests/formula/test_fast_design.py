@@ -22,7 +22,7 @@ def _general(formula: str, data: pd.DataFrame, **kw: Any) -> Design:
         data,
         weights=kw.get("weights"),
         offset=kw.get("offset"),
-        factor_response=False,
+        factor_response=kw.get("factor_response", False),
         residual_variance=kw.get("residual_variance", True),
     )
 
@@ -118,6 +118,11 @@ def _frame(n: int = 60, seed: int = 1) -> pd.DataFrame:
             "gs": pd.array(np.array(["p", "q", "r", "s"])[h], dtype="string"),
             "gf": h.astype(float) / 2,
             "o": rng.normal(size=n),
+            "m": rng.integers(0, 5, n),
+            "nt": np.full(n, 6),
+            "r": pd.Categorical(np.where(rng.uniform(size=n) < 0.4, "yes", "no")),
+            "rb": rng.uniform(size=n) < 0.4,
+            "rs": np.where(rng.uniform(size=n) < 0.4, "Y", "N").astype(object),
         }
     ).set_axis(pd.Index(np.arange(100, 100 + n), name="row"))
 
@@ -138,12 +143,23 @@ CASES = [
     ("y ~ x + (1 | g)", {"offset": "o"}),
     ("y ~ x + (1 | g)", {"offset": np.linspace(-1, 1, 60)}),
     ("y ~ x + x:k + (1 | g)", {}),
+    ("y ~ x + gs + (1 | g)", {}),
+    ("y ~ 0 + gs + x + (1 | g)", {}),
+    ("y ~ 0 + x + gs + g + (1 | gi)", {}),
+    ("y ~ g + k + x:k + (x | gi)", {}),
+    ("y ~ x + (1 | go)", {}),
+    ("cbind(m, nt - m) ~ x + gs + (1 | g)", {"residual_variance": False}),
+    ("cbind(m, 6 - m) ~ x + (1 | g)", {"residual_variance": False}),
+    ("cbind(m, nt) ~ x + (1 | g)", {"residual_variance": False}),
+    ("r ~ x + gs + (1 | g)", {"factor_response": True, "residual_variance": False}),
+    ("rs ~ x + (1 | g)", {"factor_response": True, "residual_variance": False}),
+    ("rb ~ x + (1 | g)", {"factor_response": True, "residual_variance": False}),
 ]
 
 
 @pytest.mark.parametrize(("formula", "kw"), CASES, ids=[f"{f} {list(k)}" for f, k in CASES])
 def test_fast_path_gives_the_general_design(formula, kw, monkeypatch):
-    df = _frame()
+    df = _frame().assign(go=lambda d: d["gs"].astype(object))
     df.attrs["name"] = "simulated"
     assert _fast_plan(split_formula(formula)) is not None
     assert _uses_fast_path(monkeypatch, formula, df, **kw)
@@ -184,7 +200,13 @@ def test_fast_path_sleepstudy(monkeypatch):
         ("y ~ x + (1 | gs)", lambda d: d.assign(gs=d["gs"].where(d.index % 7 != 0))),
         ("y ~ x + (1 | b)", lambda d: d.assign(b=d["x"] > 0)),  # boolean grouping
         ("y ~ b + (1 | g)", lambda d: d.assign(b=d["x"] > 0)),  # boolean fixed effect
-        ("y ~ x + (1 | go)", lambda d: d.assign(go=d["gs"].astype(object))),
+        ("y ~ x + (1 | go)", lambda d: d.assign(go=d["gs"].astype(object).where(d.x > 1))),
+        ("y ~ x + (1 | go)", lambda d: d.assign(go=[("a" if v > 0 else 1) for v in d.x])),
+        ("y ~ f + (1 | g)", lambda d: d.assign(f=d["gs"].astype("category").cat.as_ordered())),
+        ("y ~ x + f:x + (1 | g)", lambda d: d.assign(f=d["gs"].astype(object))),
+        ("y ~ gs + (1 | g)", lambda d: d.assign(gs=d["gs"].where(d.index % 7 != 0))),
+        ("cbind(m, nt - m) ~ x + (1 | g)", lambda d: d.assign(m=d["m"] + 0.5)),  # warns
+        ("cbind(m, nt - m) ~ x + (1 | g)", lambda d: d.assign(m=d["m"].where(d.x > 0))),
         ("y ~ x + (1 | g)", lambda d: d.assign(x=d["x"].astype("Float64"))),
     ],
 )
@@ -209,7 +231,7 @@ def test_formulas_for_the_general_path(formula):
     assert _fast_plan(split_formula(formula)) is None
 
 
-@pytest.mark.parametrize("formula", ["y ~ g + (1 | gi)", "y ~ x + (g | gi)"])
+@pytest.mark.parametrize("formula", ["y ~ x + (g | gi)", "y ~ x + (0 + g | gi)"])
 def test_factors_in_the_effects_take_the_general_path(formula, monkeypatch):
     df = _frame()
     assert not _uses_fast_path(monkeypatch, formula, df)
@@ -239,6 +261,14 @@ def test_errors_come_from_the_general_path():
         build_design("y ~ xx + (1 | g)", df)
     with pytest.raises(GroupingError, match="levels for"):
         build_design("y ~ x + (1 | r)", df.assign(r=np.arange(len(df))))
+    with pytest.raises(DataError, match=r"'gs' is used as a factor .* only one level"):
+        build_design("y ~ gs + (1 | g)", df.assign(gs="p"))
+    with pytest.raises(DataError, match="failures must not be negative"):
+        build_design("cbind(m, nt - m) ~ x + (1 | g)", df.assign(nt=df["m"] - 1))
+    with pytest.raises(DataError, match="factor with 4 levels"):
+        build_design("gs ~ x + (1 | g)", df, factor_response=True)
+    with pytest.raises(DataError, match="'gs' must be numeric"):
+        build_design("gs ~ x + (1 | g)", df)
 
 
 def test_frame_is_a_snapshot_of_the_data():

@@ -27,6 +27,7 @@ import itertools
 import keyword
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -416,28 +417,52 @@ def formulaic_formula(expr: str) -> Any:
 
 @dataclass(frozen=True)
 class NumericSpec:
-    """Recipe for a model matrix whose terms are products of numeric columns (and possibly an
-    intercept): the common case, built with numpy instead of a general formula materializer.
+    """Recipe for a model matrix whose terms are products of numeric columns, an intercept,
+    and main effects of unordered factors (treatment contrasts): the common case, built with
+    numpy instead of a general formula materializer.
 
-    It answers ``get_model_matrix`` like formulaic's ``ModelSpec`` so that prediction on new
-    data treats both alike.
+    ``factors`` gives, for each factor among the terms, its levels and whether it is coded by
+    one indicator per level (R's rule: the first factor of a model without an intercept) or
+    by indicators of all levels but the first. It answers ``get_model_matrix`` like
+    formulaic's ``ModelSpec`` so that prediction on new data treats both alike.
     """
 
     terms: tuple[tuple[str, ...], ...]  # () is the intercept
     column_names: tuple[str, ...]
+    factors: tuple[tuple[str, tuple[Any, ...], bool], ...] = ()  # (name, levels, full coding)
 
     @property
     def columns(self) -> tuple[str, ...]:
         return self.column_names
 
+    def term_widths(self) -> list[int]:
+        """The number of columns of each term."""
+        coding = {name: len(levels) - (not full) for name, levels, full in self.factors}
+        return [coding.get(t[0], 1) if len(t) == 1 else 1 for t in self.terms]
+
     def get_model_matrix(self, frame: pd.DataFrame, na_action: str | None = None) -> np.ndarray:
+        factor_levels = {name: levels for name, levels, _ in self.factors}
+
         def column(name: str) -> np.ndarray:
             s = frame[name]
             if not _is_plain_numeric(s):
                 raise DataError(f"column {name!r} must be numeric, not {s.dtype}")
             return s.to_numpy(dtype=float)
 
-        return _numeric_matrix(self.terms, column, len(frame))
+        def codes(name: str) -> np.ndarray:
+            s = frame[name]
+            values = s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
+            out = pd.Index(factor_levels[name]).get_indexer(pd.Index(values))
+            if (out < 0).any():
+                new = pd.unique(np.asarray(values, dtype=object)[out < 0])
+                shown = ", ".join(map(repr, new[:5])) + (", ..." if len(new) > 5 else "")
+                raise DataError(
+                    f"column {name!r} has levels the model was not fitted with ({shown}); "
+                    f"a fixed effect cannot be predicted for a new level"
+                )
+            return out
+
+        return _numeric_matrix(self.terms, column, len(frame), spec=self, codes=codes)
 
 
 def _numeric_matrix(
@@ -446,12 +471,32 @@ def _numeric_matrix(
     n: int,
     *,
     rows: bool = False,
+    spec: NumericSpec | None = None,
+    codes: Callable[[str], np.ndarray] | None = None,
 ) -> np.ndarray:
     """The model matrix of products of numeric columns, (n, terms) or with ``rows`` its
-    transpose (terms, n), C-ordered; ``column`` gives a column's values."""
-    out = np.empty((len(terms), n) if rows else (n, len(terms)))
-    for j, term in enumerate(terms):
+    transpose (terms, n), C-ordered; ``column`` gives a column's values. With ``spec`` the
+    factors it names are coded as it says, from their level codes (``codes``)."""
+    coding = {name: full for name, _, full in spec.factors} if spec is not None else {}
+    widths = spec.term_widths() if spec is not None else [1] * len(terms)
+    p = sum(widths)
+    out = np.empty((p, n) if rows else (n, p))
+    j = 0
+    for term, width in zip(terms, widths, strict=True):
+        if len(term) == 1 and term[0] in coding:
+            assert codes is not None and not rows
+            c = codes(term[0])
+            block = out[:, j : j + width]
+            block[...] = 0.0
+            if coding[term[0]]:
+                block[np.arange(n), c] = 1.0
+            else:
+                hit = np.flatnonzero(c)
+                block[hit, c[hit] - 1] = 1.0
+            j += width
+            continue
         dst = out[j] if rows else out[:, j]
+        j += 1
         if not term:
             dst[...] = 1.0
             continue
@@ -465,6 +510,48 @@ def _numeric_matrix(
 
 def _is_plain_numeric(s: pd.Series) -> bool:
     return s.dtype.kind in "iuf"
+
+
+def _factor_codes(values: Any, *, ordered: bool = False) -> tuple[np.ndarray, pd.Index] | None:
+    """Level codes (int32) and levels of a factor as the general path and formulaic make them
+    (unused categories dropped, strings sorted), or None for what only the general path handles
+    (booleans, ordered categoricals unless ``ordered``, objects that are not all strings,
+    missing values, fewer than two levels). Numeric arrays are factors here too (grouping
+    variables)."""
+    if values is None:
+        return None
+    if isinstance(values, pd.Categorical):
+        codes = values.codes
+        cats = values.categories
+        if (values.ordered and not ordered) or codes.size == 0 or int(codes.min()) < 0:
+            return None
+        used = np.bincount(codes, minlength=len(cats)) > 0
+        if used.all():  # the categories themselves (an Index is immutable)
+            refs = codes.astype(np.int32)
+            levels = cats
+        else:
+            refs = (np.cumsum(used) - 1)[codes].astype(np.int32)
+            levels = cats.take(np.flatnonzero(used))
+    elif isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+        if _plain_numeric_values(values) is None:
+            return None
+        codes, uniques = pd.factorize(values, sort=True)
+        refs, levels = codes.astype(np.int32), pd.Index(uniques)
+    elif isinstance(values.dtype, pd.StringDtype) or (
+        isinstance(values, np.ndarray)
+        and values.dtype == object
+        and pd.api.types.infer_dtype(values, skipna=False) == "string"
+    ):
+        if bool(pd.isna(values).any()):
+            return None
+        codes, uniques = pd.factorize(values, sort=True)
+        refs = codes.astype(np.int32)
+        levels = pd.Index(uniques, dtype=object if values.dtype == object else None)
+    else:
+        return None
+    if len(levels) < 2:
+        return None
+    return refs, levels
 
 
 @functools.lru_cache(maxsize=256)
@@ -491,21 +578,55 @@ def _numeric_terms(formula: str) -> tuple[tuple[str, ...], ...] | None:
     return tuple(terms)
 
 
-def _numeric_spec_of(terms: tuple[tuple[str, ...], ...]) -> NumericSpec:
-    return NumericSpec(terms, tuple(":".join(t) if t else "Intercept" for t in terms))
+def _numeric_spec_of(
+    terms: tuple[tuple[str, ...], ...], factors: Mapping[str, pd.Index] | None = None
+) -> NumericSpec:
+    """The spec of ``terms``; the names in ``factors`` (single-variable terms) are factors with
+    those levels. Column names are formulaic's (``Intercept``, ``x:z``, ``f[T.b]``, ``f[a]``)."""
+    if not factors:
+        return NumericSpec(terms, tuple(":".join(t) if t else "Intercept" for t in terms))
+    reduced = () in terms  # R: with an intercept every factor is coded by contrasts
+    names: list[str] = []
+    coding = []
+    for t in terms:
+        if len(t) == 1 and t[0] in factors:
+            levels = tuple(factors[t[0]])
+            if reduced:
+                names += [f"{t[0]}[T.{level}]" for level in levels[1:]]
+            else:  # the first factor of a model without an intercept: every level
+                names += [f"{t[0]}[{level}]" for level in levels]
+            coding.append((t[0], levels, not reduced))
+            reduced = True
+        else:
+            names.append(":".join(t) if t else "Intercept")
+    return NumericSpec(terms, tuple(names), tuple(coding))
+
+
+def _array_of(s: pd.Series) -> Any:
+    """A column's values: an ndarray for numpy dtypes, the extension array otherwise."""
+    values = s.array
+    return values.to_numpy() if isinstance(values, pd.arrays.NumpyExtensionArray) else values
 
 
 def _numeric_spec(formula: str, frame: pd.DataFrame) -> NumericSpec | None:
     """A :class:`NumericSpec` when every factor of ``formula`` is a numeric column named as is
-    (no function calls, no categoricals); None otherwise."""
+    (no function calls) or an unordered factor in a term of its own; None otherwise."""
     terms = _numeric_terms(formula)
     if terms is None:
         return None
+    factors: dict[str, pd.Index] = {}
     for term in terms:
         for name in term:
-            if name not in frame.columns or not _is_plain_numeric(frame[name]):
+            if name not in frame.columns:
                 return None
-    return _numeric_spec_of(terms)
+            s = frame[name]
+            if _is_plain_numeric(s):
+                continue
+            found = _factor_codes(_array_of(s)) if len(term) == 1 else None
+            if found is None:
+                return None
+            factors[name] = found[1]
+    return _numeric_spec_of(terms, factors)
 
 
 class _NumericMatrix:
@@ -736,7 +857,9 @@ def build_design(
         )
     plan = _fast_plan(spec)
     if plan is not None:
-        design = _fast_design(plan, spec, frame_all, weights, offset, residual_variance)
+        design = _fast_design(
+            plan, spec, frame_all, weights, offset, residual_variance, factor_response
+        )
         if design is not None:
             return design
     return _general_design(
@@ -997,14 +1120,19 @@ def _order_and_check_terms(
 class _FastPlan:
     """What the fast path needs from a formula (it depends on the text only).
 
-    ``numeric`` lists the columns that must be numeric (the response, then the fixed and
-    random-effects variables, without repeats); ``groups`` the grouping variable of each
-    random-effects term, in the formula's order; ``effects`` each term's columns (None for an
-    intercept only).
+    ``response`` is a column name, or with ``cbind`` the two expressions (sums, differences,
+    products... of columns) of a ``cbind(successes, failures)`` response. ``numeric`` lists the
+    columns that must be numeric (those of a cbind response, the variables of the fixed part's
+    interactions and of the random effects, without repeats); ``fixed_single`` the variables of
+    the fixed part's one-variable terms, numeric columns or factors; ``groups`` the grouping
+    variable of each random-effects term, in the formula's order; ``effects`` each term's
+    columns (None for an intercept only).
     """
 
     response: str
-    fixed: NumericSpec
+    cbind: tuple[str, str] | None
+    fixed_terms: tuple[tuple[str, ...], ...]
+    fixed_single: tuple[str, ...]
     effects: tuple[NumericSpec | None, ...]
     groups: tuple[str, ...]
     numeric: tuple[str, ...]
@@ -1015,11 +1143,29 @@ class _FastPlan:
 @functools.lru_cache(maxsize=256)
 def _fast_plan(spec: FormulaSpec) -> _FastPlan | None:
     """The fast path's recipe for a formula, or None when the formula needs the general path
-    (transformations, factors in the fixed part, interactions or nesting of grouping factors,
-    offsets, a response that is not a column name)."""
+    (transformations, factors in interactions, interactions or nesting of grouping factors,
+    offsets, a response that is neither a column name nor cbind() of arithmetic of columns)."""
     resp = spec.response
-    if resp is None or not resp.isidentifier() or keyword.iskeyword(resp) or spec.offsets:
+    if resp is None or spec.offsets:
         return None
+    numeric: dict[str, None] = {}
+    response_vars: frozenset[str] = frozenset()
+    cbind = None
+    if resp.isidentifier() and not keyword.iskeyword(resp):
+        response_vars = frozenset([resp])
+    else:
+        try:
+            args = _cbind_args(resp)
+        except FormulaError:
+            return None
+        parsed = [_arithmetic_tree(a) for a in args] if args is not None else [None]
+        if args is None or parsed[0] is None or parsed[1] is None:
+            return None
+        cbind = (args[0], args[1])
+        for _, names in parsed:  # type: ignore[misc]
+            for name in sorted(names):
+                numeric.setdefault(name, None)
+        response_vars = frozenset(numeric)
     fixed = _numeric_terms(spec.fixed)
     if fixed is None:
         return None
@@ -1036,21 +1182,23 @@ def _fast_plan(spec: FormulaSpec) -> _FastPlan | None:
         if not eff:
             return None
         effects.append(_numeric_spec_of(eff))
-    numeric: dict[str, None] = {resp: None}
-    formula_vars: set[str] = set()
-    for terms in [fixed] + [e.terms for e in effects if e is not None]:
+    single = tuple(t[0] for t in fixed if len(t) == 1)
+    formula_vars: set[str] = set(single)
+    for terms in [[t for t in fixed if len(t) > 1]] + [e.terms for e in effects if e is not None]:
         for t in terms:
             for name in t:
                 numeric.setdefault(name, None)
                 formula_vars.add(name)
     return _FastPlan(
         response=resp,
-        fixed=_numeric_spec_of(fixed),
+        cbind=cbind,
+        fixed_terms=fixed,
+        fixed_single=single,
         effects=tuple(effects),
         groups=tuple(groups),
         numeric=tuple(numeric),
         formula_vars=frozenset(formula_vars),
-        used=frozenset(numeric) | frozenset(groups),
+        used=frozenset(numeric) | frozenset(groups) | frozenset(single) | response_vars,
     )
 
 
@@ -1096,7 +1244,12 @@ class _FrameSnapshot:
         self.formula_vars = set(formula_vars)
 
     def __call__(self) -> pd.DataFrame:
-        frame = pd.DataFrame(dict(enumerate(self.values)), index=self.index, copy=False)
+        values = {  # object columns stay objects (pandas 3 would make strings of them)
+            i: pd.Series(v, dtype=object, copy=False) if v.dtype == object else v
+            for i, v in enumerate(self.values)
+        }
+        frame = pd.DataFrame(values, copy=False)
+        frame.index = self.index
         frame.columns = self.labels.take(self.positions)
         frame.attrs = self.attrs
         return _prepare_frame(frame, self.formula_vars)[0]
@@ -1112,42 +1265,6 @@ def _plain_numeric_values(values: Any) -> np.ndarray | None:
     return values
 
 
-def _fast_grouping(values: Any) -> tuple[np.ndarray, pd.Index] | None:
-    """Level codes and levels of a grouping variable as the general path makes them (unused
-    categories dropped), or None for what the fast path leaves to it (booleans, objects,
-    missing values, fewer than two levels)."""
-    if values is None:
-        return None
-    if isinstance(values, pd.Categorical):
-        codes = values.codes
-        cats = values.categories
-        if codes.size == 0 or int(codes.min()) < 0:
-            return None
-        used = np.bincount(codes, minlength=len(cats)) > 0
-        if used.all():  # the categories themselves (an Index is immutable)
-            refs = codes.astype(np.int32)
-            levels = cats
-        else:
-            refs = (np.cumsum(used) - 1)[codes].astype(np.int32)
-            levels = cats.take(np.flatnonzero(used))
-    elif (isinstance(values, np.ndarray) and values.dtype.kind in "iuf") or (
-        isinstance(values.dtype, pd.StringDtype)
-    ):
-        if isinstance(values, np.ndarray):
-            if _plain_numeric_values(values) is None:
-                return None
-        elif bool(pd.isna(values).any()):
-            return None
-        codes, uniques = pd.factorize(values, sort=True)
-        refs = codes.astype(np.int64).astype(np.int32)
-        levels = pd.Index(uniques)
-    else:
-        return None
-    if len(levels) < 2:
-        return None
-    return refs, levels
-
-
 def _fast_design(
     plan: _FastPlan,
     spec: FormulaSpec,
@@ -1155,6 +1272,7 @@ def _fast_design(
     weights: str | ArrayLike | None,
     offset: str | ArrayLike | None,
     residual_variance: bool,
+    factor_response: bool,
 ) -> Design | None:
     """:func:`build_design` from the columns' arrays, or None for anything the general path
     must handle (which also raises every error)."""
@@ -1176,7 +1294,7 @@ def _fast_design(
     grouping: dict[str, tuple[np.ndarray, pd.Index]] = {}
     for name in plan.groups:
         if name not in grouping:
-            g = _fast_grouping(columns[name][1])
+            g = _factor_codes(columns[name][1], ordered=True)
             if g is None:
                 return None
             grouping[name] = g
@@ -1187,12 +1305,35 @@ def _fast_design(
     if o_all is not None and not np.isfinite(o_all).all():
         return None
 
+    factors: dict[str, tuple[np.ndarray, pd.Index]] = {}
+    for name in plan.fixed_single:
+        values = columns[name][1]
+        if name in numeric:
+            continue
+        num = _plain_numeric_values(values)
+        if num is not None:
+            numeric[name] = num
+            continue
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+            return None  # a numeric column with missing or infinite values
+        coded = _factor_codes(values)
+        if coded is None:
+            return None
+        factors[name] = coded
+    response = _fast_response(plan, columns[plan.response][1] if plan.cbind is None else None,
+                              numeric, factor_response)  # fmt: skip
+    if response is None:
+        return None
+    y, trials = response
+
     def column(name: str) -> np.ndarray:
         return numeric[name]
 
-    y = np.array(numeric[plan.response], dtype=float)
-    X_full = _numeric_matrix(plan.fixed.terms, column, n)
-    fixed = _fixed_part(X_full, plan.fixed.column_names, plan.fixed, {})
+    fixed_spec = _numeric_spec_of(plan.fixed_terms, {k: v[1] for k, v in factors.items()})
+    X_full = _numeric_matrix(
+        fixed_spec.terms, column, n, spec=fixed_spec, codes=lambda name: factors[name][0]
+    )
+    fixed = _fixed_part(X_full, fixed_spec.column_names, fixed_spec, {})
 
     terms = []
     for t, eff, group in zip(spec.random, plan.effects, plan.groups, strict=True):
@@ -1222,8 +1363,36 @@ def _fast_design(
         response_name=plan.response, y=y, weights=w_all,
         offset=None if o_all is None else o_all.copy(), row_index=frame_all.index, n_dropped=0,
         weights_name=weights_name, offset_name=offset_name, messages=fixed.messages,
-        frame=_FrameSnapshot(frame_all, columns, plan.formula_vars), trials=None,
+        frame=_FrameSnapshot(frame_all, columns, plan.formula_vars), trials=trials,
     )  # fmt: skip
+
+
+def _fast_response(
+    plan: _FastPlan, values: Any, numeric: Mapping[str, np.ndarray], factor_response: bool
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(y, trials) of the fast path, as :func:`_evaluate_response` makes them, or None when
+    the general path must evaluate (or reject) the response."""
+    if plan.cbind is not None:
+        counts = [_arithmetic(a, lambda name: numeric[name].astype(float)) for a in plan.cbind]
+        for c in counts:
+            if c is None or not np.isfinite(c).all() or (c < 0).any():
+                return None
+            if (np.abs(c - np.round(c)) > 1e-3).any():
+                return None  # the general path warns
+        return _binomial_counts(counts[0], counts[1], plan.cbind)  # type: ignore[arg-type]
+    num = _plain_numeric_values(values)
+    if num is not None:
+        return np.array(num, dtype=float), None
+    if isinstance(values, np.ndarray) and values.dtype == bool:
+        return values.astype(float), None
+    if not factor_response or (isinstance(values, np.ndarray) and values.dtype.kind in "iuf"):
+        return None
+    found = _factor_codes(values, ordered=True)
+    if found is None or len(found[1]) != 2 or found[1].dtype == bool:
+        return None
+    if isinstance(values, pd.Categorical) and set(values.categories) <= {False, True}:
+        return None
+    return (found[0] == 1).astype(float), None
 
 
 def _fixed_terms(spec: Any, rename: Mapping[str, str], keep: list[int]) -> tuple[FixedTerm, ...]:
@@ -1231,15 +1400,19 @@ def _fixed_terms(spec: Any, rename: Mapping[str, str], keep: list[int]) -> tuple
     position = {c: i for i, c in enumerate(keep)}
     out = []
     if isinstance(spec, NumericSpec):
-        for j, factors in enumerate(spec.terms):
-            factors = tuple(rename.get(e, e) for e in factors)
+        coded = {name for name, _, _ in spec.factors}
+        start = 0
+        for names, width in zip(spec.terms, spec.term_widths(), strict=True):
+            factors = tuple(rename.get(e, e) for e in names)
+            full = tuple(range(start, start + width))
+            start += width
             out.append(
                 FixedTerm(
                     label=":".join(factors) if factors else "(Intercept)",
                     factors=factors,
-                    numeric=(True,) * len(factors),
-                    columns=(position[j],) if j in position else (),
-                    full_columns=(j,),
+                    numeric=tuple(e not in coded for e in names),
+                    columns=tuple(position[c] for c in full if c in position),
+                    full_columns=full,
                 )
             )
         return tuple(out)
@@ -1297,9 +1470,10 @@ _ARITHMETIC = {
 }
 
 
-def _simple_arithmetic(expr: str, frame: pd.DataFrame) -> np.ndarray | None:
-    """Evaluate +, -, *, /, ** of numeric columns and numbers (optionally inside ``I()``)
-    directly; None for anything else (left to formulaic)."""
+@functools.lru_cache(maxsize=256)
+def _arithmetic_tree(expr: str) -> tuple[ast.AST, frozenset[str]] | None:
+    """The syntax tree of +, -, *, /, ** of names and numbers (optionally inside ``I()``) and
+    the names in it; None for any other expression."""
     try:
         tree = ast.parse(expr.strip(), mode="eval").body
     except SyntaxError:
@@ -1312,36 +1486,68 @@ def _simple_arithmetic(expr: str, frame: pd.DataFrame) -> np.ndarray | None:
         and not tree.keywords
     ):
         tree = tree.args[0]
+    names: set[str] = set()
 
-    def ev(node: ast.AST) -> np.ndarray | float | None:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            if isinstance(node.value, bool):
-                return None
+    def simple(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, int | float) and not isinstance(node.value, bool)
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+            return True
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return simple(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+            return simple(node.left) and simple(node.right)
+        return False
+
+    if not simple(tree) or not names:
+        return None
+    return tree, frozenset(names)
+
+
+def _arithmetic(expr: str, column: Callable[[str], np.ndarray | None]) -> np.ndarray | None:
+    """Evaluate +, -, *, /, ** of numeric columns and numbers (optionally inside ``I()``)
+    directly, ``column`` giving a column's values as floats (None if it is not a numeric
+    column); None for anything else (left to formulaic)."""
+    parsed = _arithmetic_tree(expr)
+    if parsed is None:
+        return None
+    tree, names = parsed
+    values = {}
+    for name in names:
+        v = column(name)
+        if v is None:
+            return None
+        values[name] = v
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant):
+            assert isinstance(node.value, int | float)
             return float(node.value)
         if isinstance(node, ast.Name):
-            if node.id not in frame.columns:
-                return None
-            col = frame[node.id]
-            if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(
-                col.dtype
-            ):
-                return None
-            return col.to_numpy(dtype=float)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            v = ev(node.operand)
-            return None if v is None else -v
-        if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
-            a, b = ev(node.left), ev(node.right)
-            if a is None or b is None:
-                return None
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.asarray(_ARITHMETIC[type(node.op)](a, b), dtype=float)
-        return None
+            return values[node.id]
+        if isinstance(node, ast.UnaryOp):
+            return -ev(node.operand)
+        assert isinstance(node, ast.BinOp)
+        a, b = ev(node.left), ev(node.right)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(_ARITHMETIC[type(node.op)](a, b), dtype=float)
 
-    value = ev(tree)
-    if value is None or np.ndim(value) == 0:
-        return None
-    return np.array(value, dtype=float)
+    return np.array(ev(tree), dtype=float)
+
+
+def _simple_arithmetic(expr: str, frame: pd.DataFrame) -> np.ndarray | None:
+    """:func:`_arithmetic` on the columns of a data frame."""
+
+    def column(name: str) -> np.ndarray | None:
+        if name not in frame.columns:
+            return None
+        col = frame[name]
+        if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+            return None
+        return col.to_numpy(dtype=float)
+
+    return _arithmetic(expr, column)
 
 
 def _evaluate_expression(expr: str, frame: pd.DataFrame, what: str, source: str) -> np.ndarray:
@@ -1362,6 +1568,28 @@ def _evaluate_expression(expr: str, frame: pd.DataFrame, what: str, source: str)
     return values
 
 
+def _binomial_counts(
+    succ: np.ndarray, fail: np.ndarray, args: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(proportion of successes, trials) of ``cbind(successes, failures)``, checked."""
+    if np.any(succ < 0) or np.any(fail < 0):
+        bad = "successes" if np.any(succ < 0) else "failures"
+        nbad = int(np.sum((succ if bad == "successes" else fail) < 0))
+        hint = "successes above the number of trials?" if bad == "failures" else "check the data"
+        raise DataError(
+            f"cbind({args[0]}, {args[1]}): the {bad} must not be negative "
+            f"({nbad} row{'s' if nbad != 1 else ''}; {hint})"
+        )
+    if np.any(np.abs(succ - np.round(succ)) > 1e-3) or np.any(np.abs(fail - np.round(fail)) > 1e-3):
+        import warnings
+
+        warnings.warn("non-integer counts in a binomial glm", UserWarning, stacklevel=5)
+    trials = succ + fail
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(trials > 0, succ / np.where(trials > 0, trials, 1.0), 0.0)
+    return y, trials
+
+
 def _evaluate_response(
     spec: FormulaSpec, frame: pd.DataFrame, factor_response: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -1373,26 +1601,7 @@ def _evaluate_response(
     if args is not None:
         succ = _evaluate_expression(args[0], frame, "the successes", spec.source)
         fail = _evaluate_expression(args[1], frame, "the failures", spec.source)
-        if np.any(succ < 0) or np.any(fail < 0):
-            bad = "successes" if np.any(succ < 0) else "failures"
-            nbad = int(np.sum((succ if bad == "successes" else fail) < 0))
-            hint = (
-                "successes above the number of trials?" if bad == "failures" else "check the data"
-            )
-            raise DataError(
-                f"cbind({args[0]}, {args[1]}): the {bad} must not be negative "
-                f"({nbad} row{'s' if nbad != 1 else ''}; {hint})"
-            )
-        if np.any(np.abs(succ - np.round(succ)) > 1e-3) or np.any(
-            np.abs(fail - np.round(fail)) > 1e-3
-        ):
-            import warnings
-
-            warnings.warn("non-integer counts in a binomial glm", UserWarning, stacklevel=4)
-        trials = succ + fail
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.where(trials > 0, succ / np.where(trials > 0, trials, 1.0), 0.0)
-        return y, trials
+        return _binomial_counts(succ, fail, args)
     if resp in frame.columns:
         s = frame[resp]
         if pd.api.types.is_bool_dtype(s.dtype) or (
@@ -1536,7 +1745,13 @@ def new_data_arrays(
         X = np.zeros((m, 0))
     else:
         try:
-            mm = design.fixed_spec.get_model_matrix(sub, na_action="ignore")
+            with warnings.catch_warnings():
+                # formulaic warns of levels not in the fit (and codes them as zeros): an error,
+                # as for the factors it leaves to us and in R
+                warnings.filterwarnings("error", message=".*categories outside of the nominated")
+                mm = design.fixed_spec.get_model_matrix(sub, na_action="ignore")
+        except DataError:
+            raise
         except Exception as exc:
             raise DataError(
                 f"cannot evaluate the fixed effects on the new data: {str(exc).splitlines()[0]}"
