@@ -490,9 +490,13 @@ def test_nagq_needs_a_glmm_family(
 def test_no_progress_flag(
     monkeypatch: pytest.MonkeyPatch, sleep_csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # make every fit "long" (shown at once) and stderr a terminal, with the plain indicator
+    # make every fit "long" (shown at once) and stderr a terminal, with the plain indicator;
+    # and sleepstudy not "small" (a small model's search is one compiled call, without progress)
     import mixedmodels.lmm as lmm
     from mixedmodels._progress import FitProgress
+    from mixedmodels.linalg.fast_lmm import FastObjective
+
+    monkeypatch.setattr(FastObjective, "small_rest", 0)
 
     monkeypatch.setattr(
         lmm, "FitProgress", lambda desc, enabled=True: FitProgress(desc, enabled, delay=0.0)

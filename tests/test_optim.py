@@ -111,13 +111,13 @@ def test_small_fits_use_one_blas_thread(monkeypatch):
         "Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy")
     )
     fast = model.fast_objective()
-    real_og = fast.objective_gradient
+    real_minimize = fast.minimize  # the compiled search of a small model
 
-    def og(theta):
+    def spy_minimize(*args, **kwargs):
         inside.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
-        return real_og(theta)
+        return real_minimize(*args, **kwargs)
 
-    monkeypatch.setattr(fast, "objective_gradient", og)
+    monkeypatch.setattr(fast, "minimize", spy_minimize)
     model.fit()
     assert seen == [True]
     assert inside and all(n == 1 for counts in inside for n in counts)

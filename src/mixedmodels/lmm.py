@@ -316,10 +316,11 @@ class LinearMixedModel:
         ftol_rel, ftol_abs, xtol_abs, maxeval
             Stopping criteria of BOBYQA.
         optimizer
-            ``"auto"`` (default): L-BFGS-B with the exact gradient of the objective where it is
-            available (every term after the first small enough for a dense block, see
-            :class:`~mixedmodels.linalg.fast_lmm.FastObjective`), BOBYQA otherwise;
-            ``"lbfgs"`` or ``"bobyqa"`` to choose.
+            ``"auto"`` (default): a quasi-Newton search with the exact gradient of the objective
+            where it is available (every term after the first small enough for a dense block,
+            see :class:`~mixedmodels.linalg.fast_lmm.FastObjective`) -- compiled as a whole
+            for a small model (:mod:`~mixedmodels.linalg.small_fit`), L-BFGS-B otherwise --
+            and BOBYQA where it is not; ``"lbfgs"`` (L-BFGS-B) or ``"bobyqa"`` to choose.
         check_convergence
             Compute the finite-difference gradient at the optimum and warn if it is large.
         progress
@@ -374,9 +375,14 @@ class LinearMixedModel:
                             nlev[off] = t.nlevels
                         unit = np.maximum(x0, 0.5 * scale) / np.sqrt(nlev)
                         scale = np.where(moved, np.minimum(scale, unit), scale)
-                with FitProgress("lmer", progress) as bar:
-                    fg = bar.wrap(fast.objective_gradient)
-                    opt = minimize_with_gradient(fg, x0, self.lower_bounds, scale)
+                if fast.small and optimizer == "auto":
+                    # the whole search in one compiled call (a few evaluations of ~10 us each;
+                    # a Python optimizer loop would cost several times more than they do)
+                    opt = fast.minimize(x0, self.lower_bounds, scale)
+                else:
+                    with FitProgress("lmer", progress) as bar:
+                        fg = bar.wrap(fast.objective_gradient)
+                        opt = minimize_with_gradient(fg, x0, self.lower_bounds, scale)
                 if opt.return_code < 0 or not np.isfinite(opt.fmin):
                     opt = None  # fall back to the derivative-free optimizer
             if optimize and opt is None:

@@ -459,9 +459,12 @@ def test_politeness_bayesian_attitude_effect_and_correlation(politeness):
         "subject slopes",
         "subject and scenario slopes",
     ]
-    # the richer the random structure, the less certain the attitude effect
-    assert att["post. sd"].is_monotonic_increasing
-    assert att.loc["subject and scenario slopes", "post. sd"] > 1.3 * att.iloc[0]["post. sd"]
+    # random attitude slopes make the attitude effect far less certain (the two models with
+    # slopes are alike: their posterior SDs, about 10, differ by less than the Monte Carlo
+    # error of an SD from a heavy-tailed posterior)
+    sd = att["post. sd"]
+    assert (sd.iloc[1:] > 1.5 * sd.iloc[0]).all()
+    assert sd.iloc[1:].max() < 1.25 * sd.iloc[1:].min()
     assert (att["P(effect < 0)"] > 0.9).all()
     # mm.bayes estimates the subjects' intercept-slope correlation (LKJ(2) prior), which the
     # six subjects hardly inform: far from the REML estimate, almost as wide as the prior

@@ -210,6 +210,74 @@ class FastObjective:
         """Forget the factor kept from the last evaluation (its memory)."""
         self._last = None
 
+    def minimize(
+        self,
+        theta0: np.ndarray,
+        lower: np.ndarray,
+        scale: np.ndarray,
+        *,
+        inverse_hessian: np.ndarray | None = None,
+        gtol: float = 1e-6,
+        decrease: tuple[float, float] = (1e-12, 1e-14),
+        maxeval: int = 2000,
+        boundary_tol: float = 1e-5,
+    ) -> Any:
+        """Minimize the criterion over theta in one compiled call (a small model only; see
+        :mod:`mixedmodels.linalg.small_fit`), from theta0 in coordinates scaled by ``scale``.
+        ``inverse_hessian`` (in the scaled coordinates), when known, gives the first steps
+        their length and direction. It stops when the scaled projected gradient is below
+        ``gtol`` or the decrease still to be had is below ``decrease`` (absolute, relative):
+        tighter than the Python optimizer's rules, as evaluations cost so little here.
+        Returns an :class:`~mixedmodels.optim.OptSummary`."""
+        import time
+
+        from ..optim import OptSummary
+        from . import small_fit
+
+        if not self.small:
+            raise ValueError("the compiled minimizer is for small models (FastObjective.small)")
+        x0 = np.asarray(theta0, dtype=float)
+        lower = np.asarray(lower, dtype=float)
+        scale = np.asarray(scale, dtype=float)
+        d = x0.size
+        exact = inverse_hessian is not None
+        H0 = np.eye(d) if inverse_hessian is None else np.asarray(inverse_hessian, dtype=float)
+        path = np.empty((maxeval + 4 * d + 8, d))
+        values = np.empty(path.shape[0])
+        data = (
+            self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow, self.rowterm,
+            self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize, self.m_u,
+            self.p, self.heavy, self.rptr, self.rpos, self.tlev,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        status, x, f, g, count = small_fit.minimize(
+            x0, lower, scale, H0, exact, data, self.reml, float(self.n),
+            float(self.A.sum_log_weights), gtol, decrease[0], decrease[1], maxeval,
+            boundary_tol, path, values,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - t0
+        count = min(int(count), path.shape[0])
+        return OptSummary(
+            optimizer="BFGS-B",
+            initial=x0,
+            final=np.array(x),
+            fmin=float(f),
+            feval=count,
+            return_code=int(status),
+            message=small_fit.MESSAGES[int(status)],
+            elapsed=elapsed,
+            lower=lower,
+            settings={
+                "gtol": gtol,
+                "decrease_abs": decrease[0],
+                "decrease_rel": decrease[1],
+                "maxeval": float(maxeval),
+            },
+            theta_path=path[:count].copy(),
+            objective_path=values[:count].copy(),
+            gradient=np.array(g),
+        )
+
     @classmethod
     def applicable(cls, A: CrossProducts) -> bool:
         """Whether the rest is small enough for a dense factorization per evaluation."""

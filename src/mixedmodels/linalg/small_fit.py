@@ -1,0 +1,288 @@
+"""A compiled minimizer of the profiled criterion of a small linear mixed model.
+
+For a model whose rest is small (:attr:`FastObjective.small
+<mixedmodels.linalg.fast_lmm.FastObjective>`: sleepstudy, the refits of a parametric
+bootstrap), one evaluation of the criterion and its exact gradient costs some ten
+microseconds, less than an optimizer's Python loop spends around it. Here the whole search runs
+in one compiled call: a quasi-Newton method (BFGS on the inverse Hessian) with lower bounds by
+projection, in coordinates scaled by each parameter's natural size, with the same stopping rules
+as :func:`mixedmodels.optim.minimize_with_gradient` (projected gradient below ``gtol``, or a
+predicted remaining decrease below 1e-12 of the criterion) and the same care at the bounds (a
+variance parameter at zero is tried a little inside, and parameters that end next to their
+bound are set to it if that is no worse).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from ..optim import PREDICTED_DECREASE_MESSAGE
+from .lmm_kernels import objective_gradient_small
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+#: how :func:`minimize` ended
+CONVERGED_GRADIENT = 1
+CONVERGED_DECREASE = 2
+CONVERGED_STEP = 3
+MAXEVAL = -1
+FAILED = -2
+
+MESSAGES = {
+    CONVERGED_GRADIENT: "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
+    CONVERGED_DECREASE: PREDICTED_DECREASE_MESSAGE,
+    CONVERGED_STEP: "CONVERGENCE: NO FURTHER DECREASE POSSIBLE",
+    MAXEVAL: "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
+    FAILED: "ABNORMAL: THE CRITERION COULD NOT BE EVALUATED AT THE START",
+}
+
+
+def _jit(func):
+    return nb.njit(cache=True, nogil=True)(func)
+
+
+@_jit
+def _criterion(ok, ldz, ldx, r2, reml, n, p, slw):  # pragma: no cover - compiled
+    if not ok or not r2 > 0.0:
+        return math.inf
+    if reml:
+        nmp = n - p
+        return ldz + ldx + nmp * (1.0 + _LOG_2PI + math.log(r2 / nmp)) - slw
+    return ldz + n * (1.0 + _LOG_2PI + math.log(r2 / n)) - slw
+
+
+@_jit
+def _evaluate(x, data, reml, n, slw, grad, path, values, count):  # pragma: no cover - compiled
+    """The criterion and its gradient (into ``grad``) at theta = x, recorded in the path."""
+    (sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize, m_u,
+     p, heavy, rptr, rpos, tlev) = data  # fmt: skip
+    for j in range(grad.shape[0]):
+        grad[j] = 0.0
+    ok, ldz, ldx, r2 = objective_gradient_small(
+        x, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
+        m_u, p, reml, n, heavy, rptr, rpos, tlev, grad,
+    )  # fmt: skip
+    f = _criterion(ok, ldz, ldx, r2, reml, n, p, slw)
+    if not math.isfinite(f):
+        f = math.inf
+        for j in range(grad.shape[0]):
+            grad[j] = 0.0
+    k = count[0]
+    if k < values.shape[0]:
+        for j in range(x.shape[0]):
+            path[k, j] = x[j]
+        values[k] = f
+    count[0] = k + 1
+    return f
+
+
+@_jit
+def _search(x0, lower, scale, H0, exact, z, f, g, gz, data, reml, n, slw, gtol, dec_abs,
+            dec_rel, maxeval, path, values, count):  # pragma: no cover - compiled  # fmt: skip
+    """BFGS with projection on the bounds, from z (f, g at it; gz the scaled gradient); z, g
+    and gz end at the best point. Returns (status, criterion there)."""
+    d = z.shape[0]
+    H = H0.copy()
+    x = np.empty(d)
+    zt = np.empty(d)
+    gt = np.empty(d)
+    gzt = np.empty(d)
+    dirn = np.empty(d)
+    free = np.empty(d, dtype=np.bool_)
+    zl = np.empty(d)
+    for i in range(d):
+        zl[i] = (lower[i] - x0[i]) / scale[i] if math.isfinite(lower[i]) else -math.inf
+    first = True
+    prev_ok = False
+    prev_z = np.empty(d)
+    prev_g = np.empty(d)
+    while True:
+        # the free variables and the projected gradient
+        pg = 0.0
+        for i in range(d):
+            free[i] = not (z[i] <= zl[i] and gz[i] > 0.0)
+            if free[i]:
+                pg = max(pg, abs(gz[i]))
+        if pg <= gtol:
+            return CONVERGED_GRADIENT, f
+        # predicted remaining decrease |g|^2 / (2c), c the curvature along the last step
+        if prev_ok:
+            dz = dg = gg = 0.0
+            small = True
+            for i in range(d):
+                gi = gz[i] if free[i] else 0.0
+                gpi = prev_g[i]
+                step = z[i] - prev_z[i]
+                dz += step * step
+                dg += step * (gi - gpi)
+                gg += gi * gi
+                if abs(gi) > 1e-3:
+                    small = False
+            curv = dg / max(dz, 1e-300)
+            if curv > 0.0 and small and gg / (2.0 * curv) < max(dec_abs, dec_rel * abs(f)):
+                return CONVERGED_DECREASE, f
+        for i in range(d):
+            prev_z[i] = z[i]
+            prev_g[i] = gz[i] if free[i] else 0.0
+        prev_ok = True
+        # the quasi-Newton direction on the free variables
+        slope = 0.0
+        for i in range(d):
+            acc = 0.0
+            if free[i]:
+                for j in range(d):
+                    if free[j]:
+                        acc -= H[i, j] * gz[j]
+            dirn[i] = acc
+            slope += acc * gz[i]
+        if not slope < 0.0:  # not a descent direction: steepest descent, and start H afresh
+            slope = 0.0
+            for i in range(d):
+                dirn[i] = -gz[i] if free[i] else 0.0
+                slope -= dirn[i] * dirn[i]
+                for j in range(d):
+                    H[i, j] = H0[i, j]
+        step_len = 1.0
+        if first and not exact:  # as L-BFGS-B: a first step of unit length
+            norm = 0.0
+            for i in range(d):
+                norm += dirn[i] * dirn[i]
+            norm = math.sqrt(norm)
+            if norm > 1.0:
+                step_len = 1.0 / norm
+        # backtracking (Armijo) along the projected path
+        accepted = False
+        for _ in range(40):
+            if count[0] >= maxeval:
+                return MAXEVAL, f
+            for i in range(d):
+                zt[i] = max(z[i] + step_len * dirn[i], zl[i])
+                x[i] = max(x0[i] + scale[i] * zt[i], lower[i])
+            ft = _evaluate(x, data, reml, n, slw, gt, path, values, count)
+            decrease = 0.0
+            for i in range(d):
+                gzt[i] = gt[i] * scale[i]
+                decrease += gz[i] * (zt[i] - z[i])
+            if ft <= f + 1e-4 * decrease:
+                accepted = True
+                break
+            # a quadratic through f, the slope and ft, kept within [0.1, 0.5] of the step
+            denom = 2.0 * (ft - f - slope * step_len)
+            trial = -slope * step_len * step_len / denom if denom > 0.0 else 0.5 * step_len
+            step_len = min(0.5 * step_len, max(0.1 * step_len, trial))
+            if step_len < 1e-12:
+                break
+        if not accepted:
+            return CONVERGED_STEP, f
+        # BFGS update of the inverse Hessian with s = zt - z, y = gzt - gz
+        sy = 0.0
+        ss = 0.0
+        yy = 0.0
+        for i in range(d):
+            s_i = zt[i] - z[i]
+            y_i = gzt[i] - gz[i]
+            sy += s_i * y_i
+            ss += s_i * s_i
+            yy += y_i * y_i
+        if sy > 1e-10 * math.sqrt(ss * yy):
+            if first and not exact:  # scale H0 to the curvature seen (Nocedal & Wright 6.20)
+                gamma = sy / yy
+                for i in range(d):
+                    for j in range(d):
+                        H[i, j] = gamma * H0[i, j]
+            Hy = np.zeros(d)
+            for i in range(d):
+                for j in range(d):
+                    Hy[i] += H[i, j] * (gzt[j] - gz[j])
+            yHy = 0.0
+            for i in range(d):
+                yHy += (gzt[i] - gz[i]) * Hy[i]
+            c1 = (sy + yHy) / (sy * sy)
+            for i in range(d):
+                s_i = zt[i] - z[i]
+                for j in range(d):
+                    s_j = zt[j] - z[j]
+                    H[i, j] += c1 * s_i * s_j - (Hy[i] * s_j + s_i * Hy[j]) / sy
+        first = False
+        change = abs(f - ft)
+        for i in range(d):
+            z[i] = zt[i]
+            g[i] = gt[i]
+            gz[i] = gzt[i]
+        f = ft
+        if change <= 1e-15 * max(abs(f), 1.0):
+            return CONVERGED_STEP, f
+
+
+@_jit
+def minimize(x0, lower, scale, H0, exact, data, reml, n, slw, gtol, dec_abs, dec_rel, maxeval,
+             boundary_tol, path, values):  # pragma: no cover - compiled  # fmt: skip
+    """Minimize the criterion over theta from x0, with H0 the first inverse Hessian in the
+    scaled coordinates (``exact``: a true one, used as it is; otherwise the identity, scaled
+    after the first step). Returns (status, x, f, gradient at x,
+    number of evaluations); ``path`` and ``values`` receive each theta evaluated and its
+    criterion (as many as they hold)."""
+    d = x0.shape[0]
+    count = np.zeros(1, dtype=np.int64)
+    z = np.zeros(d)
+    g = np.empty(d)
+    x = np.empty(d)
+    for i in range(d):
+        x[i] = max(x0[i], lower[i])
+    f = _evaluate(x, data, reml, n, slw, g, path, values, count)
+    if not math.isfinite(f):
+        return FAILED, x, f, g, count[0]
+    gz = np.empty(d)
+    for i in range(d):
+        gz[i] = g[i] * scale[i]
+    status, best_f = _search(
+        x0, lower, scale, H0, exact, z, f, g, gz, data, reml, n, slw, gtol, dec_abs, dec_rel,
+        maxeval, path, values, count,
+    )  # fmt: skip
+    for i in range(d):
+        x[i] = max(x0[i] + scale[i] * z[i], lower[i])
+    # a variance parameter at zero is a stationary point whatever the data (the criterion is
+    # even in it), and next to zero its gradient is next to zero: try a little inside, and
+    # search again from there if that is better
+    gt = np.empty(d)
+    for _ in range(3):
+        moved = False
+        trial = x.copy()
+        for i in range(d):
+            if math.isfinite(lower[i]) and x[i] <= lower[i] + boundary_tol * scale[i]:
+                for frac in (1e-3, 1e-2):
+                    xt = x.copy()
+                    xt[i] = lower[i] + frac * scale[i]
+                    ft = _evaluate(xt, data, reml, n, slw, gt, path, values, count)
+                    if ft < best_f - 1e-10 * max(1.0, abs(best_f)):
+                        trial[i] = xt[i]
+                        moved = True
+                        break
+        if not moved or count[0] >= maxeval:
+            break
+        for i in range(d):
+            z[i] = (trial[i] - x0[i]) / scale[i]
+        f = _evaluate(trial, data, reml, n, slw, g, path, values, count)
+        for i in range(d):
+            gz[i] = g[i] * scale[i]
+        status, best_f = _search(
+            x0, lower, scale, H0, exact, z, f, g, gz, data, reml, n, slw, gtol, dec_abs,
+            dec_rel, maxeval, path, values, count,
+        )  # fmt: skip
+        for i in range(d):
+            x[i] = max(x0[i] + scale[i] * z[i], lower[i])
+    # parameters next to their bound go to it if that is no worse
+    for i in range(d):
+        if math.isfinite(lower[i]) and lower[i] < x[i] < lower[i] + boundary_tol * scale[i]:
+            xt = x.copy()
+            xt[i] = lower[i]
+            ft = _evaluate(xt, data, reml, n, slw, gt, path, values, count)
+            if ft <= best_f + 1e-10 * max(1.0, abs(best_f)):
+                x = xt
+                best_f = ft
+                for j in range(d):
+                    g[j] = gt[j]
+    return status, x, best_f, g, count[0]
