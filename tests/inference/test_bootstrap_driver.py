@@ -105,9 +105,11 @@ def test_a_small_bootstrap_starts_no_workers(fit, monkeypatch):
     assert np.isfinite(boot.replicates.to_numpy()).all()
 
 
-def _full_refits(result, seed: int, nsim: int, which: list[int]) -> np.ndarray:
-    """The parameters of full fits (BOBYQA from the estimate, as the bootstrap) of the responses
-    that replicates ``which`` simulate."""
+def _full_refits(
+    result, seed: int, nsim: int, which: list[int], optimizer: str = "bobyqa"
+) -> np.ndarray:
+    """The parameters of full fits from the estimate (by ``optimizer``) of the responses that
+    replicates ``which`` simulate."""
     from mixedmodels.inference.profile import sdcor
 
     model = result.model
@@ -120,7 +122,7 @@ def _full_refits(result, seed: int, nsim: int, which: list[int]) -> np.ndarray:
     for i in which:
         y = bootstrap_mod._simulate(task, np.random.default_rng(seeds[i]))
         refit = model.with_response(y).fit(
-            start=result.theta, optimizer="bobyqa", warn=False, progress=False
+            start=result.theta, optimizer=optimizer, warn=False, progress=False
         )
         rows.append(np.concatenate([sdcor(model.layout, refit.theta, refit.sigma), refit.beta]))
     return np.array(rows)
@@ -140,8 +142,11 @@ def _full_refits(result, seed: int, nsim: int, which: list[int]) -> np.ndarray:
 @pytest.mark.parametrize("objective", ["compiled", "blocked"])
 def test_a_replicate_is_the_fit_to_its_simulated_response(case, objective, monkeypatch):
     """Each replicate equals a full fit of the response it simulated, started where the
-    bootstrap starts (the estimate) with the same optimizer; with the compiled objective
-    (where the model has one) and with the blocked factorization."""
+    bootstrap starts (the estimate): with the blocked factorization, by the same optimizer
+    (BOBYQA) and so up to rounding; with the compiled objective of these small models, by the
+    compiled search (started with the Hessian at the estimate in the bootstrap, with the
+    identity in the fit), so to the precision of two searches' optima (the least determined
+    parameters move by 1e-5 relative for a change of 1e-12 in the criterion)."""
     result = fitted_case(case)
     if objective == "blocked":
         monkeypatch.setattr(mm.LinearMixedModel, "fast_objective", lambda self: None)
@@ -150,10 +155,14 @@ def test_a_replicate_is_the_fit_to_its_simulated_response(case, objective, monke
     boot = result.bootstrap(6, seed=11, n_jobs=1, progress=False)
     assert not boot.failures
     which = [0, 3, 5]
-    expected = _full_refits(result, 11, 6, which)
     got = boot.replicates.to_numpy()[which]
-    # the same objective, start, steps and optimizer: the same path up to rounding
-    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max())
+    if objective == "blocked":
+        # the same objective, start, steps and optimizer: the same path up to rounding
+        expected = _full_refits(result, 11, 6, which)
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max())
+    else:
+        expected = _full_refits(result, 11, 6, which, optimizer="auto")
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
 
 
 def test_no_worker_processes_once_jax_is_loaded(monkeypatch):

@@ -3,8 +3,10 @@
 Each replicate simulates a new response from the fitted model (new random effects and new
 residual noise, ``use_u=False``, as lme4's default) and refits the model to it. Only the blocks
 of A that involve y are recomputed for a replicate; X, Z, the weights and every block without y
-are shared, each refit starts at the original estimate of theta, and BOBYQA minimizes the
-compiled objective where the model has one. Replicates are spread over worker processes when
+are shared, and each refit starts at the original estimate of theta. A small model's refit is
+one compiled quasi-Newton search with the exact gradient, whose first step is Newton's (the
+Hessian at the estimate is computed once); otherwise BOBYQA minimizes the compiled objective
+where the model has one. Replicates are spread over worker processes when
 there are enough of them to pay for starting the workers; each replicate has its own random
 stream (spawned from the seed), so the results do not depend on where or by how many workers
 they run.
@@ -37,7 +39,7 @@ from .._progress import Progress
 from ..errors import ModelSpecError
 from ..linalg.assemble import response_blocks
 from ..linalg.cholesky import BlockedCholesky
-from ..optim import minimize_theta
+from ..optim import hessian_from_gradient, minimize_theta
 from .profile import _pct, parameter_names, sdcor
 
 if TYPE_CHECKING:
@@ -60,6 +62,10 @@ class _Task:
     b: tuple[np.ndarray, ...]
     glmm: bool = False
     se: np.ndarray | None = None  # GLMM: standard errors of beta (optimizer steps)
+    # a small LMM: the compiled search's units for theta, and its inverse Hessian in them at
+    # the estimate (None if not positive definite)
+    scale: np.ndarray | None = None
+    inverse_hessian: np.ndarray | None = None
 
 
 _TASK: _Task | None = None
@@ -104,13 +110,18 @@ def _simulate(task: _Task, rng: np.random.Generator) -> np.ndarray:
 
 def _refit(
     task: _Task, y: np.ndarray, ws: BlockedCholesky | None
-) -> tuple[np.ndarray, BlockedCholesky]:
-    """Parameters (sd/cor, sigma, beta) of the model refitted to y.
+) -> tuple[np.ndarray, BlockedCholesky | None]:
+    """Parameters (sd/cor, sigma, beta) of the model refitted to y, and the workspace of the
+    blocked factorization for the next replicate (made on first need).
 
-    BOBYQA minimizes the compiled objective (:class:`~mixedmodels.linalg.fast_lmm.FastObjective`,
-    with only its response entries replaced) where the model has one, which is about ten times
-    cheaper per evaluation than the blocked factorization for a small model; the blocked
-    factorization is used otherwise, and once at the optimum for sigma and beta.
+    A small model's refit is one compiled search (:meth:`FastObjective.minimize
+    <mixedmodels.linalg.fast_lmm.FastObjective.minimize>`) started at the estimate with
+    Newton's step there (the inverse Hessian computed once for the whole bootstrap).
+
+    Otherwise BOBYQA minimizes the compiled objective
+    (:class:`~mixedmodels.linalg.fast_lmm.FastObjective`, with only its response entries
+    replaced) where the model has one, or the blocked factorization's, which is then used once
+    at the optimum for sigma and beta.
     """
     from ..lmm import _residualized_response
 
@@ -118,12 +129,24 @@ def _refit(
     d = model.design
     yr, shift = _residualized_response(d, y)
     A = response_blocks(model.A, model.terms_data, d.X, yr, d.weights)
+    reml = model.reml
+    n, p = model.nobs, model.n_fixef
+    fast = model.fast_objective()
+    if fast is not None and fast.small and task.scale is not None:
+        # the whole search in one compiled call, started with Newton's step from the estimate
+        fr = fast.with_response(A)
+        found = fr.minimize(
+            task.theta, model.lower_bounds, task.scale, inverse_hessian=task.inverse_hessian
+        )
+        sol = fr.solution(found.final) if found.return_code > 0 else None
+        if sol is not None:
+            sigma = math.sqrt(sol.pwrss / (n - p if reml else n))
+            params = [sdcor(model.layout, found.final, sigma), sol.beta + shift]
+            return np.concatenate(params), ws
     if ws is None:
         ws = BlockedCholesky(A)
     else:
         ws.A = A
-    reml = model.reml
-    fast = model.fast_objective()
     if fast is not None:
         f = fast.with_response(A).objective
     else:
@@ -134,7 +157,6 @@ def _refit(
 
     opt = minimize_theta(f, task.theta, model.lower_bounds, initial_step=task.step)
     ws.update(opt.final)
-    n, p = model.nobs, model.n_fixef
     sigma = math.sqrt(ws.pwrss() / (n - p if reml else n))
     beta = ws.beta() + shift
     return np.concatenate([sdcor(model.layout, opt.final, sigma), beta]), ws
@@ -339,6 +361,30 @@ def _workers_safe() -> bool:
     return "jax" not in sys.modules
 
 
+def _small_search_units(
+    model: Any, theta: np.ndarray, step: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """For a small LMM (refitted by the compiled search): theta's units, as the fit's, and the
+    inverse of the criterion's Hessian in them at the estimate, from differences of the exact
+    gradient (None if it is not positive definite, e.g. at a boundary); (None, None) for other
+    models."""
+    fast = model.fast_objective()
+    if fast is None or not fast.small:
+        return None, None
+    scale = step / np.where(model._is_diagonal(), 0.75, 1.0)
+    lower = model.lower_bounds
+    _, H = hessian_from_gradient(
+        fast.objective_gradient, theta, lower, 1e-4 * np.maximum(np.abs(theta), scale)
+    )
+    Hz = H * np.outer(scale, scale)
+    try:
+        np.linalg.cholesky(Hz)
+    except np.linalg.LinAlgError:
+        return scale, None
+    hinv = np.linalg.inv(Hz)
+    return scale, 0.5 * (hinv + hinv.T)
+
+
 def bootstrap(
     result: LmerResult,
     nsim: int = 1000,
@@ -375,7 +421,11 @@ def bootstrap(
         raise ModelSpecError("nsim must be at least 1")
     model = result.model
     _, step = model.initial_theta()
-    task = _Task(model, result.theta, result.beta, result.sigma, step, use_u, tuple(result.b))
+    scale, hinv = _small_search_units(model, result.theta, step)
+    task = _Task(
+        model, result.theta, result.beta, result.sigma, step, use_u, tuple(result.b),
+        scale=scale, inverse_hessian=hinv,
+    )  # fmt: skip
     names = parameter_names(result)
     estimates = pd.Series(
         np.concatenate([sdcor(model.layout, result.theta, result.sigma), result.beta]), index=names
