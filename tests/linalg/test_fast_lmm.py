@@ -41,6 +41,22 @@ def _crossed(n: int = 4000, seed: int = 5) -> pd.DataFrame:
     )
 
 
+def _crossed_vector(seed: int = 7) -> pd.DataFrame:
+    """40 x 30 fully crossed levels, two rows per cell, correlated intercepts and two slopes by
+    both factors: every level of the first term is coupled to all of the rest, with three
+    effects (the gradient's matrix-product path for a level)."""
+    rng = np.random.default_rng(seed)
+    a = np.repeat(np.arange(40), 60)
+    b = np.tile(np.repeat(np.arange(30), 2), 40)
+    x = rng.choice([-0.5, 0.5], a.size)
+    z = rng.normal(size=a.size)
+    ua = rng.normal(size=(40, 3)) @ np.array([[1.0, 0.3, 0.2], [0.0, 0.5, 0.1], [0.0, 0.0, 0.4]])
+    ub = rng.normal(size=(30, 3)) * [0.8, 0.4, 0.3]
+    X = np.column_stack([np.ones_like(x), x, z])
+    y = X @ [1.0, 0.5, -0.3] + np.einsum("ij,ij->i", X, ua[a] + ub[b]) + rng.normal(size=a.size)
+    return pd.DataFrame({"y": y, "x": x, "z": z, "a": a, "b": b})
+
+
 CASES = {
     "slope": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", None),
     "uncorrelated": ("sleepstudy", "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", None),
@@ -50,13 +66,15 @@ CASES = {
     "crossed": ("crossed", "y ~ x + (1 | a) + (1 | b)", None),
     "crossed_slopes": ("crossed", "y ~ x + (1 | a) + (x | b)", None),
     "weighted": ("crossed", "y ~ x + (1 | a) + (1 | b)", "w"),
+    "crossed_vector": ("crossed_vector", "y ~ x + z + (1 + x + z | a) + (1 + x + z | b)", None),
 }
 
 
 @functools.cache
 def _model(case: str, reml: bool) -> LinearMixedModel:
     data, formula, weights = CASES[case]
-    df = _crossed() if data == "crossed" else mm.datasets.load(data)
+    makers = {"crossed": _crossed, "crossed_vector": _crossed_vector}
+    df = makers[data]() if data in makers else mm.datasets.load(data)
     return LinearMixedModel.from_formula(formula, df, reml=reml, weights=weights)
 
 
@@ -90,6 +108,16 @@ def test_objective_and_gradient(case, reml, heavy_share, monkeypatch):
         e[i] = h[i]
         numeric = (model.objective(theta + e) - model.objective(theta - e)) / (2 * h[i])
         assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-5 * max(1.0, abs(expected)))
+
+
+def test_the_vector_valued_case_takes_the_matrix_product_path():
+    from mixedmodels.linalg.lmm_kernels import _DENSE_LEVEL
+
+    for reml in (True, False):
+        fo = _model("crossed_vector", reml).fast_objective()
+        active = fo.m_u + fo.p if reml else fo.m_u
+        assert fo.A11.shape[1] == 3
+        assert np.all(np.diff(fo.cptr) >= active) and active * 3 >= _DENSE_LEVEL
 
 
 def test_levels_split_between_dense_and_entrywise_updates():

@@ -95,16 +95,16 @@ def _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u):  # pragma: no cover - co
             t = T[k, 0, 0]
             for b in range(m):
                 E[r0, b] *= t
-        else:
-            tmp = np.empty(s)
-            for b in range(m):
-                for r in range(s):
-                    acc = 0.0
-                    for a in range(r, s):
-                        acc += T[k, a, r] * E[r0 + a, b]
-                    tmp[r] = acc
-                for r in range(s):
-                    E[r0 + r, b] = tmp[r]
+        else:  # row by row, the columns innermost (rows of E are contiguous)
+            tmp = np.zeros((s, m))
+            for r in range(s):
+                for a in range(r, s):
+                    t = T[k, a, r]
+                    for b in range(m):
+                        tmp[r, b] += t * E[r0 + a, b]
+            for r in range(s):
+                for b in range(m):
+                    E[r0 + r, b] = tmp[r, b]
     for a in range(m_u):
         E[a, a] += 1.0
     _ = rlev
@@ -127,12 +127,13 @@ def _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1, out, tmp):  # p
             i += 1
             continue
         s = rowgrp[start + i]
-        for r in range(s):
+        for r in range(s):  # the effects innermost: rows of cval are contiguous
             for c in range(S1):
-                acc = 0.0
-                for a in range(r, s):
-                    acc += T[k, a, r] * cval[start + i + a, c]
-                out[i + r, c] = acc
+                out[i + r, c] = 0.0
+            for a in range(r, s):
+                t = T[k, a, r]
+                for c in range(S1):
+                    out[i + r, c] += t * cval[start + i + a, c]
         i += s
     # right-multiply by T_1 (term 0)
     if S1 == 1:
@@ -364,6 +365,64 @@ def solution(L11, C, cptr, crow, L22, m_u, p):  # pragma: no cover - compiled
     return w2, u1
 
 
+#: a level of a vector-valued first term coupled to at least this many entries of the rest
+#: (rows x effects) has its share of the gradient computed with matrix products (BLAS)
+_DENSE_LEVEL = 128
+
+
+@_jit
+def _level_trace_dense(
+    lv, start, na, T, A11, L11, C, cval, rowterm, rowgrp, toff, V, PA, tr
+):  # pragma: no cover - compiled  # fmt: skip
+    """The trace terms of level lv of the first term (what :func:`gradient`'s loop over levels
+    adds for it), by matrix products: for a vector-valued term whose levels are coupled to
+    much of the rest (kb07-like maximal models) the entry-by-entry loops run far below the
+    machine's speed. ``V`` holds Sigma22 c_l in its first ``na`` rows (the active ones)."""
+    S1 = A11.shape[1]
+    Li = np.zeros((S1, S1))  # L11_l^-1
+    for c in range(S1):
+        Li[c, c] = 1.0 / L11[lv, c, c]
+        for a in range(c + 1, S1):
+            acc = 0.0
+            for bq in range(c, a):
+                acc -= L11[lv, a, bq] * Li[bq, c]
+            Li[a, c] = acc / L11[lv, a, a]
+    Va = V[:na]
+    S21 = -np.dot(Va, Li)  # Sigma21 rows: -V L11^-1
+    Minner = np.dot(C[start : start + na].T, Va)  # I + c' Sigma22 c
+    for c in range(S1):
+        Minner[c, c] += 1.0
+    S11 = np.dot(Li.T, np.dot(Minner, Li))  # Sigma11_l
+    T1 = np.ascontiguousarray(T[0, :S1, :S1])
+    # first-term template entries: (Sigma11 T1'A11_l + Sigma21' (P'A21_l))[s, r]
+    X = np.dot(S11, np.dot(T1.T, np.ascontiguousarray(A11[lv])))
+    _scaled_rows_into(cval, start, na, T, rowterm, rowgrp, S1, PA)
+    X += np.dot(S21.T, PA[:na])
+    t0 = toff[0]
+    for cc in range(S1):
+        for rr in range(cc, S1):
+            tr[t0] += X[cc, rr]
+            t0 += 1
+    # rest-term entries through the coupling: sum_b Sigma21[(k,l',s), b] (A21_l T1)[(k,l',r), b]
+    W = np.dot(cval[start : start + na], T1)
+    i = 0
+    while i < na:
+        k = rowterm[start + i]
+        if k < 0:
+            i += 1
+            continue
+        s_k = rowgrp[start + i]
+        t0 = toff[k]
+        for cc in range(s_k):
+            for rr in range(cc, s_k):
+                acc = 0.0
+                for bq in range(S1):
+                    acc += S21[i + cc, bq] * W[i + rr, bq]
+                tr[t0] += acc
+                t0 += 1
+        i += s_k
+
+
 @_jit
 def gradient(
     theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
@@ -498,6 +557,10 @@ def gradient(
             for i in range(na):
                 for c in range(S1):
                     V[i, c] = Vall[start + i, c]
+        if S1 >= 2 and na * S1 >= _DENSE_LEVEL:
+            _level_trace_dense(lv, start, na, T, A11, L11, C, cval, rowterm, rowgrp, toff, V,
+                               PA, tr)  # fmt: skip
+            continue
         # Sigma21 rows: S21[i, :] = -V[i, :] L11^-1  (solve x L11 = -V)
         for i in range(nnz):
             for c in range(S1 - 1, -1, -1):
@@ -727,10 +790,11 @@ def _scaled_rows_into(cval, start, nrows, T, rowterm, rowgrp, S1, out):  # pragm
             i += 1
             continue
         s = rowgrp[start + i]
-        for r in range(s):
+        for r in range(s):  # the effects innermost: rows of cval are contiguous
             for c in range(S1):
-                acc = 0.0
-                for a in range(r, s):
-                    acc += T[k, a, r] * cval[start + i + a, c]
-                out[i + r, c] = acc
+                out[i + r, c] = 0.0
+            for a in range(r, s):
+                t = T[k, a, r]
+                for c in range(S1):
+                    out[i + r, c] += t * cval[start + i + a, c]
         i += s
