@@ -242,7 +242,9 @@ class FastObjective:
         d = x0.size
         exact = inverse_hessian is not None
         H0 = np.eye(d) if inverse_hessian is None else np.asarray(inverse_hessian, dtype=float)
-        path = np.empty((maxeval + 4 * d + 8, d))
+        # room for the search (maxeval) and the boundary checks after it (at most three
+        # rounds of two trials per parameter, then one per parameter)
+        path = np.empty((maxeval + 7 * d + 8, d))
         values = np.empty(path.shape[0])
         data = (
             self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow, self.rowterm,
