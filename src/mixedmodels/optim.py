@@ -57,7 +57,9 @@ class OptSummary:
     Attributes
     ----------
     optimizer
-        Name of the algorithm (``"LN_BOBYQA"``).
+        Name of the algorithm: ``"LN_BOBYQA"`` (NLopt), ``"L-BFGS-B"`` (scipy's, with the exact
+        gradient) or ``"BFGS-B"`` (the compiled search of a small linear mixed model, see
+        :mod:`mixedmodels.linalg.small_fit`).
     initial
         Starting theta.
     final
@@ -67,9 +69,11 @@ class OptSummary:
     feval
         Number of objective evaluations (including boundary checks).
     return_code
-        NLopt's code (positive is success; 4 means the x tolerance was reached).
+        Positive is success: NLopt's code for BOBYQA (4: the x tolerance was reached), 1 to 3
+        for the gradient searches (``message`` says which rule stopped them); negative is
+        failure (e.g. the evaluation limit).
     message
-        The code's name, e.g. ``"NLOPT_XTOL_REACHED"``.
+        What the code means, e.g. ``"NLOPT_XTOL_REACHED"``.
     elapsed
         Wall time of the optimization in seconds.
     lower
