@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.linalg as sla
 
 from ._progress import FitProgress
 from .errors import ModelSpecError
@@ -319,8 +320,7 @@ class GeneralizedLinearMixedModel:
             mu_eta = fam.mu_eta(eta)
             w = wt * mu_eta**2 / fam.variance(mu)
             z = eta - self.offset + (y - mu) / mu_eta
-            sw = np.sqrt(w)
-            beta = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
+            beta = _weighted_least_squares(X, z, w)
             eta = X @ beta + self.offset
             mu = fam.linkinv(eta)
             dev = float(np.sum(self._devres(mu)))
@@ -948,7 +948,6 @@ class GeneralizedLinearMixedModel:
         """R = L_X^-T (upper triangular; R R' is the unscaled covariance of the fixed effects)
         from the penalized least-squares factor ``ws``."""
         p = self.n_fixef
-        import scipy.linalg as sla
 
         Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
         return np.ascontiguousarray(Linv.T)
@@ -970,6 +969,27 @@ class GeneralizedLinearMixedModel:
         dev, st, mu, _ = criterion(theta, beta, first)
         # factor with the fixed effects, for the unscaled covariance of beta
         return dev, st, mu, self._factor_with_x(theta, st)
+
+
+def _weighted_least_squares(X: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """argmin_b sum_i w_i (z_i - x_i b)^2, as an IRLS step: by the normal equations of X with
+    unit-norm columns (a p x p Cholesky factor; for thousands of rows ~20x cheaper than an SVD
+    least-squares solve), or by lstsq when they are ill-conditioned (a pivot of the equilibrated
+    factor below 1e-6, a condition number of about 1e12) or singular."""
+    Xw = X * w[:, None]
+    G = X.T @ Xw
+    d = np.sqrt(np.diag(G))
+    if np.all(d > 0) and np.all(np.isfinite(G)):
+        try:
+            L = np.linalg.cholesky(G / np.outer(d, d))
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None and float(np.min(np.diag(L))) > 1e-6:
+            rhs = (Xw.T @ z) / d
+            v = sla.solve_triangular(L, rhs, lower=True, check_finite=False)
+            return sla.solve_triangular(L.T, v, lower=False, check_finite=False) / d
+    sw = np.sqrt(w)
+    return np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
 
 
 def _floor_weights(w: np.ndarray, wt: np.ndarray) -> np.ndarray:
