@@ -222,9 +222,9 @@ def minimize(x0, lower, scale, H0, exact, data, reml, n, slw, gtol, dec_abs, dec
              boundary_tol, path, values):  # pragma: no cover - compiled  # fmt: skip
     """Minimize the criterion over theta from x0, with H0 the first inverse Hessian in the
     scaled coordinates (``exact``: a true one, used as it is; otherwise the identity, scaled
-    after the first step). Returns (status, x, f, gradient at x,
-    number of evaluations); ``path`` and ``values`` receive each theta evaluated and its
-    criterion (as many as they hold)."""
+    after the first step). Returns (status, x, f, gradient at x, number of evaluations);
+    ``path`` and ``values`` receive each theta evaluated and its criterion (as many as they
+    hold)."""
     d = x0.shape[0]
     count = np.zeros(1, dtype=np.int64)
     z = np.zeros(d)
