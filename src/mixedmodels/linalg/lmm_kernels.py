@@ -371,6 +371,46 @@ _DENSE_LEVEL = 128
 
 
 @_jit
+def _level_factor_inverse(L11, lv, Li):  # pragma: no cover - compiled
+    """The inverse of level lv's lower-triangular factor L11[lv] into ``Li`` (S1 x S1)."""
+    S1 = Li.shape[0]
+    for c in range(S1):
+        for a in range(S1):
+            Li[a, c] = 0.0
+        Li[c, c] = 1.0 / L11[lv, c, c]
+        for a in range(c + 1, S1):
+            acc = 0.0
+            for bq in range(c, a):
+                acc -= L11[lv, a, bq] * Li[bq, c]
+            Li[a, c] = acc / L11[lv, a, a]
+
+
+@_jit
+def _coupling_traces(S21, W, start, na, rowterm, rowgrp, toff, tr):  # pragma: no cover
+    """The rest terms' template entries through the coupling of one level of the first term:
+    for each rest-term level among the level's first ``na`` coupling rows (a group of s rows
+    (k, l', 0..s-1)), sum_b Sigma21[(k,l',s'), b] W[(k,l',r), b] into ``tr`` at theta_(k,r,s'),
+    with W = A21_l T1 (the rows' couplings times the first term's template)."""
+    S1 = W.shape[1]
+    i = 0
+    while i < na:
+        k = rowterm[start + i]
+        if k < 0:  # an X or y row
+            i += 1
+            continue
+        s_k = rowgrp[start + i]
+        t0 = toff[k]
+        for cc in range(s_k):
+            for rr in range(cc, s_k):
+                acc = 0.0
+                for bq in range(S1):
+                    acc += S21[i + cc, bq] * W[i + rr, bq]
+                tr[t0] += acc
+                t0 += 1
+        i += s_k
+
+
+@_jit
 def _level_trace_dense(
     lv, start, na, T, A11, L11, C, cval, rowterm, rowgrp, toff, V, PA, tr
 ):  # pragma: no cover - compiled  # fmt: skip
@@ -379,14 +419,8 @@ def _level_trace_dense(
     much of the rest (kb07-like maximal models) the entry-by-entry loops run far below the
     machine's speed. ``V`` holds Sigma22 c_l in its first ``na`` rows (the active ones)."""
     S1 = A11.shape[1]
-    Li = np.zeros((S1, S1))  # L11_l^-1
-    for c in range(S1):
-        Li[c, c] = 1.0 / L11[lv, c, c]
-        for a in range(c + 1, S1):
-            acc = 0.0
-            for bq in range(c, a):
-                acc -= L11[lv, a, bq] * Li[bq, c]
-            Li[a, c] = acc / L11[lv, a, a]
+    Li = np.zeros((S1, S1))
+    _level_factor_inverse(L11, lv, Li)
     Va = V[:na]
     S21 = -np.dot(Va, Li)  # Sigma21 rows: -V L11^-1
     Minner = np.dot(C[start : start + na].T, Va)  # I + c' Sigma22 c
@@ -403,24 +437,8 @@ def _level_trace_dense(
         for rr in range(cc, S1):
             tr[t0] += X[cc, rr]
             t0 += 1
-    # rest-term entries through the coupling: sum_b Sigma21[(k,l',s), b] (A21_l T1)[(k,l',r), b]
-    W = np.dot(cval[start : start + na], T1)
-    i = 0
-    while i < na:
-        k = rowterm[start + i]
-        if k < 0:
-            i += 1
-            continue
-        s_k = rowgrp[start + i]
-        t0 = toff[k]
-        for cc in range(s_k):
-            for rr in range(cc, s_k):
-                acc = 0.0
-                for bq in range(S1):
-                    acc += S21[i + cc, bq] * W[i + rr, bq]
-                tr[t0] += acc
-                t0 += 1
-        i += s_k
+    _coupling_traces(S21, np.dot(cval[start : start + na], T1), start, na, rowterm, rowgrp,
+                     toff, tr)  # fmt: skip
 
 
 @_jit
@@ -515,8 +533,7 @@ def gradient(
     S11 = np.zeros((S1, S1))
     TA = np.zeros((S1, S1))
     tmp = np.zeros((S1, S1))
-    smax = T.shape[1]
-    TB = np.zeros((smax, S1))
+    W = np.zeros((maxnnz, S1))
     # heavy levels (long coupling columns): Sigma22 c_l for all of them in one product
     nh = heavy.shape[0]
     hpos = np.full(l1, -1)
@@ -577,15 +594,7 @@ def gradient(
                 ci = C[start + i, c1]
                 for c2 in range(S1):
                     Minner[c1, c2] += ci * V[i, c2]
-        for c in range(S1):  # L11^-1
-            for a in range(S1):
-                Li[a, c] = 0.0
-            Li[c, c] = 1.0 / L11[lv, c, c]
-            for a in range(c + 1, S1):
-                acc = 0.0
-                for bq in range(c, a):
-                    acc -= L11[lv, a, bq] * Li[bq, c]
-                Li[a, c] = acc / L11[lv, a, a]
+        _level_factor_inverse(L11, lv, Li)
         for c1 in range(S1):  # tmp = Minner Li
             for c2 in range(S1):
                 acc = 0.0
@@ -616,31 +625,14 @@ def gradient(
                     acc += S21[i, cc] * PA[i, rr]
                 tr[t0] += acc
                 t0 += 1
-        # rest-term entries through the coupling:
-        # sum_b Sigma12[(1,l,b), (k,l',s)] (T1'A12)[b, (k,l',r)],
-        # (T1'A12_l)[b, a] = sum_c T1[c, b] A21_l[a, c]
-        i = 0
-        while i < na:
-            k = rowterm[start + i]
-            if k < 0:
-                i += 1
-                continue
-            s_k = rowgrp[start + i]
-            for rr in range(s_k):  # TB[rr, bq] = (T1' A12_l)[bq, (k, l', rr)]
-                for bq in range(S1):
-                    tb = 0.0
-                    for c in range(bq, S1):
-                        tb += T[0, c, bq] * cval[start + i + rr, c]
-                    TB[rr, bq] = tb
-            t0 = toff[k]
-            for cc in range(s_k):
-                for rr in range(cc, s_k):
-                    acc = 0.0
-                    for bq in range(S1):
-                        acc += S21[i + cc, bq] * TB[rr, bq]
-                    tr[t0] += acc
-                    t0 += 1
-            i += s_k
+        # rest-term entries through the coupling, with W = A21_l T1
+        for i in range(na):
+            for bq in range(S1):
+                acc = 0.0
+                for c in range(bq, S1):
+                    acc += T[0, c, bq] * cval[start + i, c]
+                W[i, bq] = acc
+        _coupling_traces(S21, W, start, na, rowterm, rowgrp, toff, tr)
     # -- r^2 term ------------------------------------------------------------------------
     dr2 = np.zeros(ntheta)
     t0 = toff[0]
