@@ -253,6 +253,12 @@ class LinearMixedModel:
         )
         return theta0.copy(), step.copy()
 
+    def search_scale(self) -> np.ndarray:
+        """The gradient searches' unit for each entry of theta: the initial step, larger by
+        1/0.75 for template diagonals (their first trial step is one unit)."""
+        _, step = self.initial_theta()
+        return step / np.where(self._is_diagonal(), 0.75, 1.0)
+
     @property
     def n_fixef(self) -> int:
         return self.A.p
@@ -361,7 +367,7 @@ class LinearMixedModel:
             opt: OptSummary | None = None
             if optimize and use_gradient:
                 assert fast is not None
-                scale = step / np.where(self._is_diagonal(), 0.75, 1.0)
+                scale = self.search_scale()
                 if start is None:
                     # L-BFGS-B's first trial step is one unit of scale. A moment start is already
                     # close, within about its standard error, theta / sqrt(levels) (the criterion's

@@ -34,8 +34,8 @@ def _model(case: str, reml: bool) -> LinearMixedModel:
 
 
 def _units(model: LinearMixedModel) -> tuple[np.ndarray, np.ndarray]:
-    theta0, step = model.initial_theta()
-    return theta0, step / np.where(model._is_diagonal(), 0.75, 1.0)
+    theta0, _ = model.initial_theta()
+    return theta0, model.search_scale()
 
 
 @pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])

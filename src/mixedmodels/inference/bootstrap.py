@@ -362,7 +362,7 @@ def _workers_safe() -> bool:
 
 
 def _small_search_units(
-    model: Any, theta: np.ndarray, step: np.ndarray
+    model: Any, theta: np.ndarray
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """For a small LMM (refitted by the compiled search): theta's units, as the fit's, and the
     inverse of the criterion's Hessian in them at the estimate, from differences of the exact
@@ -371,7 +371,7 @@ def _small_search_units(
     fast = model.fast_objective()
     if fast is None or not fast.small:
         return None, None
-    scale = step / np.where(model._is_diagonal(), 0.75, 1.0)
+    scale = model.search_scale()
     lower = model.lower_bounds
     _, H = hessian_from_gradient(
         fast.objective_gradient, theta, lower, 1e-4 * np.maximum(np.abs(theta), scale)
@@ -421,7 +421,7 @@ def bootstrap(
         raise ModelSpecError("nsim must be at least 1")
     model = result.model
     _, step = model.initial_theta()
-    scale, hinv = _small_search_units(model, result.theta, step)
+    scale, hinv = _small_search_units(model, result.theta)
     task = _Task(
         model, result.theta, result.beta, result.sigma, step, use_u, tuple(result.b),
         scale=scale, inverse_hessian=hinv,

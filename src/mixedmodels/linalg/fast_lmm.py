@@ -20,9 +20,6 @@ from .cholesky import ThetaLayout
 
 __all__ = ["FastObjective", "FastSolution"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
 _KERNELS: Any = None
 
 
@@ -326,15 +323,11 @@ class FastObjective:
         return self._criterion(ldz, ldx, r2, self.reml)
 
     def _criterion(self, ldz: float, ldx: float, r2: float, reml: bool) -> float:
-        if not r2 > 0.0:
-            return math.inf
-        n = self.n
-        if reml:
-            nmp = n - self.p
-            val = ldz + ldx + nmp * (1.0 + _LOG_2PI + math.log(r2 / nmp))
-        else:
-            val = ldz + n * (1.0 + _LOG_2PI + math.log(r2 / n))
-        return float(val - self.A.sum_log_weights)
+        return float(
+            _kernels().criterion(
+                True, ldz, ldx, r2, reml, float(self.n), self.p, float(self.A.sum_log_weights)
+            )
+        )
 
     def solution(self, theta: np.ndarray) -> FastSolution | None:
         """The conditional estimates at theta from the factor (what

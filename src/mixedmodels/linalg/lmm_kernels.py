@@ -42,6 +42,22 @@ def _jit(func):
     return nb.njit(cache=True, nogil=True)(func)
 
 
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@_jit
+def criterion(ok, ldz, ldx, r2, reml, n, p, slw):  # pragma: no cover - compiled
+    """The profiled REML criterion or ML deviance from the factor's parts (log|L_Z|^2,
+    log|L_X|^2, r^2), n observations, p fixed effects and slw = sum of log prior weights;
+    infinite when the factorization failed or r^2 is not positive."""
+    if not ok or not r2 > 0.0:
+        return math.inf
+    if reml:
+        nmp = n - p
+        return ldz + ldx + nmp * (1.0 + _LOG_2PI + math.log(r2 / nmp)) - slw
+    return ldz + n * (1.0 + _LOG_2PI + math.log(r2 / n)) - slw
+
+
 @_jit
 def templates(theta, sizes, toff):  # pragma: no cover - compiled
     """(K, Smax, Smax) lower-triangular templates from theta (lme4's column-major order)."""

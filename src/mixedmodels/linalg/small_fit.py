@@ -20,9 +20,8 @@ import numba as nb
 import numpy as np
 
 from ..optim import PREDICTED_DECREASE_MESSAGE
+from .lmm_kernels import criterion as _criterion
 from .lmm_kernels import objective_gradient_small
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 #: how :func:`minimize` ended
 CONVERGED_GRADIENT = 1
@@ -42,16 +41,6 @@ MESSAGES = {
 
 def _jit(func):
     return nb.njit(cache=True, nogil=True)(func)
-
-
-@_jit
-def _criterion(ok, ldz, ldx, r2, reml, n, p, slw):  # pragma: no cover - compiled
-    if not ok or not r2 > 0.0:
-        return math.inf
-    if reml:
-        nmp = n - p
-        return ldz + ldx + nmp * (1.0 + _LOG_2PI + math.log(r2 / nmp)) - slw
-    return ldz + n * (1.0 + _LOG_2PI + math.log(r2 / n)) - slw
 
 
 @_jit
