@@ -208,6 +208,30 @@ def test_compiled_criterion_matches_python(name: str) -> None:
         assert fast == pytest.approx(slow, rel=1e-12)
 
 
+@pytest.mark.parametrize("name", [n for n in CASES if n != "verbagg_slope"])
+def test_compiled_glm_start_and_fixed_factor_match_python(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mixedmodels import _glmm_kernels as K
+
+    c = glmer_cases()[name]
+    model = glmer_model(name)
+    fast = model._glm_beta()
+    with monkeypatch.context() as m:  # the Python IRLS (the kernel declines)
+        m.setattr(K, "glm_irls", lambda *args: False)
+        slow = model._glm_beta()
+    np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+    # L_X at lme4's estimates and the modes there: compiled and blocked factorizations
+    par = _values(c["tight"]["par"])
+    nth = model.ntheta
+    theta = par[:nth]
+    beta = par[nth:] if par.size > nth else None  # nAGQ = 0: beta from PIRLS
+    _, st = model.criterion(theta, beta, model.initial_state())
+    L_fast = model.fixed_factor(theta, st)
+    L_slow = model._factor_with_x(theta, st).Lxyxy[: model.n_fixef, : model.n_fixef]
+    np.testing.assert_allclose(L_fast, np.tril(L_slow), rtol=1e-10, atol=1e-12)
+
+
 def test_vector_valued_terms_use_the_python_path() -> None:
     assert glmer_model("verbagg_slope")._fast() is None
 

@@ -937,3 +937,119 @@ def laplace_gradient(
             idx = off[k] + refs[k, i]
             grad[k] += zv[k, i] * (ci * u[idx] + s[i] * xi[idx])
     return STATUS_OK, logdet + pdev + c0
+
+
+@_jit
+def glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, maxit):  # pragma: no cover - compiled
+    """IRLS for the fixed effects alone (the GLM without random effects), from eta and
+    mu = linkinv(eta) (R's mustart), into ``beta``. Each step solves the weighted normal
+    equations of X with unit-norm columns by a Cholesky factor; returns False when they are
+    ill-conditioned (a pivot of the equilibrated factor below 1e-6) or singular, for the
+    caller to solve the steps by least squares instead. Stops when the deviance changes by
+    less than 1e-10 of itself (plus 0.1), or after ``maxit`` steps.
+    """
+    n, p = X.shape
+    z = np.empty(n)
+    w = np.empty(n)
+    dev_old = math.inf
+    for _ in range(maxit):
+        for i in range(n):
+            d1 = mu_eta(link, eta[i])
+            w[i] = wt[i] * d1 * d1 / variance(fam, mu[i])
+            z[i] = eta[i] - offset[i] + (y[i] - mu[i]) / d1
+        G = np.zeros((p, p))
+        r = np.zeros(p)
+        for i in range(n):
+            wi = w[i]
+            for a in range(p):
+                xa = wi * X[i, a]
+                r[a] += xa * z[i]
+                for b in range(a + 1):
+                    G[a, b] += xa * X[i, b]
+        d = np.empty(p)
+        for a in range(p):
+            if not (G[a, a] > 0.0 and math.isfinite(G[a, a])):
+                return False
+            d[a] = math.sqrt(G[a, a])
+        for a in range(p):  # the equilibrated normal equations' factor, in place
+            for b in range(a + 1):
+                acc = G[a, b] / (d[a] * d[b])
+                for c in range(b):
+                    acc -= G[a, c] * G[b, c]
+                if a == b:
+                    if not acc > 1e-12:  # a pivot below 1e-6
+                        return False
+                    G[a, a] = math.sqrt(acc)
+                else:
+                    G[a, b] = acc / G[b, b]
+        for a in range(p):  # solve L v = r / d, then L' x = v; beta = x / d
+            acc = r[a] / d[a]
+            for c in range(a):
+                acc -= G[a, c] * beta[c]
+            beta[a] = acc / G[a, a]
+        for a in range(p - 1, -1, -1):
+            acc = beta[a]
+            for c in range(a + 1, p):
+                acc -= G[c, a] * beta[c]
+            beta[a] = acc / G[a, a]
+        for a in range(p):
+            beta[a] /= d[a]
+        dev = 0.0
+        for i in range(n):
+            e = offset[i]
+            for a in range(p):
+                e += X[i, a] * beta[a]
+            eta[i] = e
+            mu[i] = linkinv(link, e)
+            dev += dev_resid(fam, y[i], mu[i], wt[i])
+        if abs(dev - dev_old) < 1e-10 * (abs(dev) + 0.1):
+            break
+        dev_old = dev
+    return True
+
+
+@_jit
+def factor_x(
+    fam, link, y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu, pos, dense, u, beta, LX
+):  # pragma: no cover - compiled  # fmt: skip
+    """The fixed effects' block L_X of the factor of the penalized weighted least-squares
+    system with X, at the (unfloored Fisher) working weights of (u, beta), into ``LX``
+    (lower triangular, p x p); L_X^-T L_X^-1 is the unscaled covariance of beta. Returns
+    False when the system cannot be factored."""
+    n = y.shape[0]
+    q = u.shape[0]
+    p = X.shape[1]
+    qr = q - q1
+    eta = np.empty(n)
+    mu = np.empty(n)
+    _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu)
+    w = np.empty(n)
+    s = np.empty(n)
+    for i in range(n):
+        d1 = mu_eta_at(link, eta[i], mu[i])
+        v = variance(fam, mu[i])
+        w[i] = wt[i] * d1 * d1 / v
+        s[i] = wt[i] * (y[i] - mu[i]) * d1 / v
+    D1 = np.empty(q1)
+    Cv = np.empty(ccol.shape[0])
+    E = np.empty((qr + p, qr + p))
+    step = np.empty(q + p)
+    ok, _ = _solve_system(
+        w, s, u, X, refs, zv, lam, off, q1, True, cptr, ccol, nu, pos, dense, D1, Cv, E, step
+    )
+    if not ok:
+        return False
+    for a in range(p):
+        for b in range(p):
+            LX[a, b] = E[qr + a, qr + b] if b <= a else 0.0
+    return True
+
+
+@_jit
+def aic_minus_deviance(fam, y, mu, wt, a1, a2, const):  # pragma: no cover - compiled
+    """aic(y, mu) - deviance(y, mu) (R's family$aic less the deviance) at the means mu; for
+    the binomial and Poisson families it depends on y only (the criterion's constant c0)."""
+    dev = 0.0
+    for i in range(y.shape[0]):
+        dev += dev_resid(fam, y[i], mu[i], wt[i])
+    return aic(fam, y, mu, wt, a1, a2, const, dev) - dev

@@ -314,6 +314,18 @@ class GeneralizedLinearMixedModel:
             return np.zeros(0)
         mu = fam.mustart(y, n, wt)
         eta = fam.linkfun(mu)
+        from . import _glmm_kernels as K
+
+        if fam.name in K.FAMILY_CODES and fam.link.name in K.LINK_CODES:
+            beta = np.zeros(X.shape[1])
+            if K.glm_irls(
+                K.FAMILY_CODES[fam.name], K.LINK_CODES[fam.link.name], np.asarray(y, float),
+                np.asarray(wt, float), np.asarray(self.offset, float), np.ascontiguousarray(X),
+                np.array(eta, dtype=float), np.array(mu, dtype=float), beta, 50,
+            ):  # fmt: skip
+                return beta
+        # the same iteration in Python, with least-squares steps where the normal equations
+        # are ill-conditioned
         beta = np.zeros(X.shape[1])
         dev_old = math.inf
         for _ in range(50):
@@ -562,11 +574,15 @@ class GeneralizedLinearMixedModel:
         # aic(y, mu) - deviance(y, mu) depends on y only for the binomial and Poisson families
         c0 = 0.0
         if fam.name in ("binomial", "poisson"):
+            from . import _glmm_kernels as K
+
             mu0 = np.clip(fam.mustart(y, ntr, wt), 1e-3, None)
             if fam.name == "binomial":
                 mu0 = np.minimum(mu0, 1 - 1e-3)
-            dev0 = float(np.sum(fam.dev_resids(y, mu0, wt)))
-            c0 = fam.aic(y, ntr, mu0, wt, dev0) - dev0
+            c0 = K.aic_minus_deviance(
+                K.FAMILY_CODES[fam.name], np.asarray(y, float), mu0, np.asarray(wt, float), a1,
+                a2, const,
+            )  # fmt: skip
         return {
             "y": np.array(y, dtype=float, order="C"),
             "a1": a1,
@@ -771,6 +787,7 @@ class GeneralizedLinearMixedModel:
         p = self.n_fixef
         if self.has_gradient:
             start: tuple[np.ndarray, np.ndarray] | None = None
+            u0 = None
             if beta0 is not None:
                 se = np.ones(p) if se0 is None else np.asarray(se0, dtype=float)
                 start = (np.asarray(beta0, dtype=float), se)
@@ -780,10 +797,11 @@ class GeneralizedLinearMixedModel:
                     _, st0 = self.criterion(theta0, None, self.initial_state())
                     counts["stage1"] = 1
                     start = (st0.beta, self._beta_transform(theta0, st0))
+                    u0 = st0.u  # the modes at the search's first point
                 except PirlsError:
                     start = None
             if start is not None:
-                done = self._optimize_gradient(theta0, start[0], start[1], step, counts, bar)
+                done = self._optimize_gradient(theta0, start[0], start[1], step, counts, bar, u0=u0)
                 if done is not None:
                     return done
         return self._optimize_two_stage(theta0, step, beta0, se0, counts, bar)
@@ -796,16 +814,20 @@ class GeneralizedLinearMixedModel:
         step: np.ndarray,
         counts: dict[str, int],
         bar: FitProgress | None = None,
+        *,
+        u0: np.ndarray | None = None,
     ) -> Optimum | None:
         """Joint L-BFGS-B over (theta, beta) with the exact gradient; None if it fails.
 
         ``se0`` gives the fixed effects' units: their standard errors (a vector), or a matrix
-        R with R R' their (unscaled) covariance (see :meth:`_beta_transform`).
+        R with R R' their (unscaled) covariance (see :meth:`_beta_transform`); ``u0`` the
+        modes at (theta0, beta0) when known (PIRLS's first start; zero otherwise).
         """
         bar = bar if bar is not None else FitProgress("glmer", False)
         nth = self.ntheta
         p = self.n_fixef
-        state_box = [_State(np.zeros(self.q), np.asarray(beta0, dtype=float).copy())]
+        first_u = np.zeros(self.q) if u0 is None else np.array(u0, dtype=float)
+        state_box = [_State(first_u, np.asarray(beta0, dtype=float).copy())]
 
         def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
             counts["stage2"] += 1
@@ -894,7 +916,7 @@ class GeneralizedLinearMixedModel:
             if self.nAGQ == 0:
                 return Optimum(theta1, st1.beta, opt1, counts, st1)
             beta1 = st1.beta
-            se1 = self._rx_se(ws1)
+            se1 = self._rx_se(ws1.Lxyxy[:p, :p])
         else:
             assert beta0 is not None
             theta1 = np.asarray(theta0, dtype=float)
@@ -929,7 +951,7 @@ class GeneralizedLinearMixedModel:
         GLM's; with the GLM's units L-BFGS-B needs about twice the evaluations on VerbAgg."""
         if self.n_fixef == 0:
             return np.zeros((0, 0))
-        return self._rx_transform(self._factor_with_x(theta, state))
+        return self._rx_transform(self.fixed_factor(theta, state))
 
     def _factor_with_x(self, theta: np.ndarray, st: _State) -> BlockedCholesky:
         """The blocked factor with the fixed effects at the working weights of ``st``."""
@@ -944,31 +966,49 @@ class GeneralizedLinearMixedModel:
         ws.update(theta)
         return ws
 
-    def _rx_transform(self, ws: BlockedCholesky) -> np.ndarray:
-        """R = L_X^-T (upper triangular; R R' is the unscaled covariance of the fixed effects)
-        from the penalized least-squares factor ``ws``."""
+    def fixed_factor(self, theta: np.ndarray, st: _State) -> np.ndarray:
+        """L_X, the fixed effects' block of the factor with X at the working weights of ``st``
+        (lower triangular, p x p; the compiled factorization where it applies, the blocked
+        one otherwise)."""
         p = self.n_fixef
+        fd = self._fast()
+        if fd is not None and p:
+            from . import _glmm_kernels as K
 
-        Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
-        return np.ascontiguousarray(Linv.T)
+            LX = np.zeros((p, p))
+            if K.factor_x(
+                fd["fam"], fd["link"], fd["y"], fd["wt"], fd["offset"], fd["X"], fd["refs"],
+                fd["zv"], np.asarray(theta, dtype=float), fd["off"], fd["q1"], fd["cptr"],
+                fd["ccol"], fd["nu"], fd["pos"], fd["dense"], np.asarray(st.u, dtype=float),
+                np.asarray(st.beta, dtype=float), LX,
+            ):  # fmt: skip
+                return LX
+        return np.array(self._factor_with_x(theta, st).Lxyxy[:p, :p])
 
-    def _rx_se(self, ws: BlockedCholesky) -> np.ndarray:
-        """The fixed effects' unscaled standard errors from the factor ``ws``."""
+    def _rx_transform(self, L_X: np.ndarray) -> np.ndarray:
+        """R = L_X^-T (upper triangular; R R' is the unscaled covariance of the fixed effects)
+        from the fixed effects' block of the penalized least-squares factor."""
+        from .results import _lower_inverse
+
+        return np.ascontiguousarray(_lower_inverse(L_X).T)
+
+    def _rx_se(self, L_X: np.ndarray) -> np.ndarray:
+        """The fixed effects' unscaled standard errors from L_X (see :meth:`_rx_transform`)."""
         if self.n_fixef == 0:
             return np.zeros(0)
-        R = self._rx_transform(ws)
+        R = self._rx_transform(L_X)
         return np.sqrt(np.sum(R * R, axis=1))
 
     def state_at(
         self, theta: np.ndarray, beta: np.ndarray, start: _State | None = None
-    ) -> tuple[float, _State, np.ndarray, BlockedCholesky]:
-        """The criterion, modes, mu and factor (with X, at the final working weights) at an
-        optimum; PIRLS starts from ``start`` (the optimizer's last modes) if given."""
-        criterion = self.agq if self.nAGQ > 1 else self.laplace
+    ) -> tuple[float, _State, np.ndarray, np.ndarray]:
+        """The criterion, modes, mu and L_X (the fixed effects' block of the factor with X, at
+        the final working weights; :meth:`fixed_factor`) at an optimum; PIRLS starts from
+        ``start`` (the optimizer's last modes) if given."""
         first = self.initial_state() if start is None else _State(start.u.copy(), beta.copy())
-        dev, st, mu, _ = criterion(theta, beta, first)
-        # factor with the fixed effects, for the unscaled covariance of beta
-        return dev, st, mu, self._factor_with_x(theta, st)
+        dev, st = self.criterion(theta, beta, first)
+        mu = self.family.linkinv(self._eta(self.layout.templates(theta), st.u, st.beta))
+        return dev, st, mu, self.fixed_factor(theta, st)
 
 
 def _weighted_least_squares(X: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:

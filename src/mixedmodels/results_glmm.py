@@ -6,11 +6,11 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as sla
 from scipy import stats
 
 from .errors import ConvergenceWarning, ModelSpecError, SingularFitWarning
@@ -22,7 +22,7 @@ from .optim import (
     hessian_from_gradient,
     hessian_messages,
 )
-from .results import _MixedResult
+from .results import _lower_inverse, _MixedResult
 
 if TYPE_CHECKING:
     from .display.glmer import GlmerSummary
@@ -77,7 +77,15 @@ class GlmerResult(_MixedResult):
     hessian: np.ndarray | None
     is_singular: bool
     scale: float
-    _factor: BlockedCholesky = field(repr=False)
+
+    @cached_property
+    def _factor(self) -> BlockedCholesky:
+        """The blocked factor with the fixed effects at the working weights of the optimum
+        (for conditional variances), made when first needed."""
+        from .glmm import _State
+
+        u = np.concatenate([x.ravel() for x in self.u]) if self.u else np.zeros(0)
+        return self.model._factor_with_x(self.theta, _State(u, self.beta))
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -96,7 +104,7 @@ class GlmerResult(_MixedResult):
     ) -> GlmerResult:
         theta = np.asarray(theta, dtype=float)
         beta = np.asarray(beta, dtype=float)
-        dev, state, mu, ws = model.state_at(theta, beta, start)
+        dev, state, mu, L_X = model.state_at(theta, beta, start)
         p = model.n_fixef
         Ts = model.layout.templates(theta)
         u_list, b_list = [], []
@@ -107,9 +115,9 @@ class GlmerResult(_MixedResult):
             u_list.append(uj)
             b_list.append(uj @ Ts[j].T)
             k += q
-        scale = _dispersion(model, mu, state.u, ws)
+        scale = _dispersion(model, mu, state.u)
         if p:
-            Linv = sla.solve_triangular(ws.Lxyxy[:p, :p], np.eye(p), lower=True, check_finite=False)
+            Linv = _lower_inverse(L_X)
             vcov_rx = scale * (Linv.T @ Linv)
         else:
             vcov_rx = np.zeros((0, 0))
@@ -204,7 +212,6 @@ class GlmerResult(_MixedResult):
             hessian=hessian,
             is_singular=singular,
             scale=scale,
-            _factor=ws,
         )
 
     # -- basic quantities -----------------------------------------------------------------------
@@ -407,7 +414,7 @@ class GlmerResult(_MixedResult):
         return self.summary()._repr_html_()
 
 
-def _dispersion(model: Any, mu: np.ndarray, u: np.ndarray, ws: Any) -> float:
+def _dispersion(model: Any, mu: np.ndarray, u: np.ndarray) -> float:
     """The scale: 1 for binomial and Poisson; for families with a scale lme4's
     sigma^2 = (weighted Pearson RSS + ||u||^2) / n."""
     if not model.family.has_scale:
