@@ -132,25 +132,8 @@ def _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1, out, tmp):  # p
     """(P' A21_l) T_1 for level lv of the first term into the first nnz_l rows of ``out``
     (``tmp``: S1 scratch); returns nnz_l."""
     start = cptr[lv]
-    end = cptr[lv + 1]
-    nnz = end - start
-    i = 0
-    while i < nnz:
-        k = rowterm[start + i]
-        if k < 0:  # X or y row: no template
-            for c in range(S1):
-                out[i, c] = cval[start + i, c]
-            i += 1
-            continue
-        s = rowgrp[start + i]
-        for r in range(s):  # the effects innermost: rows of cval are contiguous
-            for c in range(S1):
-                out[i + r, c] = 0.0
-            for a in range(r, s):
-                t = T[k, a, r]
-                for c in range(S1):
-                    out[i + r, c] += t * cval[start + i + a, c]
-        i += s
+    nnz = cptr[lv + 1] - start
+    _scaled_rows_into(cval, start, nnz, T, rowterm, rowgrp, S1, out)
     # right-multiply by T_1 (term 0)
     if S1 == 1:
         t = T[0, 0, 0]
@@ -192,6 +175,8 @@ def build(
         maxnnz = max(maxnnz, cptr[lv + 1] - cptr[lv])
     col = np.empty((maxnnz, S1))  # scratch, reused across levels
     tmp = np.empty(S1)
+    Li = np.empty((S1, S1))
+    T1 = np.ascontiguousarray(T[0, :S1, :S1])
     for lv in range(l1):
         # T1' A11 T1 + I
         for r in range(S1):
@@ -208,9 +193,17 @@ def build(
         for r in range(S1):
             for c in range(S1):
                 L11[lv, r, c] = M[r, c]
+        start = cptr[lv]
+        nnz = cptr[lv + 1] - start
+        if S1 >= 2 and nnz * S1 >= _DENSE_LEVEL:
+            # a level coupled to much of the rest (kb07-like maximal models): C_l = (P'A21_l)
+            # (T1 L11^-T) as one matrix product, which the loops below run far slower than
+            _scaled_rows_into(cval, start, nnz, T, rowterm, rowgrp, S1, col)
+            _level_factor_inverse(L11, lv, Li)
+            C[start : start + nnz] = np.dot(col[:nnz], np.dot(T1, Li.T))
+            continue
         nnz = _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1, col, tmp)
         # col L11^-T: solve X L11' = col row by row
-        start = cptr[lv]
         for i in range(nnz):
             for c in range(S1):
                 v = col[i, c]
