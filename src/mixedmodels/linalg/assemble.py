@@ -147,17 +147,6 @@ class _Partial:
     sum_log_weights: float
 
 
-def _diag_block(t: TermData, w: np.ndarray | None) -> np.ndarray:
-    s = t.n_effects
-    out = np.empty((t.nlevels, s, s))
-    for a in range(s):
-        for b in range(a + 1):
-            v = _bincount(t.refs, _prod(w, t.zrow(a), t.zrow(b)), t.nlevels)
-            out[:, a, b] = v
-            out[:, b, a] = v
-    return out
-
-
 def _off_block(tk: TermData, tj: TermData, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     nrow = tk.nlevels
     key = tj.refs.astype(np.int64) * nrow + tk.refs
@@ -180,14 +169,26 @@ def _off_block(tk: TermData, tj: TermData, w: np.ndarray | None) -> tuple[np.nda
     return keys, vals
 
 
-def _xy_block(t: TermData, XY: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-    s = t.n_effects
-    out = np.empty((XY.shape[1], t.nlevels, s))
-    for a in range(s):
-        wa = _prod(w, t.zrow(a))
-        for c in range(XY.shape[1]):
-            out[c, :, a] = _bincount(t.refs, _prod(wa, XY[:, c]), t.nlevels)
-    return out.reshape(XY.shape[1], t.nlevels * s)
+def _term_blocks(
+    terms: Sequence[TermData], XY: np.ndarray, w: np.ndarray | None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each term's diagonal blocks (levels, S, S) and its blocks with [X y] ((p + 1) x
+    levels S), in one compiled pass over the rows per term (the same values to the last bit
+    as weighted bincounts of each product)."""
+    from .kernels import term_blocks
+
+    XYc = np.ascontiguousarray(XY, dtype=float)
+    wc = np.ones(1) if w is None else np.ascontiguousarray(w, dtype=float)
+    diag, xy = [], []
+    for t in terms:
+        z = np.ones((1, 1)) if t.z is None else np.ascontiguousarray(t.z, dtype=float)
+        d, x = term_blocks(
+            np.ascontiguousarray(t.refs, dtype=np.int64), z, t.z is not None, XYc, wc,
+            w is not None, t.nlevels,
+        )  # fmt: skip
+        diag.append(d)
+        xy.append(x.reshape(XY.shape[1], t.nlevels * t.n_effects))
+    return diag, xy
 
 
 def accumulate(
@@ -195,12 +196,11 @@ def accumulate(
 ) -> _Partial:
     """Partial sums of the blocks of A over one chunk of rows."""
     XY = np.column_stack([X, y]) if X.shape[1] else y[:, None].astype(float)
-    diag = [_diag_block(t, weights) for t in terms]
+    diag, xy = _term_blocks(terms, XY, weights)
     off = {}
     for k in range(len(terms)):
         for j in range(k):
             off[(k, j)] = _off_block(terms[k], terms[j], weights)
-    xy = [_xy_block(t, XY, weights) for t in terms]
     WXY = XY if weights is None else XY * weights[:, None]
     xyxy = WXY.T @ XY
     slw = 0.0 if weights is None else float(np.sum(np.log(weights)))
@@ -371,7 +371,8 @@ class Reweighter:
     def blocks(self, w: np.ndarray, z: np.ndarray) -> CrossProducts:
         """A with weights ``w`` and response ``z``."""
         terms = self.terms
-        diag = [_diag_block(t, w) for t in terms]
+        XY = np.column_stack([self.X, z]) if self.X.shape[1] else z[:, None]
+        diag, xy = _term_blocks(terms, XY, w)
         off = {}
         for (k, j), (inverse, pattern) in self.pairs.items():
             tk, tj = terms[k], terms[j]
@@ -380,8 +381,6 @@ class Reweighter:
                 for b in range(tj.n_effects):
                     vals[:, a, b] = _bincount(inverse, _prod(w, tk.zrow(a), tj.zrow(b)), len(vals))
             off[(k, j)] = pattern.with_data(vals)
-        XY = np.column_stack([self.X, z]) if self.X.shape[1] else z[:, None]
-        xy = [_xy_block(t, XY, w) for t in terms]
         xyxy = (XY * w[:, None]).T @ XY
         return CrossProducts(
             diag,

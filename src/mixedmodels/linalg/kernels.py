@@ -189,3 +189,34 @@ def warm_up() -> None:
     bs_dense_t(dense, colptr, rowidx, data, np.ones((1, 1)))
     bs_bs_t_bs(colptr, rowidx, data.copy(), colptr, rowidx, data, colptr, rowidx, data)
     bs_t_vec(np.zeros(1), colptr, rowidx, data, np.ones(1))
+
+
+@_jit
+def term_blocks(refs, z, has_z, XY, w, has_w, nlevels):  # pragma: no cover - compiled
+    """One term's diagonal blocks sum_i w_i z_i z_i' (nlevels, S, S) and its blocks with the
+    fixed effects and the response sum_i w_i z_ia XY_ic as (XY columns, nlevels, S), in one
+    pass over the rows. ``z`` is (S, n) (``has_z``: otherwise an intercept, S = 1) and ``w``
+    the prior weights (``has_w``). Each sum runs over the rows in order with the factors
+    multiplied as numpy's weighted ``bincount`` of (w * z_a) * z_b would: the same values
+    to the last bit, without a pass over the rows per entry."""
+    n = refs.shape[0]
+    s = z.shape[0] if has_z else 1
+    ncol = XY.shape[1]
+    diag = np.zeros((nlevels, s, s))
+    xy = np.zeros((ncol, nlevels, s))
+    wz = np.empty(s)
+    for i in range(n):
+        lv = refs[i]
+        wi = w[i] if has_w else 1.0
+        for a in range(s):
+            wz[a] = wi * z[a, i] if has_z else wi
+        for a in range(s):
+            for b in range(a + 1):
+                diag[lv, a, b] += wz[a] * (z[b, i] if has_z else 1.0)
+            for c in range(ncol):
+                xy[c, lv, a] += wz[a] * XY[i, c]
+    for lv in range(nlevels):
+        for a in range(s):
+            for b in range(a):
+                diag[lv, b, a] = diag[lv, a, b]
+    return diag, xy
