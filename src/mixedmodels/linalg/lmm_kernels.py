@@ -175,8 +175,6 @@ def build(
         maxnnz = max(maxnnz, cptr[lv + 1] - cptr[lv])
     col = np.empty((maxnnz, S1))  # scratch, reused across levels
     tmp = np.empty(S1)
-    Li = np.empty((S1, S1))
-    T1 = np.ascontiguousarray(T[0, :S1, :S1])
     for lv in range(l1):
         # T1' A11 T1 + I
         for r in range(S1):
@@ -196,11 +194,7 @@ def build(
         start = cptr[lv]
         nnz = cptr[lv + 1] - start
         if S1 >= 2 and nnz * S1 >= _DENSE_LEVEL:
-            # a level coupled to much of the rest (kb07-like maximal models): C_l = (P'A21_l)
-            # (T1 L11^-T) as one matrix product, which the loops below run far slower than
-            _scaled_rows_into(cval, start, nnz, T, rowterm, rowgrp, S1, col)
-            _level_factor_inverse(L11, lv, Li)
-            C[start : start + nnz] = np.dot(col[:nnz], np.dot(T1, Li.T))
+            _dense_coupling(lv, start, nnz, T, L11, cval, rowterm, rowgrp, C, col)
             continue
         nnz = _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1, col, tmp)
         # col L11^-T: solve X L11' = col row by row
@@ -226,6 +220,19 @@ def build(
                 P[crow[t], h * S1 + c] = C[t, c]
     _schur_light(E, C, cptr, crow, rptr, rpos, tlev, is_heavy)
     return True, L11, C, E, P
+
+
+@_jit
+def _dense_coupling(lv, start, nnz, T, L11, cval, rowterm, rowgrp, C, col):  # pragma: no cover
+    """C_l = (P'A21_l)(T1 L11^-T) for level lv as one matrix product: for a level of a
+    vector-valued first term coupled to much of the rest (kb07-like maximal models), which
+    the entry-by-entry loops of :func:`build` run far slower than (``col``: scratch)."""
+    S1 = L11.shape[1]
+    _scaled_rows_into(cval, start, nnz, T, rowterm, rowgrp, S1, col)
+    Li = np.empty((S1, S1))
+    _level_factor_inverse(L11, lv, Li)
+    T1 = np.ascontiguousarray(T[0, :S1, :S1])
+    C[start : start + nnz] = np.dot(col[:nnz], np.dot(T1, Li.T))
 
 
 @_jit
