@@ -632,14 +632,18 @@ class GeneralizedLinearMixedModel:
     def has_gradient(self) -> bool:
         """Whether :meth:`criterion_gradient` is available: the Laplace criterion (nAGQ = 1) of
         a binomial or Poisson model with its canonical link and scalar random-effects terms."""
-        fd = self._fast()
-        return (
-            fd is not None
-            and self.nAGQ == 1
-            and self.family.name in ("binomial", "poisson")
-            and self.family.canonical
-            and self.q - fd["q1"] <= 400
-        )
+        known = self._cache.get("has_gradient")
+        if known is None:
+            fd = self._fast()
+            known = (
+                fd is not None
+                and self.nAGQ == 1
+                and self.family.name in ("binomial", "poisson")
+                and self.family.canonical
+                and self.q - fd["q1"] <= 400
+            )
+            self._cache["has_gradient"] = known
+        return bool(known)
 
     def criterion_gradient(
         self, theta: np.ndarray, beta: np.ndarray, state: _State
