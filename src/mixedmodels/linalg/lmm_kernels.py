@@ -111,6 +111,9 @@ def _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u):  # pragma: no cover - co
             t = T[k, 0, 0]
             for b in range(m):
                 E[r0, b] *= t
+        elif s >= _DENSE_TEMPLATE:  # a matrix product (the group's rows are contiguous)
+            Tt = np.ascontiguousarray(T[k, :s, :s].T)
+            E[r0 : r0 + s] = np.dot(Tt, np.ascontiguousarray(E[r0 : r0 + s]))
         else:  # row by row, the columns innermost (rows of E are contiguous)
             tmp = np.zeros((s, m))
             for r in range(s):
@@ -384,6 +387,8 @@ def solution(L11, C, cptr, crow, L22, m_u, p):  # pragma: no cover - compiled
 #: a level of a vector-valued first term coupled to at least this many entries of the rest
 #: (rows x effects) has its share of the gradient computed with matrix products (BLAS)
 _DENSE_LEVEL = 128
+#: a rest term with at least this many effects per level is scaled by one matrix product
+_DENSE_TEMPLATE = 4
 
 
 @_jit
@@ -757,6 +762,26 @@ def _right_scale(A22, T, rterm, roff, rsize, ma):  # pragma: no cover - compiled
             sc[roff[g]] = T[rterm[g], 0, 0]
     B = np.empty((ma, m))
     tmp = np.empty(8)
+    # terms with several effects per level: all their column groups share the template, so
+    # the whole term is one matrix product, (rows x levels, s) times T_k
+    done = np.zeros(nblk, dtype=np.bool_)
+    if not scalar and ma > 0:
+        g = 0
+        while g < nblk:
+            k = rterm[g]
+            s = rsize[g]
+            g1 = g
+            while g1 < nblk and rterm[g1] == k:
+                g1 += 1
+            if s >= _DENSE_TEMPLATE:
+                c0 = roff[g]
+                w = (g1 - g) * s
+                blk = np.ascontiguousarray(A22[:ma, c0 : c0 + w]).reshape(ma * (g1 - g), s)
+                out = np.dot(blk, np.ascontiguousarray(T[k, :s, :s]))
+                B[:, c0 : c0 + w] = out.reshape(ma, w)
+                for h in range(g, g1):
+                    done[h] = True
+            g = g1
     for a in range(ma):
         src = A22[a]
         dst = B[a]
@@ -764,9 +789,16 @@ def _right_scale(A22, T, rterm, roff, rsize, ma):  # pragma: no cover - compiled
             for b in range(m):
                 dst[b] = src[b] * sc[b]
             continue
-        for b in range(m):
+        for g in range(nblk):  # the columns the products above did not write
+            if done[g]:
+                continue
+            for b in range(roff[g], roff[g] + rsize[g]):
+                dst[b] = src[b]
+        for b in range(roff[nblk - 1] + rsize[nblk - 1] if nblk else 0, m):
             dst[b] = src[b]
         for g in range(nblk):
+            if done[g]:
+                continue
             k = rterm[g]
             s = rsize[g]
             c0 = roff[g]
