@@ -78,6 +78,9 @@ class FastObjective:
     heavy_share = 0.07
     #: ... and to at least this many of its entries
     heavy_min = 64
+    #: the entry-by-entry kernels visit the rest by blocks of this many rows (see
+    #: :func:`_block_pairs`)
+    row_block = 16
     #: up to this size of the rest, one compiled call factors it and computes the gradient
     #: (LAPACK's calls cost more than the arithmetic of a small matrix)
     small_rest = 64
@@ -164,17 +167,13 @@ class FastObjective:
         self.cptr = np.zeros(l1 + 1, dtype=np.int64)
         np.cumsum(np.bincount(lev, minlength=l1), out=self.cptr[1:])
         nnz = np.diff(self.cptr)
-        # the coupling entries of each row of the rest (for the row-by-row kernels)
-        self.tlev = np.repeat(np.arange(l1, dtype=np.int64), nnz)
-        self.rpos = np.argsort(self.crow, kind="stable").astype(np.int64)
-        self.rptr = np.zeros(m + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self.crow, minlength=m), out=self.rptr[1:])
         # levels coupled to a large share of the rest: their rank-S1 updates are cheaper as one
         # BLAS product (m^2 per level) than entry by entry (nnz^2 / 2 with indirect access)
         threshold = max(self.heavy_min, int(self.heavy_share * m))
         self.heavy = (
             np.flatnonzero(nnz >= threshold).astype(np.int64) if m >= 200 else np.zeros(0, np.int64)
         )
+        self.plev, self.pbeg, self.pend = _block_pairs(self.crow, nnz, self.heavy, self.row_block)
         self.small = m <= self.small_rest and self.heavy.size == 0
         #: the factor at the theta evaluated last (theta's bytes, the factor): the estimates at
         #: the optimum, usually the last point evaluated, reuse it (see :meth:`release`)
@@ -246,7 +245,7 @@ class FastObjective:
         data = (
             self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow, self.rowterm,
             self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize, self.m_u,
-            self.p, self.heavy, self.rptr, self.rpos, self.tlev,
+            self.p, self.heavy, self.plev, self.pbeg, self.pend,
         )  # fmt: skip
         t0 = time.perf_counter()
         status, x, f, g, count = small_fit.minimize(
@@ -303,13 +302,13 @@ class FastObjective:
             return _kernels().factor_small(
                 np.asarray(theta, dtype=float), self.sizes, self.toff, self.A11, self.cval,
                 self.cptr, self.crow, self.rowterm, self.rowgrp, self.A22, self.rterm,
-                self.rlev, self.roff, self.rsize, self.m_u, self.heavy, self.rptr, self.rpos,
-                self.tlev,
+                self.rlev, self.roff, self.rsize, self.m_u, self.heavy, self.plev, self.pbeg,
+                self.pend,
             )  # fmt: skip
         ok, L11, C, E, P = _kernels().build(
             np.asarray(theta, dtype=float), self.sizes, self.toff, self.A11, self.cval,
             self.cptr, self.crow, self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev,
-            self.roff, self.rsize, self.m_u, self.heavy, self.rptr, self.rpos, self.tlev,
+            self.roff, self.rsize, self.m_u, self.heavy, self.plev, self.pbeg, self.pend,
         )  # fmt: skip
         if not ok:
             return False, L11, C, E
@@ -370,8 +369,8 @@ class FastObjective:
             ok, ldz, ldx, r2 = _kernels().objective_gradient_small(
                 theta, self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow,
                 self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev, self.roff,
-                self.rsize, self.m_u, self.p, self.reml, float(self.n), self.heavy, self.rptr,
-                self.rpos, self.tlev, grad,
+                self.rsize, self.m_u, self.p, self.reml, float(self.n), self.heavy, self.plev,
+                self.pbeg, self.pend, grad,
             )  # fmt: skip
             if not ok:
                 return math.inf, grad
@@ -393,7 +392,35 @@ class FastObjective:
         _kernels().gradient(
             theta, self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow,
             self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize,
-            self.m_u, self.p, self.reml, float(self.n), L11, C, L22, sig, self.heavy, self.rptr,
-            self.rpos, self.tlev, grad,
+            self.m_u, self.p, self.reml, float(self.n), L11, C, L22, sig, self.heavy, self.plev,
+            self.pbeg, self.pend, grad,
         )  # fmt: skip
         return val, grad
+
+
+def _block_pairs(
+    crow: np.ndarray, nnz: np.ndarray, heavy: np.ndarray, block: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The order in which the entry-by-entry kernels visit the coupling entries of the levels
+    that are not heavy: by blocks of ``block`` rows of the rest, and within a block level by
+    level. Returns (level, first entry, end) for each (block, level) pair; the entries of a
+    level are sorted by row, so its entries in a block are a range. On InstEval (2972 levels
+    coupled to 1156 columns of the rest) this order takes about a quarter off the row-by-row
+    order's time: a level's entries are read once per block rather than once per row."""
+    l1 = nnz.size
+    lev = np.repeat(np.arange(l1, dtype=np.int64), nnz)
+    keep = np.ones(l1, dtype=bool)
+    keep[heavy] = False
+    t = np.flatnonzero(keep[lev])
+    if t.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    blk = crow[t] // block
+    t = t[np.argsort(blk, kind="stable")]  # by block; within a block by entry (level, row)
+    blk = crow[t] // block
+    lv = lev[t]
+    start = np.ones(t.size, dtype=bool)
+    start[1:] = (blk[1:] != blk[:-1]) | (lv[1:] != lv[:-1])
+    first = np.flatnonzero(start)
+    last = np.append(first[1:], t.size) - 1
+    return lv[first].astype(np.int64), t[first].astype(np.int64), (t[last] + 1).astype(np.int64)

@@ -157,7 +157,7 @@ def _scaled_column(cval, cptr, crow, lv, T, rowterm, rowgrp, S1, out, tmp):  # p
 @_jit
 def build(
     theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-    m_u, heavy, rptr, rpos, tlev,
+    m_u, heavy, plev, pbeg, pend,
 ):  # pragma: no cover - compiled  # fmt: skip
     """The first term's factor and the Schur complement of the rest.
 
@@ -214,14 +214,12 @@ def build(
     E = _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u)
     # E -= sum_l c_l c_l': the heavy levels' columns go to P (one BLAS product by the caller)
     P = np.zeros((m, nh * S1))
-    is_heavy = np.zeros(l1, dtype=np.bool_)
     for h in range(nh):
         lv = heavy[h]
-        is_heavy[lv] = True
         for t in range(cptr[lv], cptr[lv + 1]):
             for c in range(S1):
                 P[crow[t], h * S1 + c] = C[t, c]
-    _schur_light(E, C, cptr, crow, rptr, rpos, tlev, is_heavy)
+    _schur_light(E, C, cptr, crow, plev, pbeg, pend)
     return True, L11, C, E, P
 
 
@@ -239,35 +237,32 @@ def _dense_coupling(lv, start, nnz, T, L11, cval, rowterm, rowgrp, C, col):  # p
 
 
 @_jit
-def _schur_light(E, C, cptr, crow, rptr, rpos, tlev, skip):  # pragma: no cover - compiled
-    """E[a, b] -= sum_l (c_l c_l')[a, b] for b <= a over the levels l not in ``skip``.
+def _schur_light(E, C, cptr, crow, plev, pbeg, pend):  # pragma: no cover - compiled
+    """E[a, b] -= sum_l (c_l c_l')[a, b] for b <= a over the levels l that are not heavy.
 
-    Row by row of E (``rpos[rptr[a]:rptr[a+1]]`` are the coupling entries in row a): each row
-    receives the updates of every level that touches it while it is in cache, instead of the
-    levels scattering updates over all of E.
+    The coupling entries are visited by blocks of rows of E and, within a block, level by level
+    (``plev``, ``pbeg``, ``pend``: for each (block, level) pair, the level and the range of its
+    entries in the block; see :class:`~mixedmodels.linalg.fast_lmm.FastObjective`): the rows
+    of a block stay in cache while every level touching them updates them, and the levels'
+    entries are read in the order they are stored. Each row receives the levels' updates in
+    increasing order of level, as row by row.
     """
     S1 = C.shape[1]
     if S1 == 1:  # scalar first term: the common case, without the inner loop
         c1 = np.ascontiguousarray(C[:, 0])
-        for a in range(E.shape[0]):
-            row = E[a]
-            for q in range(rptr[a], rptr[a + 1]):
-                t = rpos[q]
-                lv = tlev[t]
-                if skip[lv]:
-                    continue
+        for k in range(plev.shape[0]):
+            s0 = cptr[plev[k]]
+            for t in range(pbeg[k], pend[k]):
+                row = E[crow[t]]
                 ct = c1[t]
-                for t2 in range(cptr[lv], t + 1):
+                for t2 in range(s0, t + 1):
                     row[crow[t2]] -= ct * c1[t2]
         return
-    for a in range(E.shape[0]):
-        row = E[a]
-        for q in range(rptr[a], rptr[a + 1]):
-            t = rpos[q]
-            lv = tlev[t]
-            if skip[lv]:
-                continue
-            for t2 in range(cptr[lv], t + 1):  # the level's rows up to a (sorted)
+    for k in range(plev.shape[0]):
+        s0 = cptr[plev[k]]
+        for t in range(pbeg[k], pend[k]):
+            row = E[crow[t]]
+            for t2 in range(s0, t + 1):  # the level's rows up to this one (sorted)
                 acc = 0.0
                 for c in range(S1):
                     acc += C[t, c] * C[t2, c]
@@ -275,20 +270,20 @@ def _schur_light(E, C, cptr, crow, rptr, rpos, tlev, skip):  # pragma: no cover 
 
 
 @_jit
-def _sigma_coupling(Sig, C, cptr, crow, rptr, rpos, tlev, skip, ma, V):  # pragma: no cover
+def _sigma_coupling(Sig, C, cptr, crow, plev, pbeg, pend, ma, V):  # pragma: no cover
     """V[t] = sum_{t2 of level(t), crow[t2] < ma} Sig[crow[t], crow[t2]] C[t2] for the active
-    coupling entries t (crow[t] < ma) of the levels not in ``skip``; row by row of Sig, as
-    :func:`_schur_light`."""
+    coupling entries t (crow[t] < ma) of the levels that are not heavy; by blocks of rows of
+    Sig and level by level within a block, as :func:`_schur_light`."""
     S1 = C.shape[1]
     if S1 == 1:
         c1 = np.ascontiguousarray(C[:, 0])
-        for a in range(ma):
-            srow = Sig[a]
-            for q in range(rptr[a], rptr[a + 1]):
-                t = rpos[q]
-                lv = tlev[t]
-                if skip[lv]:
-                    continue
+        for k in range(plev.shape[0]):
+            lv = plev[k]
+            for t in range(pbeg[k], pend[k]):
+                a = crow[t]
+                if a >= ma:  # the level's active rows come first
+                    break
+                srow = Sig[a]
                 acc = 0.0
                 for t2 in range(cptr[lv], cptr[lv + 1]):
                     b = crow[t2]
@@ -297,22 +292,22 @@ def _sigma_coupling(Sig, C, cptr, crow, rptr, rpos, tlev, skip, ma, V):  # pragm
                     acc += srow[b] * c1[t2]
                 V[t, 0] = acc
         return
-    for a in range(ma):
-        srow = Sig[a]
-        for q in range(rptr[a], rptr[a + 1]):
-            t = rpos[q]
-            lv = tlev[t]
-            if skip[lv]:
-                continue
+    for k in range(plev.shape[0]):
+        lv = plev[k]
+        for t in range(pbeg[k], pend[k]):
+            a = crow[t]
+            if a >= ma:
+                break
+            srow = Sig[a]
             for c in range(S1):
                 V[t, c] = 0.0
             for t2 in range(cptr[lv], cptr[lv + 1]):
                 b = crow[t2]
                 if b >= ma:  # the active rows come first
                     break
-                s = srow[b]
+                sv = srow[b]
                 for c in range(S1):
-                    V[t, c] += s * C[t2, c]
+                    V[t, c] += sv * C[t2, c]
 
 
 @_jit
@@ -465,7 +460,7 @@ def _level_trace_dense(
 @_jit
 def gradient(
     theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-    m_u, p, reml, n, L11, C, L22, Sig, heavy, rptr, rpos, tlev, grad,
+    m_u, p, reml, n, L11, C, L22, Sig, heavy, plev, pbeg, pend, grad,
 ):  # pragma: no cover - compiled  # fmt: skip
     """The gradient of the profiled deviance (see the module docstring) into ``grad``;
     ``Sig`` is the inverse of the active leading block of L22 L22' (computed by LAPACK)."""
@@ -558,11 +553,8 @@ def gradient(
     # heavy levels (long coupling columns): Sigma22 c_l for all of them in one product
     nh = heavy.shape[0]
     hpos = np.full(l1, -1)
-    is_heavy = np.zeros(l1, dtype=np.bool_)
-    for h in range(nh):
-        is_heavy[heavy[h]] = True
-    Vall = np.zeros(C.shape)  # Sigma22 c_l for the other levels, row by row of Sigma22
-    _sigma_coupling(Sig, C, cptr, crow, rptr, rpos, tlev, is_heavy, ma, Vall)
+    Vall = np.zeros(C.shape)  # Sigma22 c_l for the other levels, by blocks of rows of Sigma22
+    _sigma_coupling(Sig, C, cptr, crow, plev, pbeg, pend, ma, Vall)
     VH = np.zeros((0, 0))
     if nh > 0 and ma > 0:
         Pa = np.zeros((ma, nh * S1))
@@ -683,7 +675,7 @@ def gradient(
 @_jit
 def factor_small(
     theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-    m_u, heavy, rptr, rpos, tlev,
+    m_u, heavy, plev, pbeg, pend,
 ):  # pragma: no cover - compiled  # fmt: skip
     """:func:`build` and the Cholesky factor of the Schur complement, in one call, for a small
     rest (no heavy levels): (ok, L11, C, L22), L22 lower triangular (C order). For a few dozen
@@ -691,7 +683,7 @@ def factor_small(
     arithmetic."""
     ok, L11, C, E, _ = build(
         theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
-        rsize, m_u, heavy, rptr, rpos, tlev,
+        rsize, m_u, heavy, plev, pbeg, pend,
     )  # fmt: skip
     if ok:
         ok = _small_cholesky(E, E.shape[0])
@@ -723,14 +715,14 @@ def _cholesky_inverse(L, ma):  # pragma: no cover - compiled
 @_jit
 def objective_gradient_small(
     theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-    m_u, p, reml, n, heavy, rptr, rpos, tlev, grad,
+    m_u, p, reml, n, heavy, plev, pbeg, pend, grad,
 ):  # pragma: no cover - compiled  # fmt: skip
     """The criterion's parts and its gradient (into ``grad``) in one call, for a small rest
     (see :func:`factor_small`): (ok, log|L_Z|^2, log|L_X|^2, r^2). The gradient is computed
     only where r^2 > 0."""
     ok, L11, C, L22 = factor_small(
         theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
-        rsize, m_u, heavy, rptr, rpos, tlev,
+        rsize, m_u, heavy, plev, pbeg, pend,
     )  # fmt: skip
     if not ok:
         return False, 0.0, 0.0, 0.0
@@ -740,7 +732,7 @@ def objective_gradient_small(
     Sig = _cholesky_inverse(L22, m_u + p if reml else m_u)
     gradient(
         theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
-        rsize, m_u, p, reml, n, L11, C, L22, Sig, heavy, rptr, rpos, tlev, grad,
+        rsize, m_u, p, reml, n, L11, C, L22, Sig, heavy, plev, pbeg, pend, grad,
     )  # fmt: skip
     return True, ldz, ldx, r2
 

@@ -47,12 +47,12 @@ def _jit(func):
 def _evaluate(x, data, reml, n, slw, grad, path, values, count):  # pragma: no cover - compiled
     """The criterion and its gradient (into ``grad``) at theta = x, recorded in the path."""
     (sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize, m_u,
-     p, heavy, rptr, rpos, tlev) = data  # fmt: skip
+     p, heavy, plev, pbeg, pend) = data  # fmt: skip
     for j in range(grad.shape[0]):
         grad[j] = 0.0
     ok, ldz, ldx, r2 = objective_gradient_small(
         x, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-        m_u, p, reml, n, heavy, rptr, rpos, tlev, grad,
+        m_u, p, reml, n, heavy, plev, pbeg, pend, grad,
     )  # fmt: skip
     f = _criterion(ok, ldz, ldx, r2, reml, n, p, slw)
     if not math.isfinite(f):
