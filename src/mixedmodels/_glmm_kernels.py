@@ -252,6 +252,21 @@ def aic(fam, y, mu, wt, a1, a2, const, dev):  # pragma: no cover - compiled
 
 # -- the penalized weighted least-squares system ------------------------------------------------
 @_jit
+def _cholesky_solve(L, x, m):  # pragma: no cover - compiled
+    """x <- (L L')^-1 x in place, L lower triangular (its leading m x m block)."""
+    for a in range(m):
+        acc = x[a]
+        for b in range(a):
+            acc -= L[a, b] * x[b]
+        x[a] = acc / L[a, a]
+    for a in range(m - 1, -1, -1):
+        acc = x[a]
+        for b in range(a + 1, m):
+            acc -= L[b, a] * x[b]
+        x[a] = acc / L[a, a]
+
+
+@_jit
 def _solve_system(
     w, s, u, X, refs, zv, lam, off, q1, upd, cptr, ccol, nu, pos, dense, D1, Cv, E, step
 ):  # pragma: no cover - compiled
@@ -381,16 +396,7 @@ def _solve_system(
         return False, 0.0
     for a in range(qr):
         logdet += 2.0 * math.log(L[a, a])
-    for a in range(m):
-        acc = g2[a]
-        for b in range(a):
-            acc -= L[a, b] * g2[b]
-        g2[a] = acc / L[a, a]
-    for a in range(m - 1, -1, -1):
-        acc = g2[a]
-        for b in range(a + 1, m):
-            acc -= L[b, a] * g2[b]
-        g2[a] = acc / L[a, a]
+    _cholesky_solve(L, g2, m)
     if dense:
         x1 = g1 - np.dot(Cd, g2)
         for lv in range(q1):
@@ -807,16 +813,7 @@ def _factored_solve(q1, D1, Cv, L, cptr, ccol, nu, rhs):  # pragma: no cover - c
     for lv in range(q1):
         for t in range(cptr[lv], cptr[lv] + nu[lv]):
             y2[ccol[t]] -= Cv[t] * y1[lv]
-    for a in range(m):
-        acc = y2[a]
-        for b in range(a):
-            acc -= L[a, b] * y2[b]
-        y2[a] = acc / L[a, a]
-    for a in range(m - 1, -1, -1):
-        acc = y2[a]
-        for b in range(a + 1, m):
-            acc -= L[b, a] * y2[b]
-        y2[a] = acc / L[a, a]
+    _cholesky_solve(L, y2, m)
     out = np.empty(q)
     for lv in range(q1):
         acc = y1[lv]
@@ -982,16 +979,9 @@ def glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, maxit):  # pragma: no c
                     G[a, a] = math.sqrt(acc)
                 else:
                     G[a, b] = acc / G[b, b]
-        for a in range(p):  # solve L v = r / d, then L' x = v; beta = x / d
-            acc = r[a] / d[a]
-            for c in range(a):
-                acc -= G[a, c] * beta[c]
-            beta[a] = acc / G[a, a]
-        for a in range(p - 1, -1, -1):
-            acc = beta[a]
-            for c in range(a + 1, p):
-                acc -= G[c, a] * beta[c]
-            beta[a] = acc / G[a, a]
+        for a in range(p):  # L L' x = r / d; beta = x / d
+            beta[a] = r[a] / d[a]
+        _cholesky_solve(G, beta, p)
         for a in range(p):
             beta[a] /= d[a]
         dev = 0.0
