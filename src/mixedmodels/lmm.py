@@ -158,6 +158,17 @@ class LinearMixedModel:
         """Lower bounds of theta: 0 for template diagonals, -inf otherwise."""
         return self._cached("lower", self.layout.lower_bounds).copy()
 
+    def _is_intercept_entry(self) -> np.ndarray:
+        """Which entries of theta are those of scalar random-intercept terms (cached)."""
+
+        def make() -> np.ndarray:
+            out = np.zeros(self.ntheta, dtype=bool)
+            for t, off in zip(self.terms_data, self.layout.offsets, strict=False):
+                out[off] = t.n_effects == 1 and t.z is None
+            return out
+
+        return self._cached("intercept_entries", make)
+
     def _is_diagonal(self) -> np.ndarray:
         """Which entries of theta are template diagonals (cached; not to be modified)."""
         return self._cached("diagonal", self.layout.is_diagonal)
@@ -200,13 +211,17 @@ class LinearMixedModel:
 
     def start_theta(self) -> np.ndarray:
         """Where the optimizer starts: :meth:`initial_theta`, except that each scalar
-        random-intercept term (``(1 | g)``) starts at a moment estimate.
+        random-intercept term (``(1 | g)``) and each vector-valued term starts at a moment
+        estimate.
 
-        With r the least-squares residuals, a one-way random-effects model for each such
-        factor gives E[sum_l n_l rbar_l^2] = tau^2 n + sigma^2 l, solved for tau^2 with sigma^2
-        = var(r) - sum of the taus (three passes), and theta = tau / sigma. Crossed and
-        nested designs start within a few per cent of the optimum this way (InstEval: 14
-        evaluations instead of 22), and nothing depends on it but the path.
+        With r the least-squares residuals, a one-way random-effects model for each intercept
+        term gives E[sum_l n_l rbar_l^2] = tau^2 n + sigma^2 l, solved for tau^2. A vector-valued
+        term regresses r on its columns within each level (b_l, from the cross-products: no pass
+        over the rows) and takes the spread of the b_l less their average sampling covariance,
+        sigma^2 mean(G_l^-1), as its covariance. sigma^2 = var(r) less what the terms explain;
+        three passes. Crossed and nested designs start within a few per cent of the optimum this
+        way (InstEval: 14 evaluations instead of 22; a kb07-like maximal model: 237 instead of
+        357), and nothing depends on it but the path.
         """
         return self._cached("start", self._start_theta).copy()
 
@@ -214,36 +229,78 @@ class LinearMixedModel:
         theta0, _ = self.initial_theta()
         d = self.design
         intercepts = [j for j, t in enumerate(self.terms_data) if t.n_effects == 1 and t.z is None]
-        if not intercepts or d.nobs < 3:
+        vectors = [j for j, t in enumerate(self.terms_data) if t.n_effects > 1]
+        if not (intercepts or vectors) or d.nobs < 3:
             return theta0
         w = np.ones(d.nobs) if d.weights is None else d.weights
-        sw = np.sqrt(w)
-        y = d.y - (d.offset if d.offset is not None else 0.0)
-        if d.X.shape[1]:
-            coef, *_ = np.linalg.lstsq(d.X * sw[:, None], y * sw, rcond=None)
-            r = y - d.X @ coef
-        else:
-            r = y
         n = float(np.sum(w))
-        s2r = float(np.sum(w * r * r)) / n
+        r = None
+        if intercepts:
+            sw = np.sqrt(w)
+            y = d.y - (d.offset if d.offset is not None else 0.0)
+            if d.X.shape[1]:
+                coef, *_ = np.linalg.lstsq(d.X * sw[:, None], y * sw, rcond=None)
+                r = y - d.X @ coef
+            else:
+                r = y
+            s2r = float(np.sum(w * r * r)) / n
+        else:  # the cross-products' response is already the residual of y on X
+            s2r = float(self.A.xyxy[-1, -1]) / n
         if not s2r > 0:
             return theta0
+        moments = {j: self._level_moments(j) for j in vectors}
         tau2 = {j: 0.0 for j in intercepts}
+        cov: dict[int, np.ndarray] = {}
         s2e = s2r
         for _ in range(3):
             for j in intercepts:
+                assert r is not None
                 t = self.terms_data[j]
                 cnt = np.bincount(t.refs, weights=w, minlength=t.nlevels)
                 tot = np.bincount(t.refs, weights=w * r, minlength=t.nlevels)
                 ok = cnt > 0
                 mean = tot[ok] / cnt[ok]
                 tau2[j] = max(0.0, (float(np.sum(cnt[ok] * mean**2)) - s2e * ok.sum()) / n)
-            s2e = max(s2r - sum(tau2.values()), 0.1 * s2r)
+            explained = sum(tau2.values())
+            for j in vectors:
+                spread, sampling, gram = moments[j]
+                Sb = spread - s2e * sampling
+                vals, vecs = np.linalg.eigh(0.5 * (Sb + Sb.T))
+                top = float(vals.max(initial=0.0))
+                if not top > 0:
+                    cov.pop(j, None)
+                    continue
+                Sb = (vecs * np.maximum(vals, 1e-3 * top)) @ vecs.T
+                cov[j] = Sb
+                explained += float(np.sum(Sb * gram)) / n
+            s2e = max(s2r - explained, 0.1 * s2r)
         theta = theta0.copy()
         offs = self.layout.offsets
         for j in intercepts:
             theta[offs[j]] = max(math.sqrt(tau2[j] / s2e), 0.05)
+        for j, Sb in cov.items():
+            try:
+                L = np.linalg.cholesky(Sb / s2e)
+            except np.linalg.LinAlgError:
+                continue
+            rows, cols = self.layout.tril_indices(self.terms_data[j].n_effects)
+            theta[offs[j] : offs[j + 1]] = L[rows, cols]
         return theta
+
+    def _level_moments(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For a vector-valued term j, from the cross-products (G_l = Z_l'WZ_l, Z_l'W r with r
+        the residual of y on X): the mean over levels of b_l b_l' (b_l = G_l^-1 Z_l'W r, the
+        level's own regression of r on the term's columns), the mean of G_l^-1 (pseudo-inverses
+        where a level does not identify every effect) and sum_l G_l."""
+        G = self.A.diag[j]
+        nl, s = G.shape[0], G.shape[1]
+        g = self.A.xy[j][self.A.p].reshape(nl, s)
+        try:
+            Ginv = np.linalg.inv(G)
+        except np.linalg.LinAlgError:
+            Ginv = np.linalg.pinv(G, hermitian=True)
+        b = np.einsum("lab,lb->la", Ginv, g)
+        return b.T @ b / nl, Ginv.mean(axis=0), G.sum(axis=0)
 
     def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
         """Starting theta and BOBYQA's initial steps, in the units of the data (see
@@ -373,8 +430,9 @@ class LinearMixedModel:
                     # close, within about its standard error, theta / sqrt(levels) (the criterion's
                     # curvature in log theta grows like the number of levels): that is its unit
                     # (with theta at least half the default unit, for starts near zero).
+                    # (vector-valued terms, whose moment start is rougher, keep the plain unit)
                     theta_init, _ = self.initial_theta()
-                    moved = (x0 != theta_init) & (x0 > 0)
+                    moved = (x0 != theta_init) & (x0 > 0) & self._is_intercept_entry()
                     if moved.any():
                         nlev = np.ones_like(x0)
                         for t, off in zip(self.terms_data, self.layout.offsets, strict=False):
