@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.linalg import lapack
 
 from ._progress import FitProgress
 from .errors import ConvergenceWarning, FormulaError, ModelSpecError, SingularFitWarning
@@ -233,7 +234,7 @@ class LinearMixedModel:
         if not (intercepts or vectors) or d.nobs < 3:
             return theta0
         w = np.ones(d.nobs) if d.weights is None else d.weights
-        n = float(np.sum(w))
+        n = float(d.nobs) if d.weights is None else float(w.sum())
         r = None
         if intercepts:
             sw = np.sqrt(w)
@@ -264,27 +265,18 @@ class LinearMixedModel:
             explained = sum(tau2.values())
             for j in vectors:
                 spread, sampling, gram = moments[j]
-                Sb = spread - s2e * sampling
-                vals, vecs = np.linalg.eigh(0.5 * (Sb + Sb.T))
-                top = float(vals.max(initial=0.0))
-                if not top > 0:
-                    cov.pop(j, None)
-                    continue
-                Sb = (vecs * np.maximum(vals, 1e-3 * top)) @ vecs.T
-                cov[j] = Sb
-                explained += float(np.sum(Sb * gram)) / n
+                cov[j] = spread - s2e * sampling
+                explained += max(float((cov[j] * gram).sum()), 0.0) / n
             s2e = max(s2r - explained, 0.1 * s2r)
         theta = theta0.copy()
         offs = self.layout.offsets
         for j in intercepts:
             theta[offs[j]] = max(math.sqrt(tau2[j] / s2e), 0.05)
         for j, Sb in cov.items():
-            try:
-                L = np.linalg.cholesky(Sb / s2e)
-            except np.linalg.LinAlgError:
-                continue
-            rows, cols = self.layout.tril_indices(self.terms_data[j].n_effects)
-            theta[offs[j] : offs[j + 1]] = L[rows, cols]
+            L = _moment_template(Sb / s2e)
+            if L is not None:
+                rows, cols = self.layout.tril_indices(self.terms_data[j].n_effects)
+                theta[offs[j] : offs[j + 1]] = L[rows, cols]
         return theta
 
     def _level_moments(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -292,15 +284,11 @@ class LinearMixedModel:
         the residual of y on X): the mean over levels of b_l b_l' (b_l = G_l^-1 Z_l'W r, the
         level's own regression of r on the term's columns), the mean of G_l^-1 (pseudo-inverses
         where a level does not identify every effect) and sum_l G_l."""
-        G = self.A.diag[j]
-        nl, s = G.shape[0], G.shape[1]
-        g = self.A.xy[j][self.A.p].reshape(nl, s)
-        try:
-            Ginv = np.linalg.inv(G)
-        except np.linalg.LinAlgError:
-            Ginv = np.linalg.pinv(G, hermitian=True)
-        b = np.einsum("lab,lb->la", Ginv, g)
-        return b.T @ b / nl, Ginv.mean(axis=0), G.sum(axis=0)
+        from .linalg.kernels import level_moments
+
+        G = np.ascontiguousarray(self.A.diag[j], dtype=float)
+        g = self.A.xy[j][self.A.p].reshape(G.shape[0], G.shape[1])
+        return level_moments(G, np.ascontiguousarray(g, dtype=float))
 
     def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
         """Starting theta and BOBYQA's initial steps, in the units of the data (see
@@ -529,6 +517,23 @@ class LinearMixedModel:
             for msg in conv_warnings:
                 warnings.warn(msg, ConvergenceWarning, stacklevel=3)
         return result
+
+
+def _moment_template(S: np.ndarray) -> np.ndarray | None:
+    """The lower Cholesky factor of a moment estimate of a relative covariance matrix, its
+    eigenvalues floored at 1e-3 of the largest where it is not positive definite (LAPACK
+    directly: numpy's wrappers cost more than a few-by-few factorization); None when no
+    eigenvalue is positive."""
+    S = 0.5 * (S + S.T)
+    L, info = lapack.dpotrf(S, lower=1, clean=1)
+    if info == 0 and L.diagonal().min() > 1e-3 * math.sqrt(S.diagonal().max()):
+        return np.asarray(L)
+    vals, vecs = np.linalg.eigh(S)
+    top = float(vals.max(initial=0.0))
+    if not top > 0:
+        return None
+    L, info = lapack.dpotrf((vecs * np.maximum(vals, 1e-3 * top)) @ vecs.T, lower=1, clean=1)
+    return np.asarray(L) if info == 0 else None
 
 
 def _gradient_check(
