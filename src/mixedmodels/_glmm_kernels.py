@@ -20,6 +20,8 @@ import math
 import numba as nb
 import numpy as np
 
+from .linalg.lmm_kernels import _cholesky_solve
+
 # family codes
 BINOMIAL, POISSON, GAMMA, INVERSE_GAUSSIAN, GAUSSIAN = 0, 1, 2, 3, 4
 # link codes
@@ -251,21 +253,6 @@ def aic(fam, y, mu, wt, a1, a2, const, dev):  # pragma: no cover - compiled
 
 
 # -- the penalized weighted least-squares system ------------------------------------------------
-@_jit
-def _cholesky_solve(L, x, m):  # pragma: no cover - compiled
-    """x <- (L L')^-1 x in place, L lower triangular (its leading m x m block)."""
-    for a in range(m):
-        acc = x[a]
-        for b in range(a):
-            acc -= L[a, b] * x[b]
-        x[a] = acc / L[a, a]
-    for a in range(m - 1, -1, -1):
-        acc = x[a]
-        for b in range(a + 1, m):
-            acc -= L[b, a] * x[b]
-        x[a] = acc / L[a, a]
-
-
 @_jit
 def _solve_system(
     w, s, u, X, refs, zv, lam, off, q1, upd, cptr, ccol, nu, pos, dense, D1, Cv, E, step

@@ -284,7 +284,7 @@ class LinearMixedModel:
         the residual of y on X): the mean over levels of b_l b_l' (b_l = G_l^-1 Z_l'W r, the
         level's own regression of r on the term's columns), the mean of G_l^-1 (pseudo-inverses
         where a level does not identify every effect) and sum_l G_l."""
-        from .linalg.kernels import level_moments
+        from .linalg.lmm_kernels import level_moments
 
         G = np.ascontiguousarray(self.A.diag[j], dtype=float)
         g = self.A.xy[j][self.A.p].reshape(G.shape[0], G.shape[1])

@@ -12,8 +12,6 @@ never pay numba's import or compilation time.
 
 from __future__ import annotations
 
-import math
-
 import numba as nb
 import numpy as np
 
@@ -222,65 +220,3 @@ def term_blocks(refs, z, has_z, XY, w, has_w, nlevels):  # pragma: no cover - co
             for b in range(a):
                 diag[lv, b, a] = diag[lv, a, b]
     return diag, xy
-
-
-@_jit
-def level_moments(G, g):  # pragma: no cover - compiled
-    """For a vector-valued term with per-level cross-products G (levels, S, S) and g (levels,
-    S) = Z_l'W r: the means over levels of b_l b_l' and of G_l^-1 (b_l = G_l^-1 g_l), and
-    sum_l G_l. A level whose G_l is not positive definite (it does not identify every effect)
-    uses the pseudo-inverse."""
-    nl = G.shape[0]
-    s = G.shape[1]
-    spread = np.zeros((s, s))
-    sampling = np.zeros((s, s))
-    gram = np.zeros((s, s))
-    Lf = np.empty((s, s))
-    Gi = np.empty((s, s))
-    b = np.empty(s)
-    for lv in range(nl):
-        M = G[lv]
-        pd = True
-        for j in range(s):  # Cholesky factor of M in Lf
-            d = M[j, j]
-            for t in range(j):
-                d -= Lf[j, t] * Lf[j, t]
-            if not d > 1e-12 * max(M[j, j], 1e-300):
-                pd = False
-                break
-            d = math.sqrt(d)
-            Lf[j, j] = d
-            for i in range(j + 1, s):
-                v = M[i, j]
-                for t in range(j):
-                    v -= Lf[i, t] * Lf[j, t]
-                Lf[i, j] = v / d
-        if pd:
-            for c in range(s):  # Gi = (Lf Lf')^-1, column by column
-                col = np.zeros(s)
-                col[c] = 1.0
-                for i in range(s):
-                    v = col[i]
-                    for t in range(i):
-                        v -= Lf[i, t] * col[t]
-                    col[i] = v / Lf[i, i]
-                for i in range(s - 1, -1, -1):
-                    v = col[i]
-                    for t in range(i + 1, s):
-                        v -= Lf[t, i] * col[t]
-                    col[i] = v / Lf[i, i]
-                for i in range(s):
-                    Gi[i, c] = col[i]
-        else:
-            Gi[:, :] = np.linalg.pinv(np.ascontiguousarray(M))
-        for i in range(s):
-            acc = 0.0
-            for j in range(s):
-                acc += Gi[i, j] * g[lv, j]
-            b[i] = acc
-        for i in range(s):
-            for j in range(s):
-                spread[i, j] += b[i] * b[j]
-                sampling[i, j] += Gi[i, j]
-                gram[i, j] += M[i, j]
-    return spread / nl, sampling / nl, gram

@@ -98,6 +98,67 @@ def _small_cholesky(M, s):  # pragma: no cover - compiled
 
 
 @_jit
+def _cholesky_solve(L, x, m):  # pragma: no cover - compiled
+    """x <- (L L')^-1 x in place, L lower triangular (its leading m x m block)."""
+    for a in range(m):
+        acc = x[a]
+        for b in range(a):
+            acc -= L[a, b] * x[b]
+        x[a] = acc / L[a, a]
+    for a in range(m - 1, -1, -1):
+        acc = x[a]
+        for b in range(a + 1, m):
+            acc -= L[b, a] * x[b]
+        x[a] = acc / L[a, a]
+
+
+@_jit
+def level_moments(G, g):  # pragma: no cover - compiled
+    """For a vector-valued term with per-level cross-products G (levels, S, S) and g (levels,
+    S) = Z_l'W r: the means over levels of b_l b_l' and of G_l^-1 (b_l = G_l^-1 g_l), and
+    sum_l G_l (the moment start of :meth:`LinearMixedModel.start_theta
+    <mixedmodels.lmm.LinearMixedModel.start_theta>`). A level whose G_l is not numerically
+    positive definite (it does not identify every effect) uses the pseudo-inverse."""
+    nl = G.shape[0]
+    s = G.shape[1]
+    spread = np.zeros((s, s))
+    sampling = np.zeros((s, s))
+    gram = np.zeros((s, s))
+    Lf = np.empty((s, s))
+    Gi = np.empty((s, s))
+    col = np.empty(s)
+    for lv in range(nl):
+        M = G[lv]
+        for i in range(s):
+            for j in range(s):
+                Lf[i, j] = M[i, j]
+        pd = _small_cholesky(Lf, s)
+        for j in range(s):
+            if pd and not Lf[j, j] * Lf[j, j] > 1e-12 * M[j, j]:
+                pd = False
+        if pd:
+            for c in range(s):  # Gi = (Lf Lf')^-1, column by column
+                for i in range(s):
+                    col[i] = 1.0 if i == c else 0.0
+                _cholesky_solve(Lf, col, s)
+                for i in range(s):
+                    Gi[i, c] = col[i]
+        else:
+            Gi[:, :] = np.linalg.pinv(np.ascontiguousarray(M))
+        for i in range(s):
+            acc = 0.0
+            for j in range(s):
+                acc += Gi[i, j] * g[lv, j]
+            col[i] = acc
+        for i in range(s):
+            for j in range(s):
+                spread[i, j] += col[i] * col[j]
+                sampling[i, j] += Gi[i, j]
+                gram[i, j] += M[i, j]
+    return spread / nl, sampling / nl, gram
+
+
+@_jit
 def _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u):  # pragma: no cover - compiled
     """E = P' A22 P + I_u for the rest (P: the templates of the rest's terms, identity on X, y)."""
     m = A22.shape[0]
