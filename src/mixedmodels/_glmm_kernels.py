@@ -1002,11 +1002,8 @@ def factor_x(
     _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu)
     w = np.empty(n)
     s = np.empty(n)
-    for i in range(n):
-        d1 = mu_eta_at(link, eta[i], mu[i])
-        v = variance(fam, mu[i])
-        w[i] = wt[i] * d1 * d1 / v
-        s[i] = wt[i] * (y[i] - mu[i]) * d1 / v
+    # Fisher weights without the floor (``observed`` with ``canonical``: no Newton weights)
+    _weights(fam, link, True, True, y, mu, eta, wt, w, s)
     D1 = np.empty(q1)
     Cv = np.empty(ccol.shape[0])
     E = np.empty((qr + p, qr + p))
