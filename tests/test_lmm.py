@@ -270,3 +270,57 @@ def test_moment_start_with_levels_that_do_not_identify_every_effect():
     default, _ = model.initial_theta()
     fit = model.fit()
     assert fit.objective_value <= model.fit(start=default).objective_value + 1e-8
+
+
+def test_intercept_moment_start_uses_the_cross_products():
+    """An intercept term's moment start (from the cross-products' y row and diagonal) is the
+    one-way random-effects estimate computed from the rows: weighted level means of the
+    least-squares residual."""
+    from mixedmodels.lmm import LinearMixedModel
+
+    rng = np.random.default_rng(11)
+    g = rng.integers(0, 15, 300)
+    x = rng.normal(size=300)
+    w = rng.uniform(0.5, 2.0, 300)
+    y = 3 + x + rng.normal(scale=0.8, size=15)[g] + rng.normal(size=300)
+    data = pd.DataFrame({"y": y, "x": x, "g": [f"g{v}" for v in g], "w": w})
+    model = LinearMixedModel.from_formula("y ~ x + (1 | g)", data, weights="w")
+    X = np.column_stack([np.ones(300), x])
+    sw = np.sqrt(w)
+    r = y - X @ np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
+    n, s2r = w.sum(), np.sum(w * r * r) / w.sum()
+    cnt, tot = np.bincount(g, w), np.bincount(g, w * r)
+    between = np.sum(tot**2 / cnt)
+    s2e = s2r
+    for _ in range(3):
+        tau2 = max(0.0, between - s2e * 15) / n
+        s2e = max(s2r - tau2, 0.1 * s2r)
+    assert model.start_theta()[0] == pytest.approx(np.sqrt(tau2 / s2e), rel=1e-10)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_residualized_response_matches_least_squares(weighted):
+    """The cross-products' response is y less its weighted least-squares fit on X (normal
+    equations refined once; an orthogonal factorization where they fail)."""
+    from dataclasses import replace
+
+    import mixedmodels as mm
+    from mixedmodels.lmm import LinearMixedModel, _residualized_response
+
+    rng = np.random.default_rng(3)
+    design = LinearMixedModel.from_formula(
+        "Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy")
+    ).design
+    w = rng.uniform(0.2, 3.0, design.nobs) if weighted else None
+    design = replace(design, weights=w)
+    y = design.y + 1e6  # far from zero: the residual keeps its digits
+    r, gamma = _residualized_response(design, y)
+    sw = np.ones(design.nobs) if w is None else np.sqrt(w)
+    ref = np.linalg.lstsq(design.X * sw[:, None], y * sw, rcond=None)[0]
+    np.testing.assert_allclose(gamma, ref, rtol=1e-10)
+    np.testing.assert_allclose(r, y - design.X @ ref, rtol=0, atol=1e-8)
+    # a repeated column: X'WX is singular and the least-squares path answers
+    twice = replace(design, X=np.column_stack([design.X, design.X[:, 1]]))
+    r2, gamma2 = _residualized_response(twice, y)
+    np.testing.assert_allclose(r2, r, rtol=0, atol=1e-7)
+    assert gamma2.shape == (3,)

@@ -40,6 +40,7 @@ __all__ = ["LinearMixedModel", "lmer"]
 #: what :class:`LinearMixedModel` caches that depends neither on the response nor on the
 #: criterion (the bounds and the unit start depend on the random-effects columns only)
 _Y_FREE_CACHES = frozenset({"lower", "diagonal", "initial"})
+_NO_WEIGHTS = np.ones(0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,49 +230,38 @@ class LinearMixedModel:
     def _start_theta(self) -> np.ndarray:
         theta0, _ = self.initial_theta()
         d = self.design
+        A = self.A
         intercepts = [j for j, t in enumerate(self.terms_data) if t.n_effects == 1 and t.z is None]
         vectors = [j for j, t in enumerate(self.terms_data) if t.n_effects > 1]
         if not (intercepts or vectors) or d.nobs < 3:
             return theta0
-        w = np.ones(d.nobs) if d.weights is None else d.weights
-        n = float(d.nobs) if d.weights is None else float(w.sum())
-        r = None
-        if intercepts:
-            sw = np.sqrt(w)
-            y = d.y - (d.offset if d.offset is not None else 0.0)
-            if d.X.shape[1]:
-                coef, *_ = np.linalg.lstsq(d.X * sw[:, None], y * sw, rcond=None)
-                r = y - d.X @ coef
-            else:
-                r = y
-            s2r = float(np.sum(w * r * r)) / n
-        else:  # the cross-products' response is already the residual of y on X
-            s2r = float(self.A.xyxy[-1, -1]) / n
+        n = float(d.nobs) if d.weights is None else float(d.weights.sum())
+        # the cross-products' response is the residual r of y on X: sum w r^2 is its last
+        # entry, and an intercept term's Z'W r and Z'W 1 (the levels' weighted totals of r and
+        # their weights) are its y row and its diagonal blocks -- no pass over the rows
+        s2r = float(A.xyxy[-1, -1]) / n
         if not s2r > 0:
             return theta0
+        # what each term explains is linear in sigma^2: a - sigma^2 b (before the floor at 0)
+        linear: list[tuple[float, float]] = []
+        for j in intercepts:  # sum_l n_l rbar_l^2 and the number of levels seen
+            cnt, tot = A.diag[j][:, 0, 0], A.xy[j][A.p]
+            ok = cnt > 0
+            linear.append((float(tot[ok] @ (tot[ok] / cnt[ok])), float(np.count_nonzero(ok))))
         moments = {j: self._level_moments(j) for j in vectors}
-        tau2 = {j: 0.0 for j in intercepts}
-        cov: dict[int, np.ndarray] = {}
+        for spread, sampling, gram in moments.values():
+            linear.append((float(np.vdot(spread, gram)), float(np.vdot(sampling, gram))))
         s2e = s2r
-        for _ in range(3):
-            for j in intercepts:
-                assert r is not None
-                t = self.terms_data[j]
-                cnt = np.bincount(t.refs, weights=w, minlength=t.nlevels)
-                tot = np.bincount(t.refs, weights=w * r, minlength=t.nlevels)
-                ok = cnt > 0
-                mean = tot[ok] / cnt[ok]
-                tau2[j] = max(0.0, (float(np.sum(cnt[ok] * mean**2)) - s2e * ok.sum()) / n)
-            explained = sum(tau2.values())
-            for j in vectors:
-                spread, sampling, gram = moments[j]
-                cov[j] = spread - s2e * sampling
-                explained += max(float((cov[j] * gram).sum()), 0.0) / n
+        for _ in range(3):  # the terms' variances at s2e, then s2e from them
+            used = s2e
+            explained = sum(max(a - used * b, 0.0) for a, b in linear) / n
             s2e = max(s2r - explained, 0.1 * s2r)
+        tau2 = [max(0.0, a - used * b) / n for a, b in linear[: len(intercepts)]]
+        cov = {j: spread - used * sampling for j, (spread, sampling, _) in moments.items()}
         theta = theta0.copy()
         offs = self.layout.offsets
-        for j in intercepts:
-            theta[offs[j]] = max(math.sqrt(tau2[j] / s2e), 0.05)
+        for j, t2 in zip(intercepts, tau2, strict=True):
+            theta[offs[j]] = max(math.sqrt(t2 / s2e), 0.05)
         for j, Sb in cov.items():
             L = _moment_template(Sb / s2e)
             if L is not None:
@@ -603,14 +593,25 @@ def lmer(
 
 
 def _residualized_response(design: Design, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(y - offset - X gamma, gamma): gamma is the weighted least-squares fit of y - offset on X."""
+    """(y - offset - X gamma, gamma): gamma is the weighted least-squares fit of y - offset on X
+    (normal equations with one step of refinement, compiled; an orthogonal factorization
+    where X'WX is too ill-conditioned for them)."""
+    from .linalg.lmm_kernels import wls_residual
+
     yo = y if design.offset is None else y - design.offset
     X = design.X
     if X.shape[1] == 0:
         return yo, np.zeros(0)
-    if design.weights is None:
+    w = design.weights
+    ok, r, gamma = wls_residual(
+        np.ascontiguousarray(X, dtype=float), np.ascontiguousarray(yo, dtype=float),
+        _NO_WEIGHTS if w is None else np.ascontiguousarray(w, dtype=float), w is not None,
+    )  # fmt: skip
+    if ok:
+        return r, gamma
+    if w is None:
         gamma = np.linalg.lstsq(X, yo, rcond=None)[0]
     else:
-        sw = np.sqrt(design.weights)
+        sw = np.sqrt(w)
         gamma = np.linalg.lstsq(X * sw[:, None], yo * sw, rcond=None)[0]
     return yo - X @ gamma, gamma

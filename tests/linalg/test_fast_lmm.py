@@ -227,3 +227,44 @@ def test_a_fit_keeps_no_factor_in_the_model():
     model = _model("crossed", True)
     model.fit(progress=False)
     assert model.fast_objective()._last is None
+
+
+@pytest.mark.parametrize("case", ["slope", "crossed_small", "nested", "crossed", "crossed_slopes"])
+@pytest.mark.parametrize("heavy_share", [0.07, 0.0], ids=["auto", "all-heavy"])
+def test_coupling_layout_is_the_coupling_of_each_level(case, heavy_share, monkeypatch):
+    """Level l's entries are the nonzero rows of the rest coupled to it (the terms' rows, then
+    X's and y's, by increasing row), with A's values; the runs the entry-by-entry kernels
+    visit cover every entry of the levels that are not heavy once, block by block."""
+    monkeypatch.setattr(FastObjective, "heavy_share", heavy_share)
+    monkeypatch.setattr(FastObjective, "heavy_min", 0 if heavy_share == 0.0 else 64)
+    model = _model(case, True)
+    fo = FastObjective(model.A, model.layout, True)
+    A = model.A
+    l1, S1 = A.diag[0].shape[0], A.diag[0].shape[1]
+    # the dense coupling of the rest (terms 1.., then X and y) to each column of the first term
+    parts = [A.off[(k, 0)].to_dense() if (k, 0) in A.off
+             else np.zeros((A.diag[k].shape[0] * A.diag[k].shape[1], l1 * S1))
+             for k in range(1, A.nterms)]  # fmt: skip
+    dense = np.vstack([*parts, A.xy[0]])
+    assert dense.shape[0] == fo.m
+    for lv in range(l1):
+        block = dense[:, lv * S1 : (lv + 1) * S1]
+        rows = fo.crow[fo.cptr[lv] : fo.cptr[lv + 1]]
+        assert np.all(np.diff(rows) > 0)
+        np.testing.assert_array_equal(fo.cval[fo.cptr[lv] : fo.cptr[lv + 1]], block[rows])
+        others = np.setdiff1d(np.arange(fo.m), rows)
+        assert not np.any(block[others])
+        assert set(rows[rows >= fo.m_u]) == set(range(fo.m_u, fo.m))
+    heavy = set(fo.heavy.tolist())
+    seen = np.zeros(fo.cptr[-1], dtype=int)
+    blocks = []
+    for lv, beg, end in zip(fo.plev, fo.pbeg, fo.pend, strict=True):
+        assert lv not in heavy and fo.cptr[lv] <= beg < end <= fo.cptr[lv + 1]
+        assert len(set((fo.crow[beg:end] // fo.row_block).tolist())) == 1
+        blocks.append(fo.crow[beg] // fo.row_block)
+        seen[beg:end] += 1
+    assert np.all(np.diff(blocks) >= 0)
+    light = np.repeat([lv not in heavy for lv in range(l1)], np.diff(fo.cptr))
+    np.testing.assert_array_equal(seen, light.astype(int))
+    if heavy_share == 0.0 and fo.m >= 200:
+        assert fo.heavy.size == l1 and fo.plev.size == 0

@@ -25,7 +25,6 @@ import difflib
 import functools
 import itertools
 import keyword
-import math
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -692,37 +691,13 @@ def _rank_columns(X: np.ndarray, tol: float = 1e-7, block: int = 64) -> list[int
 
     A column is dropped when its norm after projection on the kept columns before it falls
     below ``tol`` times its original norm, which is how R's ``qr()`` decides rank (lme4's
-    ``chkRank.drop.cols``). Gram-Schmidt with re-orthogonalization, by blocks of columns: each
-    block is first projected on the kept columns of the blocks before it with matrix products,
-    then column by column within the block.
+    ``chkRank.drop.cols``). Gram-Schmidt with re-orthogonalization, by blocks of columns, in
+    one compiled call (:func:`~mixedmodels.linalg.kernels.rank_columns`).
     """
-    n, p = X.shape
-    keep: list[int] = []
-    Q = np.empty((n, min(n, p)))
-    k = 0  # kept columns so far (the first k columns of Q)
-    for j0 in range(0, p, block):
-        B = np.array(X[:, j0 : j0 + block], dtype=float)
-        norms = np.sqrt(np.add.reduce(B * B, axis=0))  # np.linalg.norm's sums, no wrapper
-        if k:
-            for _ in range(2):  # re-orthogonalise once (Kahan-Parlett "twice is enough")
-                B -= Q[:, :k] @ (Q[:, :k].T @ B)
-        k_block = k
-        for i in range(B.shape[1]):
-            if norms[i] == 0.0 or k >= n:
-                continue
-            v = B[:, i]
-            if k > k_block:
-                Qb = Q[:, k_block:k]
-                for _ in range(2):
-                    v -= Qb @ (Qb.T @ v)
-            flat = v.ravel(order="K")  # np.linalg.norm(v), without its wrapper
-            rnorm = math.sqrt(float(flat.dot(flat)))
-            if rnorm < tol * norms[i]:
-                continue
-            keep.append(j0 + i)
-            Q[:, k] = v / rnorm
-            k += 1
-    return keep
+    from ..linalg.kernels import rank_columns
+
+    keep = rank_columns(np.asarray(X, dtype=float), float(tol), int(block))
+    return np.flatnonzero(keep).tolist()
 
 
 def _resolve_vector(

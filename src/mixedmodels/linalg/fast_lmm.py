@@ -136,44 +136,36 @@ class FastObjective:
             A22[cols[:, :, None], rows[:, None, :]] = blk.data.transpose(0, 2, 1)
         A22[m_u:, m_u:] = A.xyxy
         self.A22 = A22
-        # coupling of the first term's levels to the rest: one sparse column block per level
-        lev_parts, row_parts, val_parts, term_parts, grp_parts = [], [], [], [], []
+        # coupling of the first term's levels to the rest: one sparse column block per level,
+        # with the orders the kernels visit it in (see :func:`lmm_kernels.coupling_layout`)
+        nrest = K - 1
+        colptr = np.zeros((nrest, l1 + 1), dtype=np.int64)
+        rowidx_parts, val_parts = [], []
+        boff = np.zeros(nrest, dtype=np.int64)
+        voff = np.zeros(nrest, dtype=np.int64)
+        nb = nv = 0
         for k in range(1, K):
+            boff[k - 1], voff[k - 1] = nb, nv
             coupling = A.off.get((k, 0))
             if coupling is None:
                 continue
-            blk = coupling
-            sk = blk.data.shape[1]
-            cols = blk.colidx
-            for s in range(sk):
-                lev_parts.append(cols)
-                row_parts.append(rstart[k - 1] + blk.rowidx * sk + s)
-                val_parts.append(blk.data[:, s, :])
-                term_parts.append(np.full(cols.size, k))
-                grp_parts.append(np.full(cols.size, sk))
-        # the X and y rows: every level, rows m_u..m_u+p (as p+1 parts, all at once)
-        lev_parts.append(np.arange((p + 1) * l1) % l1)
-        row_parts.append(np.repeat(np.arange(m_u, m_u + p + 1), l1))
-        val_parts.append(A.xy[0].reshape((p + 1) * l1, S1))
-        term_parts.append(np.full((p + 1) * l1, -1))
-        grp_parts.append(np.ones((p + 1) * l1, dtype=np.int64))
-        lev = np.concatenate(lev_parts)
-        rows = np.concatenate(row_parts)
-        order = np.lexsort((rows, lev))
-        self.crow = rows[order].astype(np.int64)
-        self.cval = np.ascontiguousarray(np.concatenate(val_parts)[order], dtype=float)
-        self.rowterm = np.concatenate(term_parts)[order].astype(np.int64)
-        self.rowgrp = np.concatenate(grp_parts)[order].astype(np.int64)
-        self.cptr = np.zeros(l1 + 1, dtype=np.int64)
-        np.cumsum(np.bincount(lev, minlength=l1), out=self.cptr[1:])
-        nnz = np.diff(self.cptr)
-        # levels coupled to a large share of the rest: their rank-S1 updates are cheaper as one
-        # BLAS product (m^2 per level) than entry by entry (nnz^2 / 2 with indirect access)
-        threshold = max(self.heavy_min, int(self.heavy_share * m))
-        self.heavy = (
-            np.flatnonzero(nnz >= threshold).astype(np.int64) if m >= 200 else np.zeros(0, np.int64)
-        )
-        self.plev, self.pbeg, self.pend = _block_pairs(self.crow, nnz, self.heavy, self.row_block)
+            colptr[k - 1] = coupling.colptr
+            rowidx_parts.append(coupling.rowidx)
+            val_parts.append(coupling.data.reshape(-1, S1))
+            nb += coupling.rowidx.shape[0]
+            nv += val_parts[-1].shape[0]
+        # levels coupled to a large share of the rest are "heavy": their rank-S1 updates are
+        # cheaper as one BLAS product (m^2 per level) than entry by entry (nnz^2 / 2 with
+        # indirect access)
+        threshold = max(self.heavy_min, int(self.heavy_share * m)) if m >= 200 else m + 1
+        (self.cptr, self.crow, self.cval, self.rowterm, self.rowgrp, self.heavy, self.plev,
+         self.pbeg, self.pend) = _kernels().coupling_layout(
+            np.ascontiguousarray(A.xy[0], dtype=float), l1, S1, m_u, p,
+            np.array(rstart[:-1], dtype=np.int64),
+            np.array([A.diag[k].shape[1] for k in range(1, K)], dtype=np.int64), colptr,
+            _concat(rowidx_parts, np.int64, (0,)), boff,
+            _concat(val_parts, float, (0, S1)), voff, threshold, self.row_block,
+        )  # fmt: skip
         self.small = m <= self.small_rest and self.heavy.size == 0
         #: the factor at the theta evaluated last (theta's bytes, the factor): the estimates at
         #: the optimum, usually the last point evaluated, reuse it (see :meth:`release`)
@@ -398,29 +390,9 @@ class FastObjective:
         return val, grad
 
 
-def _block_pairs(
-    crow: np.ndarray, nnz: np.ndarray, heavy: np.ndarray, block: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The order in which the entry-by-entry kernels visit the coupling entries of the levels
-    that are not heavy: by blocks of ``block`` rows of the rest, and within a block level by
-    level. Returns (level, first entry, end) for each (block, level) pair; the entries of a
-    level are sorted by row, so its entries in a block are a range. On InstEval (2972 levels
-    coupled to 1156 columns of the rest) this order takes about a quarter off the row-by-row
-    order's time: a level's entries are read once per block rather than once per row."""
-    l1 = nnz.size
-    lev = np.repeat(np.arange(l1, dtype=np.int64), nnz)
-    keep = np.ones(l1, dtype=bool)
-    keep[heavy] = False
-    t = np.flatnonzero(keep[lev])
-    if t.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    blk = crow[t] // block
-    t = t[np.argsort(blk, kind="stable")]  # by block; within a block by entry (level, row)
-    blk = crow[t] // block
-    lv = lev[t]
-    start = np.ones(t.size, dtype=bool)
-    start[1:] = (blk[1:] != blk[:-1]) | (lv[1:] != lv[:-1])
-    first = np.flatnonzero(start)
-    last = np.append(first[1:], t.size) - 1
-    return lv[first].astype(np.int64), t[first].astype(np.int64), (t[last] + 1).astype(np.int64)
+def _concat(parts: list[np.ndarray], dtype: Any, empty: tuple[int, ...]) -> np.ndarray:
+    """The parts, concatenated as one contiguous array of ``dtype`` (of shape ``empty`` when
+    there are none)."""
+    if not parts:
+        return np.zeros(empty, dtype=dtype)
+    return np.ascontiguousarray(np.concatenate(parts), dtype=dtype)

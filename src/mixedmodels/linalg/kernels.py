@@ -12,6 +12,8 @@ never pay numba's import or compilation time.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -220,3 +222,47 @@ def term_blocks(refs, z, has_z, XY, w, has_w, nlevels):  # pragma: no cover - co
             for b in range(a):
                 diag[lv, b, a] = diag[lv, a, b]
     return diag, xy
+
+
+@_jit
+def rank_columns(X, tol, block):  # pragma: no cover - compiled
+    """Which columns of X (n x p) to keep (a boolean per column), with LINPACK ``dqrdc2``'s
+    rule: a column is dropped when its norm after projection on the kept columns before it is
+    below ``tol`` times its original norm (R's ``qr()``, lme4's ``chkRank.drop.cols``).
+
+    Gram-Schmidt with re-orthogonalization ("twice is enough") by blocks of ``block`` columns:
+    each block is projected on the kept columns of the blocks before it with matrix products,
+    then column by column within the block. The kept directions are the rows of Q."""
+    n, p = X.shape
+    keep = np.zeros(p, dtype=np.bool_)
+    Q = np.empty((min(n, p), n))
+    k = 0  # kept columns so far (the first k rows of Q)
+    for j0 in range(0, p, block):
+        nb_ = min(block, p - j0)
+        B = np.empty((nb_, n))
+        norms = np.empty(nb_)
+        for i in range(nb_):
+            for r in range(n):
+                B[i, r] = X[r, j0 + i]
+            norms[i] = math.sqrt(np.dot(B[i], B[i]))
+        if k:
+            Qk = Q[:k]
+            for _ in range(2):
+                B -= np.dot(np.dot(B, Qk.T), Qk)
+        k_block = k
+        for i in range(nb_):
+            if norms[i] == 0.0 or k >= n:
+                continue
+            v = B[i]
+            if k > k_block:
+                Qb = Q[k_block:k]
+                for _ in range(2):
+                    v -= np.dot(np.dot(Qb, v), Qb)
+            rnorm = math.sqrt(np.dot(v, v))
+            if rnorm < tol * norms[i]:
+                continue
+            keep[j0 + i] = True
+            for r in range(n):
+                Q[k, r] = v[r] / rnorm
+            k += 1
+    return keep

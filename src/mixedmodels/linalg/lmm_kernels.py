@@ -891,3 +891,145 @@ def _scaled_rows_into(cval, start, nrows, T, rowterm, rowgrp, S1, out):  # pragm
                 for c in range(S1):
                     out[i + r, c] += t * cval[start + i + a, c]
         i += s
+
+
+@_jit
+def coupling_layout(
+    xy0, l1, S1, m_u, p, rstart, rsizes, colptr, rowidx, boff, vals, voff, heavy_min, block
+):  # pragma: no cover - compiled  # fmt: skip
+    """The coupling of the first term's levels to the rest, one sparse column block per level,
+    with the orders the kernels visit it in.
+
+    ``xy0`` is [X y]' W Z_1 (p + 1, l1 * S1). The rest's terms k = 1..K-1 (their first rows
+    ``rstart[k - 1]``, ``rsizes[k - 1]`` effects per level) are coupled to the first term by
+    block-sparse matrices compressed by level of the first term: term k's blocks of level lv
+    are ``boff[k - 1] + colptr[k - 1, lv] .. colptr[k - 1, lv + 1]`` with their levels in
+    ``rowidx`` (increasing) and their S_k x S1 values as rows ``voff[k - 1] + b * S_k + s`` of
+    ``vals``. Within a level the entries come by row of the rest: the terms' rows in order,
+    then X's and y's.
+
+    Returns (cptr, crow, cval, rowterm, rowgrp, heavy, plev, pbeg, pend): the entries of level
+    lv are cptr[lv]..cptr[lv + 1], at rows crow of the rest with values cval (S1 wide), from
+    term rowterm (-1 for X and y) with rowgrp effects per level; ``heavy`` the levels with at
+    least ``heavy_min`` entries (their updates go through BLAS; pass a huge value for none);
+    (plev, pbeg, pend) the runs of the other levels' entries in the order the entry-by-entry
+    kernels visit them: by blocks of ``block`` rows of the rest, level by level within a block
+    (each level's entries of a block are a range, as they are sorted by row).
+    """
+    K1 = rstart.shape[0]
+    cptr = np.zeros(l1 + 1, dtype=np.int64)
+    for lv in range(l1):
+        cnt = p + 1
+        for k in range(K1):
+            cnt += (colptr[k, lv + 1] - colptr[k, lv]) * rsizes[k]
+        cptr[lv + 1] = cptr[lv] + cnt
+    nnz = cptr[l1]
+    crow = np.empty(nnz, dtype=np.int64)
+    cval = np.empty((nnz, S1))
+    rowterm = np.empty(nnz, dtype=np.int64)
+    rowgrp = np.empty(nnz, dtype=np.int64)
+    nheavy = 0
+    for lv in range(l1):
+        t = cptr[lv]
+        for k in range(K1):
+            sk = rsizes[k]
+            for b in range(boff[k] + colptr[k, lv], boff[k] + colptr[k, lv + 1]):
+                v0 = voff[k] + (b - boff[k]) * sk
+                r0 = rstart[k] + rowidx[b] * sk
+                for s in range(sk):
+                    crow[t] = r0 + s
+                    for c in range(S1):
+                        cval[t, c] = vals[v0 + s, c]
+                    rowterm[t] = k + 1
+                    rowgrp[t] = sk
+                    t += 1
+        for a in range(p + 1):
+            crow[t] = m_u + a
+            for c in range(S1):
+                cval[t, c] = xy0[a, lv * S1 + c]
+            rowterm[t] = -1
+            rowgrp[t] = 1
+            t += 1
+        if cptr[lv + 1] - cptr[lv] >= heavy_min:
+            nheavy += 1
+    heavy = np.empty(nheavy, dtype=np.int64)
+    is_heavy = np.zeros(l1, dtype=np.bool_)
+    h = 0
+    for lv in range(l1):
+        if cptr[lv + 1] - cptr[lv] >= heavy_min:
+            heavy[h] = lv
+            is_heavy[lv] = True
+            h += 1
+    # the runs (block, level): counted by block, then placed level by level within each
+    nblock = (m_u + p + 1 + block - 1) // block
+    per_block = np.zeros(nblock + 1, dtype=np.int64)
+    for lv in range(l1):
+        if is_heavy[lv]:
+            continue
+        prev = -1
+        for t in range(cptr[lv], cptr[lv + 1]):
+            bk = crow[t] // block
+            if bk != prev:
+                per_block[bk + 1] += 1
+                prev = bk
+    for bk in range(nblock):
+        per_block[bk + 1] += per_block[bk]
+    nrun = per_block[nblock]
+    plev = np.empty(nrun, dtype=np.int64)
+    pbeg = np.empty(nrun, dtype=np.int64)
+    pend = np.empty(nrun, dtype=np.int64)
+    fill = per_block[:nblock].copy()
+    for lv in range(l1):
+        if is_heavy[lv]:
+            continue
+        t = cptr[lv]
+        end = cptr[lv + 1]
+        while t < end:
+            bk = crow[t] // block
+            t1 = t + 1
+            while t1 < end and crow[t1] // block == bk:
+                t1 += 1
+            j = fill[bk]
+            plev[j] = lv
+            pbeg[j] = t
+            pend[j] = t1
+            fill[bk] = j + 1
+            t = t1
+    return cptr, crow, cval, rowterm, rowgrp, heavy, plev, pbeg, pend
+
+
+@_jit
+def wls_residual(X, y, w, has_w):  # pragma: no cover - compiled
+    """(ok, r, gamma): gamma the weighted least-squares coefficients of y on X (n x p) and
+    r = y - X gamma, from the normal equations X'WX gamma = X'Wy (Cholesky) and one step of
+    iterative refinement with the residual; one pass over the rows per step, no copy of X.
+    ok is False (and r, gamma unusable) when X'WX is not numerically positive definite."""
+    n, p = X.shape
+    G = np.zeros((p, p))
+    gamma = np.zeros(p)
+    r = y.copy()
+    c = np.empty(p)
+    for step in range(2):  # the solve, then one refinement from its residual
+        for a in range(p):
+            c[a] = 0.0
+        for i in range(n):
+            wi = w[i] if has_w else 1.0
+            ri = r[i] * wi
+            for a in range(p):
+                c[a] += X[i, a] * ri
+            if step == 0:
+                for a in range(p):
+                    xa = X[i, a] * wi
+                    for b in range(a + 1):
+                        G[a, b] += xa * X[i, b]
+        if step == 0 and not _small_cholesky(G, p):
+            return False, r, gamma
+        _cholesky_solve(G, c, p)
+        for a in range(p):
+            gamma[a] += c[a]
+        for i in range(n):
+            acc = y[i]
+            for a in range(p):
+                acc -= X[i, a] * gamma[a]
+            r[i] = acc
+    return True, r, gamma
