@@ -324,3 +324,31 @@ def test_residualized_response_matches_least_squares(weighted):
     r2, gamma2 = _residualized_response(twice, y)
     np.testing.assert_allclose(r2, r, rtol=0, atol=1e-7)
     assert gamma2.shape == (3,)
+
+
+def test_moment_template_floors_the_eigenvalues():
+    """A positive definite moment estimate gives its Cholesky factor; an indefinite one the
+    factor of the matrix with its eigenvalues floored at 1e-3 of the largest; one without a
+    positive eigenvalue none."""
+    from mixedmodels.lmm import _moment_template
+
+    S = np.array([[2.0, 0.3], [0.3, 0.5]])
+    np.testing.assert_allclose(_moment_template(S), np.linalg.cholesky(S), rtol=1e-14)
+    bad = np.array([[1.0, 2.0], [2.0, 1.0]])  # eigenvalues 3 and -1
+    vals, vecs = np.linalg.eigh(bad)
+    floored = (vecs * np.maximum(vals, 3e-3)) @ vecs.T
+    L = _moment_template(bad + np.array([[0.0, 0.1], [-0.1, 0.0]]))  # the symmetric part counts
+    np.testing.assert_allclose(L @ L.T, floored, rtol=1e-12)
+    assert np.all(np.triu(L, 1) == 0)
+    assert _moment_template(-np.eye(2)) is None
+
+
+def test_column_scales_are_root_mean_squares_of_the_nonzero_entries():
+    from mixedmodels.linalg.assemble import TermData, column_scales
+
+    z = np.array([[0.0, 3.0, 4.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 1.0, -1.0]])
+    out = column_scales(
+        [TermData(np.zeros(4, dtype=np.int64), z, 1, 3), TermData(None, None, 1, 1)]
+    )
+    np.testing.assert_allclose(out[0], [np.sqrt(12.5), 1.0, 1.0], rtol=1e-15)
+    np.testing.assert_array_equal(out[1], [1.0])

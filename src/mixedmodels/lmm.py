@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.linalg import lapack
 
 from ._progress import FitProgress
 from .errors import ConvergenceWarning, FormulaError, ModelSpecError, SingularFitWarning
@@ -511,19 +510,13 @@ class LinearMixedModel:
 
 def _moment_template(S: np.ndarray) -> np.ndarray | None:
     """The lower Cholesky factor of a moment estimate of a relative covariance matrix, its
-    eigenvalues floored at 1e-3 of the largest where it is not positive definite (LAPACK
-    directly: numpy's wrappers cost more than a few-by-few factorization); None when no
+    eigenvalues floored at 1e-3 of the largest where it is not positive definite (compiled:
+    numpy's and scipy's wrappers cost more than a few-by-few factorization); None when no
     eigenvalue is positive."""
-    S = 0.5 * (S + S.T)
-    L, info = lapack.dpotrf(S, lower=1, clean=1)
-    if info == 0 and L.diagonal().min() > 1e-3 * math.sqrt(S.diagonal().max()):
-        return np.asarray(L)
-    vals, vecs = np.linalg.eigh(S)
-    top = float(vals.max(initial=0.0))
-    if not top > 0:
-        return None
-    L, info = lapack.dpotrf((vecs * np.maximum(vals, 1e-3 * top)) @ vecs.T, lower=1, clean=1)
-    return np.asarray(L) if info == 0 else None
+    from .linalg.lmm_kernels import moment_template
+
+    ok, L = moment_template(np.ascontiguousarray(S, dtype=float))
+    return L if ok else None
 
 
 def _gradient_check(

@@ -16,7 +16,6 @@ Blocks of A (lower triangle only), for random-effects terms 0..m-1 and the [X y]
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,18 +42,12 @@ _DENSE_COUNT_LIMIT = 50_000_000
 def column_scales(terms: Sequence[TermData]) -> list[np.ndarray]:
     """Typical size of each random-effects column: its root mean square over the rows where it
     is not zero (1 for an intercept or an indicator column); one array per term."""
-    out = []
-    for t in terms:
-        if t.z is None:
-            out.append(np.ones(1))
-            continue
-        scales = np.ones(t.n_effects)
-        for s in range(t.n_effects):
-            nz = t.z[s][t.z[s] != 0.0]
-            if nz.size:  # the root mean square (np.mean's sum and division, without its wrapper)
-                scales[s] = math.sqrt(float((nz * nz).sum() / nz.size))
-        out.append(scales)
-    return out
+    from .kernels import rms_nonzero
+
+    return [
+        np.ones(1) if t.z is None else rms_nonzero(np.ascontiguousarray(t.z, dtype=float))
+        for t in terms
+    ]
 
 
 @dataclass(frozen=True, eq=False)

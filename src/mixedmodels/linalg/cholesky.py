@@ -79,15 +79,11 @@ class ThetaLayout:
 
     def lower_bounds(self) -> np.ndarray:
         """0 for the diagonal entries of each template, -inf for the others."""
-        out = []
-        for s in self.sizes:
-            r, c = self.tril_indices(s)
-            out.append(np.where(r == c, 0.0, -np.inf))
-        return np.concatenate(out) if out else np.zeros(0)
+        return _entries(self.sizes)[1].copy()
 
     def initial(self) -> np.ndarray:
         """Identity templates, lme4's and MixedModels.jl's starting value."""
-        return np.where(self.lower_bounds() == 0.0, 1.0, 0.0)
+        return _entries(self.sizes)[0].astype(float)
 
     def scaled_start(self, scales: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Starting theta and initial optimizer steps in the units of the data.
@@ -100,15 +96,11 @@ class ThetaLayout:
         rescales the whole search and changes nothing else. For intercepts and indicator
         columns (c = 1) this is lme4's start.
         """
-        theta, step = [], []
-        for sc, s in zip(scales, self.sizes, strict=True):
-            rows, cols = self.tril_indices(s)
-            inv = 1.0 / np.asarray(sc, dtype=float)[rows]
-            theta.append(np.where(rows == cols, inv, 0.0))
-            step.append(np.where(rows == cols, 0.75, 1.0) * inv)
-        if not theta:
+        if not self.sizes:
             return np.zeros(0), np.zeros(0)
-        return np.concatenate(theta), np.concatenate(step)
+        diagonal, _, row = _entries(self.sizes)
+        inv = 1.0 / np.concatenate(scales).astype(float, copy=False)[row]
+        return np.where(diagonal, inv, 0.0), np.where(diagonal, 0.75, 1.0) * inv
 
     def names(self, terms: Sequence[Any]) -> list[str]:
         """lme4's names for theta, e.g. ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``
@@ -135,7 +127,30 @@ class ThetaLayout:
         return out
 
     def is_diagonal(self) -> np.ndarray:
-        return self.lower_bounds() == 0.0
+        return _entries(self.sizes)[0].copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _entries(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each entry of theta (read-only arrays, shared by the layouts of these sizes):
+    whether it is a template diagonal, its lower bound, and the position of its template row
+    among the terms' random-effects columns (where its column scale is)."""
+    diagonal, row = [], []
+    first = 0
+    for s in sizes:
+        r, c = _tril_indices(s)
+        diagonal.append(r == c)
+        row.append(first + r)
+        first += s
+    is_diag = np.concatenate(diagonal) if diagonal else np.zeros(0, dtype=bool)
+    out = (
+        is_diag,
+        np.where(is_diag, 0.0, -np.inf),
+        np.concatenate(row) if row else np.zeros(0, dtype=np.intp),
+    )
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 @functools.lru_cache(maxsize=64)

@@ -266,3 +266,20 @@ def rank_columns(X, tol, block):  # pragma: no cover - compiled
                 Q[k, r] = v[r] / rnorm
             k += 1
     return keep
+
+
+@_jit
+def rms_nonzero(z):  # pragma: no cover - compiled
+    """The root mean square of each row of z over its nonzero entries (1 for a row of zeros)."""
+    out = np.ones(z.shape[0])
+    for j in range(z.shape[0]):
+        acc = 0.0
+        cnt = 0
+        for i in range(z.shape[1]):
+            v = z[j, i]
+            if v != 0.0:
+                acc += v * v
+                cnt += 1
+        if cnt:
+            out[j] = math.sqrt(acc / cnt)
+    return out

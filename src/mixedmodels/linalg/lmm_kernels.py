@@ -1033,3 +1033,32 @@ def wls_residual(X, y, w, has_w):  # pragma: no cover - compiled
                 acc -= X[i, a] * gamma[a]
             r[i] = acc
     return True, r, gamma
+
+
+@_jit
+def moment_template(S):  # pragma: no cover - compiled
+    """(ok, L): the lower Cholesky factor of the symmetric part of S (a moment estimate of a
+    relative covariance matrix), its eigenvalues floored at 1e-3 of the largest where it is
+    not positive definite; ok is False when no eigenvalue is positive."""
+    s = S.shape[0]
+    M = 0.5 * (S + S.T)
+    L = M.copy()
+    top = 0.0
+    for j in range(s):
+        top = max(top, M[j, j])
+    if _small_cholesky(L, s):
+        low = math.inf
+        for j in range(s):
+            low = min(low, L[j, j])
+        if low > 1e-3 * math.sqrt(top):
+            return True, L
+    vals, vecs = np.linalg.eigh(M)
+    big = 0.0
+    for j in range(s):
+        big = max(big, vals[j])
+    if not big > 0.0:
+        return False, L
+    for j in range(s):
+        vals[j] = max(vals[j], 1e-3 * big)
+    L = np.dot(vecs * vals, vecs.T)
+    return _small_cholesky(L, s), L
