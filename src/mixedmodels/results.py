@@ -748,9 +748,10 @@ class LmerResult(_MixedResult):
             uj = u_flat[j].reshape(t.nlevels, t.n_effects)
             u.append(uj)
             b.append(uj @ Ts[j].T)
-        if p:
-            Linv = _lower_inverse(L_X)
-            unscaled = Linv.T @ Linv
+        if p:  # (L_X L_X')^-1, compiled: LAPACK's wrappers cost more than a few-by-few inverse
+            from .linalg.lmm_kernels import cholesky_inverse
+
+            unscaled = cholesky_inverse(np.ascontiguousarray(L_X, dtype=float), p)
         else:
             unscaled = np.zeros((0, 0))
         return cls(

@@ -662,6 +662,18 @@ def _model_matrix(formula: str, frame: pd.DataFrame, role: str, formula_source: 
         ) from None
 
 
+def _check_finite_columns(
+    matrix: np.ndarray, by_rows: bool, names: Sequence[str], what: str
+) -> None:
+    """:func:`_check_finite` on each column of a matrix (each row with ``by_rows``), named
+    ``what.format(repr(name))`` in the error; one check of the whole matrix when every value
+    is finite."""
+    if np.isfinite(matrix).all():
+        return
+    for j, name in enumerate(names):
+        _check_finite(matrix[j] if by_rows else matrix[:, j], what.format(repr(name)))
+
+
 def _check_finite(values: np.ndarray, what: str) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
@@ -1036,8 +1048,7 @@ def _fixed_part(
     """The fixed-effects matrix without its rank-deficient columns, with R's names."""
     names_full = [r_column_name(str(c), rename) for c in columns]
     if X_full.shape[1]:
-        for j, name in enumerate(names_full):
-            _check_finite(X_full[:, j], f"fixed-effects column {name!r}")
+        _check_finite_columns(X_full, False, names_full, "fixed-effects column {}")
     keep = _rank_columns(X_full) if X_full.shape[1] else []
     dropped = tuple(n for j, n in enumerate(names_full) if j not in keep)
     messages = []
@@ -1215,7 +1226,9 @@ class _FrameSnapshot:
         self.values = [np.array(v) if isinstance(v, np.ndarray) else v.copy() for _, v in used]
         self.labels = data.columns  # an Index is immutable
         self.index = data.index
-        self.attrs = copy.deepcopy(data.attrs) if data.attrs else {}
+        attrs = data.attrs
+        plain = all(v is None or isinstance(v, str | int | float) for v in attrs.values())
+        self.attrs = dict(attrs) if plain else copy.deepcopy(attrs)  # plain values: immutable
         self.formula_vars = set(formula_vars)
 
     def __call__(self) -> pd.DataFrame:
@@ -1318,8 +1331,8 @@ def _fast_design(
         if eff is not None:
             z = _numeric_matrix(eff.terms, column, n, rows=True)
             names = tuple(r_column_name(c) for c in eff.column_names)
-            for j, name in enumerate(names):
-                _check_finite(z[j], f"column {name!r} of the random-effects term ({t.source})")
+            what = f"column {{}} of the random-effects term ({t.source})"
+            _check_finite_columns(z, True, names, what)
         terms.append(
             RandomTerm(
                 spec=t,
@@ -1646,8 +1659,8 @@ def _build_term(
         names = tuple(r_column_name(str(c), rename) for c in mm.columns)
         if z.shape[0] == 0:
             raise FormulaError(f"the random-effects term ({spec.source}) has no columns", source)
-        for j, name in enumerate(names):
-            _check_finite(z[j], f"column {name!r} of the random-effects term ({spec.source})")
+        what = f"column {{}} of the random-effects term ({spec.source})"
+        _check_finite_columns(z, True, names, what)
         effects_spec = mm.model_spec
     return RandomTerm(
         spec=spec,

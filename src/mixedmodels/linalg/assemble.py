@@ -216,9 +216,12 @@ def combine(partials: Iterable[_Partial], terms: Sequence[TermData], p: int) -> 
     parts = list(partials)
     if not parts:
         raise ValueError("no data chunks to combine")
-    diag = [sum(pp.diag[j] for pp in parts) for j in range(len(terms))]
-    xy = [sum(pp.xy[j] for pp in parts) for j in range(len(terms))]
-    xyxy = sum(pp.xyxy for pp in parts)
+    if len(parts) == 1:  # one chunk: its sums are the blocks
+        diag, xy, xyxy = list(parts[0].diag), list(parts[0].xy), parts[0].xyxy
+    else:
+        diag = [sum(pp.diag[j] for pp in parts) for j in range(len(terms))]
+        xy = [sum(pp.xy[j] for pp in parts) for j in range(len(terms))]
+        xyxy = sum(pp.xyxy for pp in parts)
     off: dict[tuple[int, int], BlockSparse] = {}
     for k, j in parts[0].off:
         keys, vals = _merge_keyed([pp.off[(k, j)] for pp in parts])
@@ -264,6 +267,8 @@ def assemble(
         Rows per chunk; bounds the temporary memory of the pass.
     """
     n = len(y)
+    if n <= chunk_rows:
+        return combine([accumulate(terms, X, y, weights)], terms, X.shape[1])
     partials = []
     for start in range(0, n, chunk_rows):
         sl = slice(start, min(n, start + chunk_rows))

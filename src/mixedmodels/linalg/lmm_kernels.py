@@ -752,7 +752,7 @@ def factor_small(
 
 
 @_jit
-def _cholesky_inverse(L, ma):  # pragma: no cover - compiled
+def cholesky_inverse(L, ma):  # pragma: no cover - compiled
     """(L_a L_a')^-1 for the leading ma x ma block L_a of a lower-triangular L, full."""
     Li = np.zeros((ma, ma))
     for j in range(ma):
@@ -790,7 +790,7 @@ def objective_gradient_small(
     ldz, ldx, r2 = objective_parts(L11, L22, m_u, p)
     if not r2 > 0.0:
         return True, ldz, ldx, r2
-    Sig = _cholesky_inverse(L22, m_u + p if reml else m_u)
+    Sig = cholesky_inverse(L22, m_u + p if reml else m_u)
     gradient(
         theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
         rsize, m_u, p, reml, n, L11, C, L22, Sig, heavy, plev, pbeg, pend, grad,
