@@ -211,17 +211,22 @@ def _merge_keyed(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return uniq, out
 
 
+def _total(arrays: list[np.ndarray]) -> np.ndarray:
+    """The sum of the chunks' arrays (the array itself for a single chunk)."""
+    out = arrays[0]
+    for a in arrays[1:]:
+        out = out + a
+    return out
+
+
 def combine(partials: Iterable[_Partial], terms: Sequence[TermData], p: int) -> CrossProducts:
     """Sum partial blocks from :func:`accumulate` into the blocks of A."""
     parts = list(partials)
     if not parts:
         raise ValueError("no data chunks to combine")
-    if len(parts) == 1:  # one chunk: its sums are the blocks
-        diag, xy, xyxy = list(parts[0].diag), list(parts[0].xy), parts[0].xyxy
-    else:
-        diag = [sum(pp.diag[j] for pp in parts) for j in range(len(terms))]
-        xy = [sum(pp.xy[j] for pp in parts) for j in range(len(terms))]
-        xyxy = sum(pp.xyxy for pp in parts)
+    diag = [_total([pp.diag[j] for pp in parts]) for j in range(len(terms))]
+    xy = [_total([pp.xy[j] for pp in parts]) for j in range(len(terms))]
+    xyxy = _total([pp.xyxy for pp in parts])
     off: dict[tuple[int, int], BlockSparse] = {}
     for k, j in parts[0].off:
         keys, vals = _merge_keyed([pp.off[(k, j)] for pp in parts])
