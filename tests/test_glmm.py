@@ -232,6 +232,36 @@ def test_compiled_glm_start_and_fixed_factor_match_python(
     np.testing.assert_allclose(L_fast, np.tril(L_slow), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", [n for n in CASES if n != "verbagg_slope"])
+def test_compiled_joint_search_matches_the_python_search(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The joint search over (theta, beta) as one compiled call (small models) and the Python
+    L-BFGS-B reach the same optimum from the same start."""
+    from mixedmodels.glmm import GeneralizedLinearMixedModel
+
+    model = glmer_model(name)
+    if not model.has_gradient:
+        pytest.skip("no exact gradient: the two-stage derivative-free search")
+    theta0, step = model.initial_theta()
+    fast = model.optimize(theta0, step)
+    with monkeypatch.context() as m:
+        m.setattr(GeneralizedLinearMixedModel, "compiled_search_rows", 0)
+        slow = model.optimize(theta0, step)
+    assert fast.opt.optimizer == "BFGS-B" and slow.opt.optimizer == "L-BFGS-B"
+    assert fast.opt.fmin == pytest.approx(slow.opt.fmin, rel=1e-10, abs=1e-8)
+    np.testing.assert_allclose(fast.theta, slow.theta, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(fast.beta, slow.beta, rtol=2e-4, atol=2e-5)
+    # the path holds (theta, beta), and the optimum is its best point
+    best = int(np.argmin(fast.opt.objective_path))
+    np.testing.assert_allclose(fast.opt.theta_path[best], fast.opt.final, rtol=1e-12)
+    assert fast.opt.theta_path.shape == (fast.opt.feval, model.ntheta + model.n_fixef)
+    assert fast.counts["stage2"] == fast.opt.feval
+    # the modes handed on are those of a point evaluated: PIRLS from them gives the optimum's
+    dev, _ = model.criterion(fast.theta, fast.beta, fast.state)
+    assert dev == pytest.approx(fast.opt.fmin, rel=1e-9)
+
+
 def test_vector_valued_terms_use_the_python_path() -> None:
     assert glmer_model("verbagg_slope")._fast() is None
 

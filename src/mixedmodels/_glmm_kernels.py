@@ -19,7 +19,10 @@ import math
 
 import numba as nb
 import numpy as np
+from numba import types
+from numba.extending import overload
 
+from .linalg import small_fit
 from .linalg.lmm_kernels import _cholesky_solve
 
 # family codes
@@ -1027,3 +1030,53 @@ def aic_minus_deviance(fam, y, mu, wt, a1, a2, const):  # pragma: no cover - com
     for i in range(y.shape[0]):
         dev += dev_resid(fam, y[i], mu[i], wt[i])
     return aic(fam, y, mu, wt, a1, a2, const, dev) - dev
+
+
+# -- the joint search over (theta, beta) in one compiled call ---------------------------------
+
+#: the number of entries of the data of :func:`laplace_search_point` (see
+#: :meth:`GeneralizedLinearMixedModel._search_data
+#: <mixedmodels.glmm.GeneralizedLinearMixedModel._search_data>`)
+GLMM_DATA_SIZE = 28
+assert GLMM_DATA_SIZE != small_fit.LMM_DATA_SIZE  # the search tells the two apart by size
+
+
+@overload(small_fit.criterion_and_gradient, jit_options={"cache": True, "nogil": True})  # type: ignore[typeddict-unknown-key]
+def _glmm_criterion_and_gradient(x, data, grad):  # pragma: no cover - compiled
+    if isinstance(data, types.BaseTuple) and len(data) == GLMM_DATA_SIZE:
+        return laplace_search_point
+    return None
+
+
+def laplace_search_point(x, data, grad):  # pragma: no cover - compiled (through the overload)
+    """The Laplace criterion at the search's point x = (theta, z) with beta = beta0 + R z, and
+    its gradient in x (d/dz = R' d/dbeta), for :func:`mixedmodels.linalg.small_fit.minimize`.
+    PIRLS starts at the modes of the last point evaluated (``u``, updated in place; put back
+    when PIRLS fails there, as the criterion is then infinite)."""
+    (fam, link, y, wt, offset, X, refs, zv, off, q1, cptr, ccol, nu, pos, dense, u, ubak, tol,
+     tol_step, maxit, c0, order, rptr, nth, beta0, R, gfull, beta) = data  # fmt: skip
+    p = beta0.shape[0]
+    for j in range(p):
+        acc = beta0[j]
+        for k in range(p):
+            acc += R[j, k] * x[nth + k]
+        beta[j] = acc
+    for j in range(u.shape[0]):
+        ubak[j] = u[j]
+    theta = np.ascontiguousarray(x[:nth])
+    status, dev = laplace_gradient(
+        fam, link, y, wt, offset, X, refs, zv, theta, off, q1, cptr, ccol, nu, pos, dense, u,
+        beta, tol, tol_step, maxit, c0, order, rptr, gfull,
+    )  # fmt: skip
+    if status != STATUS_OK:
+        for j in range(u.shape[0]):
+            u[j] = ubak[j]
+        return math.inf
+    for j in range(nth):
+        grad[j] = gfull[j]
+    for k in range(p):
+        acc = 0.0
+        for j in range(p):
+            acc += R[j, k] * gfull[nth + j]
+        grad[nth + k] = acc
+    return dev

@@ -867,9 +867,13 @@ class GeneralizedLinearMixedModel:
 
         z0 = np.concatenate([theta0, np.zeros(p)])
         lower = np.concatenate([self.lower_bounds, np.full(p, -np.inf)])
-        optz = minimize_with_gradient(
-            bar.wrap(fgz), z0, lower, np.concatenate([theta_unit, np.ones(p)])
-        )
+        zscale = np.concatenate([theta_unit, np.ones(p)])
+        if self._compiled_search():
+            optz, last = self._search_compiled(z0, lower, zscale, beta0, R, first_u)
+            counts["stage2"] += optz.feval
+            state_box[0] = last
+        else:
+            optz = minimize_with_gradient(bar.wrap(fgz), z0, lower, zscale)
         if optz.return_code < 0 or not math.isfinite(optz.fmin):
             return None
         grad = None
@@ -881,10 +885,91 @@ class GeneralizedLinearMixedModel:
             optz,
             initial=to_x(optz.initial),
             final=to_x(optz.final),
-            theta_path=np.array([to_x(z) for z in path]) if path.size else path,
+            theta_path=np.hstack([path[:, :nth], beta0 + path[:, nth:] @ R.T])
+            if path.size
+            else path,
             gradient=grad,
         )
         return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
+
+    #: the joint search runs as one compiled call (no Python between evaluations) for models
+    #: with at most this many rows, whose evaluations cost less than a Python optimizer's
+    #: iteration does
+    compiled_search_rows = 20_000
+
+    def _compiled_search(self) -> bool:
+        """Whether the joint search over (theta, beta) runs as one compiled call."""
+        fd = self._fast()
+        return fd is not None and self.nobs <= self.compiled_search_rows
+
+    def _search_compiled(
+        self,
+        z0: np.ndarray,
+        lower: np.ndarray,
+        scale: np.ndarray,
+        beta0: np.ndarray,
+        R: np.ndarray,
+        u0: np.ndarray,
+    ) -> tuple[OptSummary, _State]:
+        """The joint search of :meth:`_optimize_gradient` in one compiled call: the BFGS-B of
+        :mod:`~mixedmodels.linalg.small_fit` over z = (theta, beta in the units R), with the
+        Laplace criterion and its exact gradient
+        (:func:`~mixedmodels._glmm_kernels.laplace_search_point`) and the Python search's
+        stopping rules (scaled projected gradient below 1e-5, or a predicted decrease below
+        1e-10 or 1e-12 of the criterion). Returns the summary (in z) and the modes and fixed
+        effects of the last point evaluated."""
+        import time
+
+        from . import _glmm_kernels as K
+        from .linalg import small_fit
+
+        fd = self._fast()
+        assert fd is not None
+        nth, p = self.ntheta, self.n_fixef
+        u = np.array(u0, dtype=float)
+        beta = np.empty(p)
+        data = (
+            fd["fam"], fd["link"], fd["y"], fd["wt"], fd["offset"], fd["X"], fd["refs"],
+            fd["zv"], fd["off"], fd["q1"], fd["cptr"], fd["ccol"], fd["nu"], fd["pos"],
+            fd["dense"], u, np.empty_like(u), float(self.tol_pirls), float(self.tol_step),
+            int(self.maxit_pirls), fd["c0"], fd["order"], fd["rptr"], nth,
+            np.ascontiguousarray(beta0, dtype=float), np.ascontiguousarray(R, dtype=float),
+            np.empty(nth + p), beta,
+        )  # fmt: skip
+        assert len(data) == K.GLMM_DATA_SIZE
+        d = z0.size
+        maxeval = 1000
+        path = np.empty((maxeval + 7 * d + 8, d))
+        values = np.empty(path.shape[0])
+        gtol, dec_abs, dec_rel = 1e-5, 1e-10, 1e-12
+        t0 = time.perf_counter()
+        status, x, f, g, count = small_fit.minimize(
+            np.asarray(z0, dtype=float), np.asarray(lower, dtype=float),
+            np.asarray(scale, dtype=float), np.eye(d), False, data, gtol, dec_abs, dec_rel,
+            maxeval, 1e-5, path, values,
+        )  # fmt: skip
+        count = min(int(count), path.shape[0])
+        opt = OptSummary(
+            optimizer="BFGS-B",
+            initial=np.asarray(z0, dtype=float),
+            final=np.array(x),
+            fmin=float(f),
+            feval=count,
+            return_code=int(status),
+            message=small_fit.MESSAGES[int(status)],
+            elapsed=time.perf_counter() - t0,
+            lower=np.asarray(lower, dtype=float),
+            settings={
+                "gtol": gtol,
+                "decrease_abs": dec_abs,
+                "decrease_rel": dec_rel,
+                "maxeval": 1000.0,
+            },
+            theta_path=path[:count].copy(),
+            objective_path=values[:count].copy(),
+            gradient=np.array(g),
+        )
+        return opt, _State(u, beta.copy())
 
     def _optimize_two_stage(
         self,

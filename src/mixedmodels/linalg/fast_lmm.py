@@ -237,12 +237,12 @@ class FastObjective:
         data = (
             self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow, self.rowterm,
             self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize, self.m_u,
-            self.p, self.heavy, self.plev, self.pbeg, self.pend,
+            self.p, self.heavy, self.plev, self.pbeg, self.pend, self.reml, float(self.n),
+            float(self.A.sum_log_weights),
         )  # fmt: skip
         t0 = time.perf_counter()
         status, x, f, g, count = small_fit.minimize(
-            x0, lower, scale, H0, exact, data, self.reml, float(self.n),
-            float(self.A.sum_log_weights), gtol, decrease[0], decrease[1], maxeval,
+            x0, lower, scale, H0, exact, data, gtol, decrease[0], decrease[1], maxeval,
             boundary_tol, path, values,
         )  # fmt: skip
         elapsed = time.perf_counter() - t0

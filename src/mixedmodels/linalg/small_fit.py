@@ -10,6 +10,12 @@ as :func:`mixedmodels.optim.minimize_with_gradient` (projected gradient below ``
 predicted remaining decrease below 1e-12 of the criterion) and the same care at the bounds (a
 variance parameter at zero is tried a little inside, and parameters that end next to their
 bound are set to it if that is no worse).
+
+The criterion is :func:`criterion_and_gradient` of the ``data`` the search is given, chosen when
+the search is compiled for that data's layout: here the profiled criterion of a linear mixed
+model; :mod:`mixedmodels._glmm_kernels` adds the Laplace criterion of a generalized linear
+mixed model over (theta, beta). The same search, compiled once per layout (and cached), serves
+both.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import math
 
 import numba as nb
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from ..optim import PREDICTED_DECREASE_MESSAGE
 from .lmm_kernels import criterion as _criterion
@@ -43,18 +51,41 @@ def _jit(func):
     return nb.njit(cache=True, nogil=True)(func)
 
 
-@_jit
-def _evaluate(x, data, reml, n, slw, grad, path, values, count):  # pragma: no cover - compiled
-    """The criterion and its gradient (into ``grad``) at theta = x, recorded in the path."""
+#: the number of entries of a linear mixed model's data (see :func:`lmm_data`)
+LMM_DATA_SIZE = 22
+
+
+def criterion_and_gradient(x, data, grad):  # pragma: no cover - replaced when compiled
+    """The criterion at x and its gradient (into ``grad``) for the model described by
+    ``data``; compiled code gets the implementation registered for the data's layout (with
+    numba's ``overload``)."""
+    raise NotImplementedError("compiled only")
+
+
+@overload(criterion_and_gradient, jit_options={"cache": True, "nogil": True})  # type: ignore[typeddict-unknown-key]
+def _lmm_criterion_and_gradient(x, data, grad):  # pragma: no cover - compiled
+    if isinstance(data, types.BaseTuple) and len(data) == LMM_DATA_SIZE:
+        return _lmm_evaluate
+    return None
+
+
+def _lmm_evaluate(x, data, grad):  # pragma: no cover - compiled (through the overload)
+    """The profiled criterion of a linear mixed model at theta = x and its gradient."""
     (sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize, m_u,
-     p, heavy, plev, pbeg, pend) = data  # fmt: skip
-    for j in range(grad.shape[0]):
-        grad[j] = 0.0
+     p, heavy, plev, pbeg, pend, reml, n, slw) = data  # fmt: skip
     ok, ldz, ldx, r2 = objective_gradient_small(
         x, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
         m_u, p, reml, n, heavy, plev, pbeg, pend, grad,
     )  # fmt: skip
-    f = _criterion(ok, ldz, ldx, r2, reml, n, p, slw)
+    return _criterion(ok, ldz, ldx, r2, reml, n, p, slw)
+
+
+@_jit
+def _evaluate(x, data, grad, path, values, count):  # pragma: no cover - compiled
+    """The criterion and its gradient (into ``grad``) at x, recorded in the path."""
+    for j in range(grad.shape[0]):
+        grad[j] = 0.0
+    f = criterion_and_gradient(x, data, grad)
     if not math.isfinite(f):
         f = math.inf
         for j in range(grad.shape[0]):
@@ -69,8 +100,8 @@ def _evaluate(x, data, reml, n, slw, grad, path, values, count):  # pragma: no c
 
 
 @_jit
-def _search(x0, lower, scale, H0, exact, z, f, g, gz, data, reml, n, slw, gtol, dec_abs,
-            dec_rel, maxeval, path, values, count):  # pragma: no cover - compiled  # fmt: skip
+def _search(x0, lower, scale, H0, exact, z, f, g, gz, data, gtol, dec_abs, dec_rel, maxeval,
+            path, values, count):  # pragma: no cover - compiled  # fmt: skip
     """BFGS with projection on the bounds, from z (f, g at it; gz the scaled gradient); z, g
     and gz end at the best point. Returns (status, criterion there)."""
     d = z.shape[0]
@@ -150,7 +181,7 @@ def _search(x0, lower, scale, H0, exact, z, f, g, gz, data, reml, n, slw, gtol, 
             for i in range(d):
                 zt[i] = max(z[i] + step_len * dirn[i], zl[i])
                 x[i] = max(x0[i] + scale[i] * zt[i], lower[i])
-            ft = _evaluate(x, data, reml, n, slw, gt, path, values, count)
+            ft = _evaluate(x, data, gt, path, values, count)
             decrease = 0.0
             for i in range(d):
                 gzt[i] = gt[i] * scale[i]
@@ -207,9 +238,9 @@ def _search(x0, lower, scale, H0, exact, z, f, g, gz, data, reml, n, slw, gtol, 
 
 
 @_jit
-def minimize(x0, lower, scale, H0, exact, data, reml, n, slw, gtol, dec_abs, dec_rel, maxeval,
-             boundary_tol, path, values):  # pragma: no cover - compiled  # fmt: skip
-    """Minimize the criterion over theta from x0, with H0 the first inverse Hessian in the
+def minimize(x0, lower, scale, H0, exact, data, gtol, dec_abs, dec_rel, maxeval, boundary_tol,
+             path, values):  # pragma: no cover - compiled  # fmt: skip
+    """Minimize the criterion of ``data`` over x from x0, with H0 the first inverse Hessian in the
     scaled coordinates (``exact``: a true one, used as it is; otherwise the identity, scaled
     after the first step). Returns (status, x, f, gradient at x, number of evaluations);
     ``path`` and ``values`` receive each theta evaluated and its criterion (as many as they
@@ -221,15 +252,15 @@ def minimize(x0, lower, scale, H0, exact, data, reml, n, slw, gtol, dec_abs, dec
     x = np.empty(d)
     for i in range(d):
         x[i] = max(x0[i], lower[i])
-    f = _evaluate(x, data, reml, n, slw, g, path, values, count)
+    f = _evaluate(x, data, g, path, values, count)
     if not math.isfinite(f):
         return FAILED, x, f, g, count[0]
     gz = np.empty(d)
     for i in range(d):
         gz[i] = g[i] * scale[i]
     status, best_f = _search(
-        x0, lower, scale, H0, exact, z, f, g, gz, data, reml, n, slw, gtol, dec_abs, dec_rel,
-        maxeval, path, values, count,
+        x0, lower, scale, H0, exact, z, f, g, gz, data, gtol, dec_abs, dec_rel, maxeval, path,
+        values, count,
     )  # fmt: skip
     for i in range(d):
         x[i] = max(x0[i] + scale[i] * z[i], lower[i])
@@ -245,7 +276,7 @@ def minimize(x0, lower, scale, H0, exact, data, reml, n, slw, gtol, dec_abs, dec
                 for frac in (1e-3, 1e-2):
                     xt = x.copy()
                     xt[i] = lower[i] + frac * scale[i]
-                    ft = _evaluate(xt, data, reml, n, slw, gt, path, values, count)
+                    ft = _evaluate(xt, data, gt, path, values, count)
                     if ft < best_f - 1e-10 * max(1.0, abs(best_f)):
                         trial[i] = xt[i]
                         moved = True
@@ -254,12 +285,12 @@ def minimize(x0, lower, scale, H0, exact, data, reml, n, slw, gtol, dec_abs, dec
             break
         for i in range(d):
             z[i] = (trial[i] - x0[i]) / scale[i]
-        f = _evaluate(trial, data, reml, n, slw, g, path, values, count)
+        f = _evaluate(trial, data, g, path, values, count)
         for i in range(d):
             gz[i] = g[i] * scale[i]
         status, best_f = _search(
-            x0, lower, scale, H0, exact, z, f, g, gz, data, reml, n, slw, gtol, dec_abs,
-            dec_rel, maxeval, path, values, count,
+            x0, lower, scale, H0, exact, z, f, g, gz, data, gtol, dec_abs, dec_rel, maxeval,
+            path, values, count,
         )  # fmt: skip
         for i in range(d):
             x[i] = max(x0[i] + scale[i] * z[i], lower[i])
@@ -268,7 +299,7 @@ def minimize(x0, lower, scale, H0, exact, data, reml, n, slw, gtol, dec_abs, dec
         if math.isfinite(lower[i]) and lower[i] < x[i] < lower[i] + boundary_tol * scale[i]:
             xt = x.copy()
             xt[i] = lower[i]
-            ft = _evaluate(xt, data, reml, n, slw, gt, path, values, count)
+            ft = _evaluate(xt, data, gt, path, values, count)
             if ft <= best_f + 1e-10 * max(1.0, abs(best_f)):
                 x = xt
                 best_f = ft
