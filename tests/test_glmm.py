@@ -262,6 +262,25 @@ def test_compiled_joint_search_matches_the_python_search(
     assert dev == pytest.approx(fast.opt.fmin, rel=1e-9)
 
 
+@pytest.mark.parametrize("name", ["cbpp_laplace", "grouseticks"])
+def test_gradients_in_one_call_match_the_criterion_gradient(name: str) -> None:
+    """The gradients for the Hessian, in one compiled call, are those of criterion_gradient
+    from the same modes, point by point."""
+    from mixedmodels.optim import forward_difference_points
+
+    model = glmer_model(name)
+    fit = fitted_glmer(name)
+    nth = model.ntheta
+    x = np.concatenate([fit.theta, fit.beta])
+    _, state = model.criterion(fit.theta, fit.beta, model.initial_state())
+    points = forward_difference_points(x, np.full(x.size, 1e-3))
+    values, grads = model.gradients_at(points, state)
+    for z, v, g in zip(points, values, grads, strict=True):
+        dev, ref, _ = model.criterion_gradient(z[:nth], z[nth:], state)
+        assert v == pytest.approx(dev, rel=1e-13)
+        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-10)
+
+
 def test_vector_valued_terms_use_the_python_path() -> None:
     assert glmer_model("verbagg_slope")._fast() is None
 

@@ -1080,3 +1080,22 @@ def laplace_search_point(x, data, grad):  # pragma: no cover - compiled (through
             acc += R[j, k] * gfull[nth + j]
         grad[nth + k] = acc
     return dev
+
+
+laplace_point = _jit(laplace_search_point)
+
+
+@_jit
+def laplace_gradients(points, data, u_start, values, grads):  # pragma: no cover - compiled
+    """:func:`laplace_search_point` at each row of ``points`` (values and gradients into
+    ``values`` and the rows of ``grads``; a gradient of NaN where PIRLS fails), PIRLS starting
+    each from the modes ``u_start``: the gradients that give the Hessian at the optimum."""
+    u = data[15]
+    for i in range(points.shape[0]):
+        for j in range(u.shape[0]):
+            u[j] = u_start[j]
+        f = laplace_point(points[i], data, grads[i])
+        values[i] = f
+        if not math.isfinite(f):
+            for j in range(grads.shape[1]):
+                grads[i, j] = math.nan

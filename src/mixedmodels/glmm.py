@@ -902,6 +902,41 @@ class GeneralizedLinearMixedModel:
         fd = self._fast()
         return fd is not None and self.nobs <= self.compiled_search_rows
 
+    def _search_data(self, beta0: np.ndarray, R: np.ndarray, u0: np.ndarray) -> tuple[Any, ...]:
+        """The data of :func:`~mixedmodels._glmm_kernels.laplace_search_point`: the compiled
+        criterion's arrays, the modes PIRLS starts from (a copy of ``u0``, updated at each
+        evaluation) and beta = beta0 + R z."""
+        from . import _glmm_kernels as K
+
+        fd = self._fast()
+        assert fd is not None
+        nth, p = self.ntheta, self.n_fixef
+        u = np.array(u0, dtype=float)
+        data = (
+            fd["fam"], fd["link"], fd["y"], fd["wt"], fd["offset"], fd["X"], fd["refs"],
+            fd["zv"], fd["off"], fd["q1"], fd["cptr"], fd["ccol"], fd["nu"], fd["pos"],
+            fd["dense"], u, np.empty_like(u), float(self.tol_pirls), float(self.tol_step),
+            int(self.maxit_pirls), fd["c0"], fd["order"], fd["rptr"], nth,
+            np.ascontiguousarray(beta0, dtype=float), np.ascontiguousarray(R, dtype=float),
+            np.empty(nth + p), np.empty(p),
+        )  # fmt: skip
+        assert len(data) == K.GLMM_DATA_SIZE
+        return data
+
+    def gradients_at(self, points: np.ndarray, state: _State) -> tuple[np.ndarray, np.ndarray]:
+        """The Laplace criterion and its exact gradient in (theta, beta) at each row of
+        ``points``, PIRLS starting each from the modes of ``state``, in one compiled call (a
+        model of :meth:`_compiled_search`); NaN gradients where PIRLS fails."""
+        from . import _glmm_kernels as K
+
+        p = self.n_fixef
+        points = np.ascontiguousarray(points, dtype=float)
+        data = self._search_data(np.zeros(p), np.eye(p), state.u)
+        values = np.empty(points.shape[0])
+        grads = np.empty(points.shape)
+        K.laplace_gradients(points, data, np.asarray(state.u, dtype=float), values, grads)
+        return values, grads
+
     def _search_compiled(
         self,
         z0: np.ndarray,
@@ -920,23 +955,10 @@ class GeneralizedLinearMixedModel:
         effects of the last point evaluated."""
         import time
 
-        from . import _glmm_kernels as K
         from .linalg import small_fit
 
-        fd = self._fast()
-        assert fd is not None
-        nth, p = self.ntheta, self.n_fixef
-        u = np.array(u0, dtype=float)
-        beta = np.empty(p)
-        data = (
-            fd["fam"], fd["link"], fd["y"], fd["wt"], fd["offset"], fd["X"], fd["refs"],
-            fd["zv"], fd["off"], fd["q1"], fd["cptr"], fd["ccol"], fd["nu"], fd["pos"],
-            fd["dense"], u, np.empty_like(u), float(self.tol_pirls), float(self.tol_step),
-            int(self.maxit_pirls), fd["c0"], fd["order"], fd["rptr"], nth,
-            np.ascontiguousarray(beta0, dtype=float), np.ascontiguousarray(R, dtype=float),
-            np.empty(nth + p), beta,
-        )  # fmt: skip
-        assert len(data) == K.GLMM_DATA_SIZE
+        data = self._search_data(beta0, R, u0)
+        u, beta = data[15], data[-1]
         d = z0.size
         maxeval = 1000
         path = np.empty((maxeval + 7 * d + 8, d))

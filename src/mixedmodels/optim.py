@@ -623,6 +623,11 @@ def hessian_from_gradient(
     of glmer's fixed effects agree with central differences to about 1e-6 relative)."""
     x = np.asarray(x, dtype=float)
     n = x.size
+    if not central:
+        points = forward_difference_points(x, step)
+        return hessian_from_forward_gradients(
+            np.array([np.asarray(fg(z)[1], dtype=float) for z in points]), step
+        )
     _, g0 = fg(x)
     g0 = np.asarray(g0, dtype=float)
     J = np.empty((n, n))
@@ -630,11 +635,28 @@ def hessian_from_gradient(
         e = np.zeros(n)
         e[i] = step[i]
         _, gp = fg(x + e)
-        if not central or x[i] - step[i] < lower[i]:
+        if x[i] - step[i] < lower[i]:
             J[i] = (np.asarray(gp) - g0) / step[i]
         else:
             _, gm = fg(x - e)
             J[i] = (np.asarray(gp) - np.asarray(gm)) / (2 * step[i])
+    return g0, 0.5 * (J + J.T)
+
+
+def forward_difference_points(x: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """The points whose gradients give the Hessian by forward differences: x, then x with
+    its i-th component moved up by ``step[i]``, one row each."""
+    x = np.asarray(x, dtype=float)
+    return np.vstack([x, x + np.diag(np.asarray(step, dtype=float))])
+
+
+def hessian_from_forward_gradients(
+    gradients: np.ndarray, step: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(gradient at x, Hessian) from the gradients at :func:`forward_difference_points`
+    (one row each): forward differences, symmetrized."""
+    g0 = gradients[0]
+    J = (gradients[1:] - g0) / np.asarray(step, dtype=float)[:, None]
     return g0, 0.5 * (J + J.T)
 
 

@@ -18,7 +18,9 @@ from .glmm import PirlsError
 from .optim import (
     OptSummary,
     finite_difference_derivatives,
+    forward_difference_points,
     gradient_message,
+    hessian_from_forward_gradients,
     hessian_from_gradient,
     hessian_messages,
 )
@@ -147,7 +149,10 @@ class GlmerResult(_MixedResult):
                 [rel_theta * np.maximum(np.abs(theta), theta_scale), rel_beta * se_unscaled]
             )
             H: np.ndarray | None
-            if model.has_gradient:
+            if model.has_gradient and model._compiled_search():  # the gradients in one call
+                _, G = model.gradients_at(forward_difference_points(x, steps), start)
+                grad, H = hessian_from_forward_gradients(G, steps)
+            elif model.has_gradient:
 
                 def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
                     try:
