@@ -690,7 +690,11 @@ class GeneralizedLinearMixedModel:
     def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
         """Starting theta and initial steps in the units of the data (as for linear mixed
         models, :meth:`~mixedmodels.linalg.cholesky.ThetaLayout.scaled_start`)."""
-        return self.layout.scaled_start(column_scales(self.terms_data))
+        start = self._cache.get("initial")
+        if start is None:
+            start = self.layout.scaled_start(column_scales(self.terms_data))
+            self._cache["initial"] = start
+        return start[0].copy(), start[1].copy()
 
     def fit(
         self,

@@ -1363,11 +1363,13 @@ def _fast_response(
     if plan.cbind is not None:
         counts = [_arithmetic(a, lambda name: numeric[name].astype(float)) for a in plan.cbind]
         for c in counts:
-            if c is None or not np.isfinite(c).all() or (c < 0).any():
+            # what the general path rejects (non-finite or negative counts) or warns about
+            # (non-integer counts) is left to it; the rest needs no further check
+            if c is None or not (np.isfinite(c).all() and c.min(initial=0.0) >= 0):
                 return None
-            if (np.abs(c - np.round(c)) > 1e-3).any():
-                return None  # the general path warns
-        return _binomial_counts(counts[0], counts[1], plan.cbind)  # type: ignore[arg-type]
+            if np.abs(c - np.round(c)).max(initial=0.0) > 1e-3:
+                return None
+        return _proportions(counts[0], counts[1])  # type: ignore[arg-type]
     num = _plain_numeric_values(values)
     if num is not None:
         return np.array(num, dtype=float), None
@@ -1572,7 +1574,14 @@ def _binomial_counts(
         import warnings
 
         warnings.warn("non-integer counts in a binomial glm", UserWarning, stacklevel=5)
+    return _proportions(succ, fail)
+
+
+def _proportions(succ: np.ndarray, fail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(proportion of successes, trials) of checked counts; 0 where there are no trials."""
     trials = succ + fail
+    if trials.size and trials.min() > 0:
+        return succ / trials, trials
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.where(trials > 0, succ / np.where(trials > 0, trials, 1.0), 0.0)
     return y, trials
