@@ -1046,7 +1046,10 @@ def _fixed_part(
     X_full: np.ndarray, columns: Sequence[Any], model_spec: Any, rename: Mapping[str, str]
 ) -> _FixedPart:
     """The fixed-effects matrix without its rank-deficient columns, with R's names."""
-    names_full = [r_column_name(str(c), rename) for c in columns]
+    if rename:
+        names_full = [r_column_name(str(c), rename) for c in columns]
+    else:
+        names_full = list(_r_names(tuple(str(c) for c in columns)))
     if X_full.shape[1]:
         _check_finite_columns(X_full, False, names_full, "fixed-effects column {}")
     keep = _rank_columns(X_full) if X_full.shape[1] else []
@@ -1065,7 +1068,13 @@ def _fixed_part(
         dropped=dropped,
         keep=tuple(keep),
         all_names=tuple(names_full),
-        terms=_fixed_terms(model_spec, rename, keep) if X_full.shape[1] else (),
+        terms=(
+            ()
+            if not X_full.shape[1]
+            else _numeric_fixed_terms(model_spec, tuple(keep))
+            if isinstance(model_spec, NumericSpec) and not rename
+            else _fixed_terms(model_spec, rename, keep)
+        ),
         spec=model_spec if X_full.shape[1] else None,
         messages=tuple(messages),
     )
@@ -1383,6 +1392,19 @@ def _fast_response(
     if isinstance(values, pd.Categorical) and set(values.categories) <= {False, True}:
         return None
     return (found[0] == 1).astype(float), None
+
+
+@functools.lru_cache(maxsize=256)
+def _r_names(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """R's names of formulaic's columns (:func:`r_column_name` without renaming; cached: the
+    same columns come back with every fit of a formula)."""
+    return tuple(r_column_name(c) for c in columns)
+
+
+@functools.lru_cache(maxsize=256)
+def _numeric_fixed_terms(spec: NumericSpec, keep: tuple[int, ...]) -> tuple[FixedTerm, ...]:
+    """:func:`_fixed_terms` of the fast path's spec (immutable, hashable: cached)."""
+    return _fixed_terms(spec, {}, list(keep))
 
 
 def _fixed_terms(spec: Any, rename: Mapping[str, str], keep: list[int]) -> tuple[FixedTerm, ...]:
