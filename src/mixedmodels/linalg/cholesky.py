@@ -61,12 +61,10 @@ class ThetaLayout:
 
     sizes: tuple[int, ...]  # S_j per term
 
-    @functools.cached_property
+    @property
     def offsets(self) -> tuple[int, ...]:
-        out = [0]
-        for s in self.sizes:
-            out.append(out[-1] + s * (s + 1) // 2)
-        return tuple(out)
+        """Where each term's entries start in theta (and where they end)."""
+        return _offsets(self.sizes)
 
     @property
     def ntheta(self) -> int:
@@ -128,6 +126,14 @@ class ThetaLayout:
 
     def is_diagonal(self) -> np.ndarray:
         return _entries(self.sizes)[0].copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _offsets(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    out = [0]
+    for s in sizes:
+        out.append(out[-1] + s * (s + 1) // 2)
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=256)
