@@ -957,43 +957,12 @@ class GeneralizedLinearMixedModel:
         stopping rules (scaled projected gradient below 1e-5, or a predicted decrease below
         1e-10 or 1e-12 of the criterion). Returns the summary (in z) and the modes and fixed
         effects of the last point evaluated."""
-        import time
-
         from .linalg import small_fit
 
         data = self._search_data(beta0, R, u0)
         u, beta = data[15], data[-1]
-        d = z0.size
-        maxeval = 1000
-        path = np.empty((maxeval + 7 * d + 8, d))
-        values = np.empty(path.shape[0])
-        gtol, dec_abs, dec_rel = 1e-5, 1e-10, 1e-12
-        t0 = time.perf_counter()
-        status, x, f, g, count = small_fit.minimize(
-            np.asarray(z0, dtype=float), np.asarray(lower, dtype=float),
-            np.asarray(scale, dtype=float), np.eye(d), False, data, gtol, dec_abs, dec_rel,
-            maxeval, 1e-5, path, values,
-        )  # fmt: skip
-        count = min(int(count), path.shape[0])
-        opt = OptSummary(
-            optimizer="BFGS-B",
-            initial=np.asarray(z0, dtype=float),
-            final=np.array(x),
-            fmin=float(f),
-            feval=count,
-            return_code=int(status),
-            message=small_fit.MESSAGES[int(status)],
-            elapsed=time.perf_counter() - t0,
-            lower=np.asarray(lower, dtype=float),
-            settings={
-                "gtol": gtol,
-                "decrease_abs": dec_abs,
-                "decrease_rel": dec_rel,
-                "maxeval": 1000.0,
-            },
-            theta_path=path[:count].copy(),
-            objective_path=values[:count].copy(),
-            gradient=np.array(g),
+        opt = small_fit.search(
+            data, z0, lower, scale, gtol=1e-5, decrease=(1e-10, 1e-12), maxeval=1000
         )
         return opt, _State(u, beta.copy())
 

@@ -217,56 +217,20 @@ class FastObjective:
         ``gtol`` or the decrease still to be had is below ``decrease`` (absolute, relative):
         tighter than the Python optimizer's rules, as evaluations cost so little here.
         Returns an :class:`~mixedmodels.optim.OptSummary`."""
-        import time
-
-        from ..optim import OptSummary
         from . import small_fit
 
         if not self.small:
             raise ValueError("the compiled minimizer is for small models (FastObjective.small)")
-        x0 = np.asarray(theta0, dtype=float)
-        lower = np.asarray(lower, dtype=float)
-        scale = np.asarray(scale, dtype=float)
-        d = x0.size
-        exact = inverse_hessian is not None
-        H0 = np.eye(d) if inverse_hessian is None else np.asarray(inverse_hessian, dtype=float)
-        # room for the search (maxeval) and the boundary checks after it (at most three
-        # rounds of two trials per parameter, then one per parameter)
-        path = np.empty((maxeval + 7 * d + 8, d))
-        values = np.empty(path.shape[0])
         data = (
             self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow, self.rowterm,
             self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize, self.m_u,
             self.p, self.heavy, self.plev, self.pbeg, self.pend, self.reml, float(self.n),
             float(self.A.sum_log_weights),
         )  # fmt: skip
-        t0 = time.perf_counter()
-        status, x, f, g, count = small_fit.minimize(
-            x0, lower, scale, H0, exact, data, gtol, decrease[0], decrease[1], maxeval,
-            boundary_tol, path, values,
+        return small_fit.search(
+            data, theta0, lower, scale, inverse_hessian=inverse_hessian, gtol=gtol,
+            decrease=decrease, maxeval=maxeval, boundary_tol=boundary_tol,
         )  # fmt: skip
-        elapsed = time.perf_counter() - t0
-        count = min(int(count), path.shape[0])
-        return OptSummary(
-            optimizer="BFGS-B",
-            initial=x0,
-            final=np.array(x),
-            fmin=float(f),
-            feval=count,
-            return_code=int(status),
-            message=small_fit.MESSAGES[int(status)],
-            elapsed=elapsed,
-            lower=lower,
-            settings={
-                "gtol": gtol,
-                "decrease_abs": decrease[0],
-                "decrease_rel": decrease[1],
-                "maxeval": float(maxeval),
-            },
-            theta_path=path[:count].copy(),
-            objective_path=values[:count].copy(),
-            gradient=np.array(g),
-        )
 
     @classmethod
     def applicable(cls, A: CrossProducts) -> bool:

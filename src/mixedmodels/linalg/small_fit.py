@@ -27,7 +27,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ..optim import PREDICTED_DECREASE_MESSAGE
+from ..optim import PREDICTED_DECREASE_MESSAGE, OptSummary
 from .lmm_kernels import criterion as _criterion
 from .lmm_kernels import objective_gradient_small
 
@@ -306,3 +306,62 @@ def minimize(x0, lower, scale, H0, exact, data, gtol, dec_abs, dec_rel, maxeval,
                 for j in range(d):
                     g[j] = gt[j]
     return status, x, best_f, g, count[0]
+
+
+def search(
+    data: tuple,
+    x0: np.ndarray,
+    lower: np.ndarray,
+    scale: np.ndarray,
+    *,
+    inverse_hessian: np.ndarray | None = None,
+    gtol: float,
+    decrease: tuple[float, float],
+    maxeval: int,
+    boundary_tol: float = 1e-5,
+) -> OptSummary:
+    """Minimize the criterion of ``data`` (a layout with a :func:`criterion_and_gradient`)
+    from x0 by :func:`minimize`, in coordinates scaled by ``scale``; ``inverse_hessian`` (in
+    the scaled coordinates), when known, gives the first steps their length and direction.
+    It stops when the scaled projected gradient is below ``gtol`` or the decrease still to be
+    had is below ``decrease`` (absolute, relative). Returns an
+    :class:`~mixedmodels.optim.OptSummary` with the path evaluated."""
+    import time
+
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    scale = np.asarray(scale, dtype=float)
+    d = x0.size
+    exact = inverse_hessian is not None
+    H0 = np.eye(d) if inverse_hessian is None else np.asarray(inverse_hessian, dtype=float)
+    # room for the search (maxeval) and the boundary checks after it (at most three rounds of
+    # two trials per parameter, then one per parameter)
+    path = np.empty((maxeval + 7 * d + 8, d))
+    values = np.empty(path.shape[0])
+    t0 = time.perf_counter()
+    status, x, f, g, count = minimize(
+        x0, lower, scale, H0, exact, data, gtol, decrease[0], decrease[1], maxeval,
+        boundary_tol, path, values,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    count = min(int(count), path.shape[0])
+    return OptSummary(
+        optimizer="BFGS-B",
+        initial=x0,
+        final=np.array(x),
+        fmin=float(f),
+        feval=count,
+        return_code=int(status),
+        message=MESSAGES[int(status)],
+        elapsed=elapsed,
+        lower=lower,
+        settings={
+            "gtol": gtol,
+            "decrease_abs": decrease[0],
+            "decrease_rel": decrease[1],
+            "maxeval": float(maxeval),
+        },
+        theta_path=path[:count].copy(),
+        objective_path=values[:count].copy(),
+        gradient=np.array(g),
+    )
