@@ -1038,6 +1038,9 @@ def aic_minus_deviance(fam, y, mu, wt, a1, a2, const):  # pragma: no cover - com
 #: :meth:`GeneralizedLinearMixedModel._search_data
 #: <mixedmodels.glmm.GeneralizedLinearMixedModel._search_data>`)
 GLMM_DATA_SIZE = 28
+#: where the modes PIRLS starts from (updated at each evaluation) and the fixed effects of the
+#: last point evaluated sit in that data
+SEARCH_U, SEARCH_BETA = 15, 27
 assert GLMM_DATA_SIZE != small_fit.LMM_DATA_SIZE  # the search tells the two apart by size
 
 
@@ -1090,7 +1093,7 @@ def laplace_gradients(points, data, u_start, values, grads):  # pragma: no cover
     """:func:`laplace_search_point` at each row of ``points`` (values and gradients into
     ``values`` and the rows of ``grads``; a gradient of NaN where PIRLS fails), PIRLS starting
     each from the modes ``u_start``: the gradients that give the Hessian at the optimum."""
-    u = data[15]
+    u = data[SEARCH_U]
     for i in range(points.shape[0]):
         for j in range(u.shape[0]):
             u[j] = u_start[j]

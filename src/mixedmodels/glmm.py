@@ -924,7 +924,7 @@ class GeneralizedLinearMixedModel:
             np.ascontiguousarray(beta0, dtype=float), np.ascontiguousarray(R, dtype=float),
             np.empty(nth + p), np.empty(p),
         )  # fmt: skip
-        assert len(data) == K.GLMM_DATA_SIZE
+        assert len(data) == K.GLMM_DATA_SIZE and data[K.SEARCH_U] is u
         return data
 
     def gradients_at(self, points: np.ndarray, state: _State) -> tuple[np.ndarray, np.ndarray]:
@@ -957,10 +957,11 @@ class GeneralizedLinearMixedModel:
         stopping rules (scaled projected gradient below 1e-5, or a predicted decrease below
         1e-10 or 1e-12 of the criterion). Returns the summary (in z) and the modes and fixed
         effects of the last point evaluated."""
+        from . import _glmm_kernels as K
         from .linalg import small_fit
 
         data = self._search_data(beta0, R, u0)
-        u, beta = data[15], data[-1]
+        u, beta = data[K.SEARCH_U], data[K.SEARCH_BETA]
         opt = small_fit.search(
             data, z0, lower, scale, gtol=1e-5, decrease=(1e-10, 1e-12), maxeval=1000
         )

@@ -51,7 +51,8 @@ def _jit(func):
     return nb.njit(cache=True, nogil=True)(func)
 
 
-#: the number of entries of a linear mixed model's data (see :func:`lmm_data`)
+#: the number of entries of a linear mixed model's data (as
+#: :meth:`FastObjective.minimize <mixedmodels.linalg.fast_lmm.FastObjective.minimize>` lays it out)
 LMM_DATA_SIZE = 22
 
 
