@@ -221,15 +221,30 @@ class FastObjective:
 
         if not self.small:
             raise ValueError("the compiled minimizer is for small models (FastObjective.small)")
-        data = (
+        data = self.search_data()
+        return small_fit.search(
+            data, theta0, lower, scale, inverse_hessian=inverse_hessian, gtol=gtol,
+            decrease=decrease, maxeval=maxeval, boundary_tol=boundary_tol,
+        )  # fmt: skip
+
+    def search_data(self, *, general: bool = False) -> tuple[Any, ...]:
+        """The data of the compiled search's criterion (:mod:`~mixedmodels.linalg.small_fit`):
+        for a model with one term, the layout of :mod:`~mixedmodels.linalg.one_term` (its
+        template size a constant of the compiled code); otherwise, or with ``general``, the
+        general kernels'."""
+        from . import one_term
+
+        A = self.A
+        if not general and one_term.applies(A.nterms, self.A11.shape[1]):
+            return one_term.one_term_data(
+                self.A11, A.xy[0], self.A22, self.reml, float(self.n),
+                float(A.sum_log_weights),
+            )  # fmt: skip
+        return (
             self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow, self.rowterm,
             self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize, self.m_u,
             self.p, self.heavy, self.plev, self.pbeg, self.pend, self.reml, float(self.n),
             float(self.A.sum_log_weights),
-        )  # fmt: skip
-        return small_fit.search(
-            data, theta0, lower, scale, inverse_hessian=inverse_hessian, gtol=gtol,
-            decrease=decrease, maxeval=maxeval, boundary_tol=boundary_tol,
         )  # fmt: skip
 
     @classmethod

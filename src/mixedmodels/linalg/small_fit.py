@@ -28,6 +28,7 @@ from numba import types
 from numba.extending import overload
 
 from ..optim import PREDICTED_DECREASE_MESSAGE, OptSummary
+from . import one_term
 from .lmm_kernels import criterion as _criterion
 from .lmm_kernels import objective_gradient_small
 
@@ -70,6 +71,9 @@ def _lmm_criterion_and_gradient(x, data, grad):  # pragma: no cover - compiled
     return None
 
 
+one_term.register(criterion_and_gradient)
+
+
 def _lmm_evaluate(x, data, grad):  # pragma: no cover - compiled (through the overload)
     """The profiled criterion of a linear mixed model at theta = x and its gradient."""
     (sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize, m_u,
@@ -79,6 +83,15 @@ def _lmm_evaluate(x, data, grad):  # pragma: no cover - compiled (through the ov
         m_u, p, reml, n, heavy, plev, pbeg, pend, grad,
     )  # fmt: skip
     return _criterion(ok, ldz, ldx, r2, reml, n, p, slw)
+
+
+@_jit
+def criterion_at(x, data):  # pragma: no cover - compiled
+    """(criterion, gradient) at x for the model described by ``data``, as the search sees
+    them (for checks of a layout's criterion against another's)."""
+    grad = np.zeros(x.shape[0])
+    f = criterion_and_gradient(x, data, grad)
+    return f, grad
 
 
 @_jit

@@ -1,0 +1,307 @@
+r"""The profiled criterion and its exact gradient for a model with one random-effects term.
+
+A model with a single term (sleepstudy's ``(Days | Subject)``, the refits of its parametric
+bootstrap, every random-intercept model with one grouping factor) has no rest but X and y: each
+level's block of the factor is
+
+.. math::
+
+    L_l L_l' = T' A_{11,l} T + I, \qquad c_l = A_{21,l} T L_l^{-T}, \qquad
+    L_{22} L_{22}' = A_{22} - \sum_l c_l c_l',
+
+with :math:`A_{21,l}` the level's dense (p + 1) x S coupling to X and y. The general kernels
+(:mod:`~mixedmodels.linalg.lmm_kernels`) reach the same numbers through the sparse coupling
+layout every model needs, with the template size S known only at run time: for a few effects
+per level their loops are mostly overhead. Here S is a constant of the compiled code (one
+specialization per S, chosen from the data's layout), so the per-level loops are unrolled, and
+the coupling is read as the dense block it is. The gradient is the module docstring's of
+:mod:`~mixedmodels.linalg.lmm_kernels`, restricted to this structure.
+
+The compiled search (:mod:`~mixedmodels.linalg.small_fit`) uses this criterion for the data
+:func:`one_term_data` lays out; everything else (the estimates at the optimum, the Python
+optimizers) uses the general kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from .lmm_kernels import cholesky_inverse
+from .lmm_kernels import criterion as _criterion
+
+#: the number of entries of the data :func:`one_term_data` lays out
+ONE_TERM_DATA_SIZE = 8
+#: the largest template handled here (larger ones: the general kernels)
+MAX_EFFECTS = 8
+
+
+def one_term_data(
+    A11: np.ndarray, xy0: np.ndarray, A22: np.ndarray, reml: bool, n: float, slw: float
+) -> tuple[Any, ...]:
+    """The data of :func:`small_fit.criterion_and_gradient
+    <mixedmodels.linalg.small_fit.criterion_and_gradient>` for a model with one term:
+    ``A11`` (levels, S, S) its diagonal blocks, ``xy0`` ((p + 1), levels * S) the coupling of
+    its columns to X and y, ``A22`` the cross-products of X and y; ``slw`` the sum of the log
+    prior weights. The template size S is carried in the data's type (a tuple of S entries),
+    which selects the specialization compiled for it."""
+    l1, S = A11.shape[0], A11.shape[1]
+    m = A22.shape[0]
+    A21 = np.ascontiguousarray(np.asarray(xy0, dtype=float).reshape(m, l1, S).transpose(1, 0, 2))
+    effects = (0,) * S
+    return (
+        effects,
+        np.ascontiguousarray(A11, dtype=float),
+        A21,
+        np.ascontiguousarray(A22, dtype=float),
+        bool(reml),
+        float(n),
+        float(slw),
+        0,
+    )
+
+
+def applies(nterms: int, n_effects: int) -> bool:
+    """Whether a model with ``nterms`` terms, the first with ``n_effects`` effects per level,
+    is evaluated here in the compiled search."""
+    return nterms == 1 and 1 <= n_effects <= MAX_EFFECTS
+
+
+def _make_evaluate(S: int) -> Any:
+    """The criterion and gradient for templates of S x S (S a constant of the compiled code)."""
+
+    def evaluate(x, data, grad):  # pragma: no cover - compiled (through the overload)
+        _, A11, A21, A22, reml, n, slw, _unused = data
+        l1 = A11.shape[0]
+        m = A22.shape[0]
+        p = m - 1
+        ma = p if reml else 0
+        T = np.zeros((S, S))
+        t = 0
+        for c in range(S):
+            for r in range(c, S):
+                T[r, c] = x[t]
+                t += 1
+        L = np.empty((l1, S, S))
+        C = np.empty((l1, m, S))
+        E = A22.copy()
+        M = np.empty((S, S))
+        AT = np.empty((S, S))
+        w = np.empty(S)
+        ldz = 0.0
+        for lv in range(l1):
+            Al = A11[lv]
+            # M = T' A11_l T + I (T lower triangular)
+            for r in range(S):
+                for c in range(S):
+                    acc = 0.0
+                    for b in range(c, S):
+                        acc += Al[r, b] * T[b, c]
+                    AT[r, c] = acc
+            for r in range(S):
+                for c in range(r + 1):
+                    acc = 0.0
+                    for a in range(r, S):
+                        acc += T[a, r] * AT[a, c]
+                    M[r, c] = acc
+                M[r, r] += 1.0
+            # its Cholesky factor, lower (only the lower triangle of M is read)
+            Ll = L[lv]
+            for j in range(S):
+                d = M[j, j]
+                for k in range(j):
+                    d -= Ll[j, k] * Ll[j, k]
+                if not d > 0.0:
+                    return math.inf
+                d = math.sqrt(d)
+                Ll[j, j] = d
+                ldz += 2.0 * math.log(d)
+                for i in range(j + 1, S):
+                    v = M[i, j]
+                    for k in range(j):
+                        v -= Ll[i, k] * Ll[j, k]
+                    Ll[i, j] = v / d
+                for i in range(j):
+                    Ll[i, j] = 0.0
+            # c_l = A21_l T L_l^-T, row by row; E -= c_l c_l' (lower triangle)
+            Cl = C[lv]
+            Bl = A21[lv]
+            for a in range(m):
+                for c in range(S):
+                    acc = 0.0
+                    for b in range(c, S):
+                        acc += Bl[a, b] * T[b, c]
+                    w[c] = acc
+                for c in range(S):
+                    v = w[c]
+                    for k in range(c):
+                        v -= Cl[a, k] * Ll[c, k]
+                    Cl[a, c] = v / Ll[c, c]
+                for b in range(a + 1):
+                    acc = 0.0
+                    for c in range(S):
+                        acc += Cl[a, c] * Cl[b, c]
+                    E[a, b] -= acc
+        # the Cholesky factor of the Schur complement, in place (lower)
+        for j in range(m):
+            d = E[j, j]
+            for k in range(j):
+                d -= E[j, k] * E[j, k]
+            if not d > 0.0:
+                return math.inf
+            d = math.sqrt(d)
+            E[j, j] = d
+            for i in range(j + 1, m):
+                v = E[i, j]
+                for k in range(j):
+                    v -= E[i, k] * E[j, k]
+                E[i, j] = v / d
+        ldx = 0.0
+        for a in range(p):
+            ldx += 2.0 * math.log(E[a, a])
+        r2 = E[p, p] * E[p, p]
+        f = _criterion(True, ldz, ldx, r2, reml, n, p, slw)
+        if not r2 > 0.0:
+            return f
+        # -- the gradient ------------------------------------------------------------------
+        # beta from L22' beta = l_y (the y row of L22 before its last entry)
+        beta = np.empty(p)
+        for a in range(p):
+            beta[a] = E[p, a]
+        for b in range(p - 1, -1, -1):
+            beta[b] /= E[b, b]
+            for a in range(b):
+                beta[a] -= E[b, a] * beta[b]
+        Sig = cholesky_inverse(E, ma)  # the inverse of the active block of L22 L22'
+        ntheta = S * (S + 1) // 2
+        tr = np.zeros(ntheta)
+        dr2 = np.zeros(ntheta)
+        u = np.empty(S)
+        b1 = np.empty(S)
+        rho = np.empty(S)
+        Li = np.empty((S, S))
+        V = np.empty((ma, S))
+        S21 = np.empty((ma, S))
+        Mi = np.empty((S, S))
+        tmp = np.empty((S, S))
+        S11 = np.empty((S, S))
+        for lv in range(l1):
+            Ll = L[lv]
+            Cl = C[lv]
+            Bl = A21[lv]
+            Al = A11[lv]
+            # the level's modes: L_l' u = c_l[y] - c_l[X]' beta; b = T u
+            for c in range(S):
+                acc = Cl[p, c]
+                for a in range(p):
+                    acc -= Cl[a, c] * beta[a]
+                w[c] = acc
+            for c in range(S - 1, -1, -1):
+                acc = w[c]
+                for b in range(c + 1, S):
+                    acc -= Ll[b, c] * u[b]
+                u[c] = acc / Ll[c, c]
+            for r in range(S):
+                acc = 0.0
+                for c in range(r + 1):
+                    acc += T[r, c] * u[c]
+                b1[r] = acc
+            # rho = Z_l'(y - X beta - Z_l b)
+            for r in range(S):
+                acc = Bl[p, r]
+                for c in range(S):
+                    acc -= Al[r, c] * b1[c]
+                for a in range(p):
+                    acc -= Bl[a, r] * beta[a]
+                rho[r] = acc
+            # L_l^-1
+            for c in range(S):
+                for a in range(S):
+                    Li[a, c] = 0.0
+                Li[c, c] = 1.0 / Ll[c, c]
+                for a in range(c + 1, S):
+                    acc = 0.0
+                    for k in range(c, a):
+                        acc -= Ll[a, k] * Li[k, c]
+                    Li[a, c] = acc / Ll[a, a]
+            # V = Sigma22 c_l (active rows); Sigma21 = -V L_l^-1; I + c_l' V
+            for i in range(ma):
+                for c in range(S):
+                    acc = 0.0
+                    for j in range(ma):
+                        acc += Sig[i, j] * Cl[j, c]
+                    V[i, c] = acc
+                for c in range(S):
+                    acc = 0.0
+                    for k in range(c, S):
+                        acc -= V[i, k] * Li[k, c]
+                    S21[i, c] = acc
+            for c1 in range(S):
+                for c2 in range(S):
+                    acc = 1.0 if c1 == c2 else 0.0
+                    for i in range(ma):
+                        acc += Cl[i, c1] * V[i, c2]
+                    Mi[c1, c2] = acc
+            # Sigma11_l = L_l^-T (I + c_l' V) L_l^-1
+            for c1 in range(S):
+                for c2 in range(S):
+                    acc = 0.0
+                    for a in range(c2, S):
+                        acc += Mi[c1, a] * Li[a, c2]
+                    tmp[c1, c2] = acc
+            for c1 in range(S):
+                for c2 in range(S):
+                    acc = 0.0
+                    for a in range(c1, S):
+                        acc += Li[a, c1] * tmp[a, c2]
+                    S11[c1, c2] = acc
+            # the template entries (rr, cc): (Sigma11 T'A11_l)[cc, rr] + (Sigma21' A21_l)[cc, rr]
+            # (AT = T'A11_l here, by the symmetry of A11_l: (A11_l T)' )
+            for r in range(S):
+                for c in range(S):
+                    acc = 0.0
+                    for b in range(c, S):
+                        acc += Al[r, b] * T[b, c]
+                    AT[c, r] = acc
+            t = 0
+            for cc in range(S):
+                for rr in range(cc, S):
+                    acc = 0.0
+                    for a in range(S):
+                        acc += S11[cc, a] * AT[a, rr]
+                    for i in range(ma):
+                        acc += S21[i, cc] * Bl[i, rr]
+                    tr[t] += acc
+                    dr2[t] += rho[rr] * u[cc]
+                    t += 1
+        dof = n - p if reml else n
+        for j in range(ntheta):
+            grad[j] = 2.0 * tr[j] - 2.0 * dof / r2 * dr2[j]
+        return f
+
+    return evaluate
+
+
+_EVALUATE: dict[int, Any] = {}
+
+
+def _evaluate_for(S: int) -> Any:
+    if S not in _EVALUATE:
+        _EVALUATE[S] = _make_evaluate(S)
+    return _EVALUATE[S]
+
+
+def register(criterion_and_gradient: Any) -> None:
+    """Register the one-term criterion as the implementation of ``criterion_and_gradient``
+    for data laid out by :func:`one_term_data` (called by :mod:`small_fit` at import)."""
+
+    @overload(criterion_and_gradient, jit_options={"cache": True, "nogil": True})  # type: ignore[typeddict-unknown-key]
+    def _one_term(x, data, grad):  # pragma: no cover - compiled
+        if not isinstance(data, types.BaseTuple) or len(data) != ONE_TERM_DATA_SIZE:
+            return None
+        effects: Any = data[0]  # type: ignore[index]  # the template size, in this entry's type
+        return _evaluate_for(effects.count) if isinstance(effects, types.UniTuple) else None
