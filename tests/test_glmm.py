@@ -16,7 +16,7 @@ import pytest
 
 import mixedmodels as mm
 from mixedmodels.errors import DataError, FormulaError, ModelSpecError
-from mixedmodels.glmm import PirlsError
+from mixedmodels.glmm import PirlsError, _State
 
 from .conftest import fitted_glmer, glmer_at_lme4, glmer_cases, glmer_model
 
@@ -230,6 +230,24 @@ def test_compiled_glm_start_and_fixed_factor_match_python(
     L_fast = model.fixed_factor(theta, st)
     L_slow = model._factor_with_x(theta, st).Lxyxy[: model.n_fixef, : model.n_fixef]
     np.testing.assert_allclose(L_fast, np.tril(L_slow), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n != "verbagg_slope"])
+def test_state_at_the_optimum_in_one_call_matches_its_parts(name: str) -> None:
+    """PIRLS, the means and L_X at the optimum (one compiled call for a Laplace fit) equal the
+    criterion, the means from the linear predictor and the fixed effects' factor computed
+    one by one."""
+    model = glmer_model(name)
+    fit = fitted_glmer(name)
+    _, start = model.criterion(fit.theta, fit.beta, model.initial_state())
+    dev, st, mu, L_X = model.state_at(fit.theta, fit.beta, start)
+    ref_dev, ref = model.criterion(fit.theta, fit.beta, _State(start.u.copy(), fit.beta.copy()))
+    assert dev == pytest.approx(ref_dev, rel=1e-13)
+    np.testing.assert_allclose(st.u, ref.u, rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(st.beta, fit.beta)
+    eta = model._eta(model.layout.templates(fit.theta), ref.u, ref.beta)
+    np.testing.assert_allclose(mu, model.family.linkinv(eta), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(L_X, model.fixed_factor(fit.theta, ref), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", [n for n in CASES if n != "verbagg_slope"])

@@ -140,3 +140,64 @@ def test_one_blas_thread_context_restores():
     assert counts() == before
     with single_blas_thread(False):
         assert counts() == before
+
+
+def _hessians() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    out = []
+    for n in (1, 2, 4, 7):
+        B = rng.normal(size=(n, n))
+        pd_ = B @ B.T + n * np.eye(n)
+        out.append(pd_ + 1e-9 * rng.normal(size=(n, n)))  # finite differences: not symmetric
+        out.append(pd_ - 2.5 * n * np.eye(n))  # indefinite
+    sing = np.ones((3, 3))  # singular: rank one
+    return [*out, sing]
+
+
+@pytest.mark.parametrize("nth", [0, 1])
+def test_hessian_parts_match_numpy(nth: int) -> None:
+    from mixedmodels.optim import hessian_parts
+
+    for H in _hessians():
+        parts = hessian_parts(H, nth)
+        assert parts.finite
+        np.testing.assert_allclose(
+            parts.eigenvalues, np.linalg.eigvalsh(0.5 * (H + H.T)), rtol=1e-12, atol=1e-12
+        )
+        try:
+            np.linalg.cholesky(H)
+            chol = True
+        except np.linalg.LinAlgError:
+            chol = False
+        assert parts.cholesky_ok == chol
+        if np.linalg.matrix_rank(H) < H.shape[0]:
+            # exactly singular for LAPACK's LU or not: either no inverse or a useless one
+            assert not (
+                parts.inverted and parts.covariance_pd and np.all(np.abs(parts.covariance) < 1e8)
+            )
+            continue
+        Hinv = np.linalg.inv(H)
+        V = (Hinv + Hinv.T)[nth:, nth:]
+        assert parts.inverted
+        np.testing.assert_allclose(parts.covariance, V, rtol=1e-10, atol=1e-12)
+        assert parts.covariance_pd == bool(np.all(np.linalg.eigvalsh(V) > 0))
+
+
+def test_hessian_parts_of_a_matrix_with_missing_values() -> None:
+    from mixedmodels.optim import hessian_messages, hessian_parts
+
+    H = np.eye(3)
+    H[1, 2] = np.nan
+    parts = hessian_parts(H, 1)
+    assert not parts.finite and not parts.inverted
+    assert hessian_messages(H) == ["Problem with Hessian check (infinite or missing values?)"]
+
+
+def test_hessian_messages_name_lme4s_problems() -> None:
+    from mixedmodels.optim import hessian_messages
+
+    assert hessian_messages(np.diag([1.0, 2.0])) == []
+    assert "2 negative eigenvalues" in hessian_messages(np.diag([1.0, -1.0, -2.0]))[0]
+    assert "numerically singular" in hessian_messages(np.diag([1.0, 1e-9]))[0]
+    assert "large eigenvalue ratio" in hessian_messages(np.diag([10.0, 5e-6]))[0]
+    assert "very large eigenvalue" in hessian_messages(np.diag([1.0, 1e7]))[0]

@@ -1023,6 +1023,32 @@ def factor_x(
 
 
 @_jit
+def optimum_state(
+    fam, link, canonical, y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu, pos, dense,
+    u, beta, tol, tol_step, maxit, a1, a2, const, c0, mu, LX,
+):  # pragma: no cover - compiled  # fmt: skip
+    """The state at an optimum in one call: the Laplace criterion after PIRLS from ``u`` (the
+    modes, updated in place) at fixed ``beta``, the means there (into ``mu``) and the fixed
+    effects' block L_X of the factor with X (into ``LX``, see :func:`factor_x`). Returns
+    (status, criterion, whether L_X could be formed)."""
+    status, dev = laplace(
+        fam, link, canonical, y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu, pos,
+        dense, u, beta, False, tol, tol_step, maxit, a1, a2, const, c0,
+    )  # fmt: skip
+    if status != STATUS_OK:
+        return status, dev, False
+    eta = np.empty(y.shape[0])
+    _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu)
+    if X.shape[1] == 0:
+        return status, dev, True
+    ok = factor_x(
+        fam, link, y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu, pos, dense, u, beta,
+        LX,
+    )  # fmt: skip
+    return status, dev, ok
+
+
+@_jit
 def aic_minus_deviance(fam, y, mu, wt, a1, a2, const):  # pragma: no cover - compiled
     """aic(y, mu) - deviance(y, mu) (R's family$aic less the deviance) at the means mu; for
     the binomial and Poisson families it depends on y only (the criterion's constant c0)."""

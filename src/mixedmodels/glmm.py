@@ -1091,6 +1091,27 @@ class GeneralizedLinearMixedModel:
         the final working weights; :meth:`fixed_factor`) at an optimum; PIRLS starts from
         ``start`` (the optimizer's last modes) if given."""
         first = self.initial_state() if start is None else _State(start.u.copy(), beta.copy())
+        fd = self._fast()
+        if fd is not None and self.nAGQ <= 1:  # PIRLS, the means and L_X in one compiled call
+            from . import _glmm_kernels as K
+
+            u, b = first.u, np.asarray(beta, dtype=float).copy()
+            mu = np.empty(self.nobs)
+            p = self.n_fixef
+            LX = np.zeros((p, p))
+            status, dev, ok = K.optimum_state(
+                fd["fam"], fd["link"], fd["canonical"], fd["y"], fd["wt"], fd["offset"], fd["X"],
+                fd["refs"], fd["zv"], np.asarray(theta, dtype=float), fd["off"], fd["q1"],
+                fd["cptr"], fd["ccol"], fd["nu"], fd["pos"], fd["dense"], u, b, self.tol_pirls,
+                self.tol_step, self.maxit_pirls, fd["a1"], fd["a2"], fd["const"], fd["c0"], mu,
+                LX,
+            )  # fmt: skip
+            if status != K.STATUS_OK:
+                raise PirlsError(_PIRLS_MESSAGES[status])
+            st = _State(u, b)
+            if not ok:
+                LX = np.array(self._factor_with_x(theta, st).Lxyxy[:p, :p])
+            return float(dev), st, mu, LX
         dev, st = self.criterion(theta, beta, first)
         mu = self.family.linkinv(self._eta(self.layout.templates(theta), st.u, st.beta))
         return dev, st, mu, self.fixed_factor(theta, st)

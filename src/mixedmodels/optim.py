@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,6 +30,7 @@ __all__ = [
     "gradient_message",
     "hessian_from_gradient",
     "hessian_messages",
+    "hessian_parts",
     "lbfgsb",
     "minimize_theta",
     "minimize_with_gradient",
@@ -758,24 +759,48 @@ def gradient_message(grad: np.ndarray, H: np.ndarray | None, tol: float = 2e-3) 
     )
 
 
-def hessian_messages(H: np.ndarray, kind: str = "", tol: float = 1e-6) -> list[str]:
+class HessianParts(NamedTuple):
+    """What the checks of a finite-difference Hessian at an optimum need (see
+    :func:`hessian_parts`)."""
+
+    finite: bool
+    eigenvalues: np.ndarray
+    cholesky_ok: bool
+    inverted: bool
+    covariance: np.ndarray
+    covariance_pd: bool
+
+
+def hessian_parts(H: np.ndarray, nth: int = 0) -> HessianParts:
+    """H's finiteness, the eigenvalues of its symmetric part, whether it has a Cholesky factor,
+    and the covariance of the parameters after the first ``nth`` from it ((H^-1 + H^-T)
+    restricted to them, with whether H could be inverted and whether that block is positive
+    definite), in one compiled call (numpy's wrappers cost more than these small matrices'
+    arithmetic)."""
+    from .linalg.kernels import hessian_parts as kernel
+
+    out = kernel(np.ascontiguousarray(H, dtype=float), int(nth))
+    return HessianParts(bool(out[0]), out[1], bool(out[2]), bool(out[3]), out[4], bool(out[5]))
+
+
+def hessian_messages(
+    H: np.ndarray, kind: str = "", tol: float = 1e-6, parts: HessianParts | None = None
+) -> list[str]:
     """lme4's ``checkHess``: negative or zero eigenvalues of the Hessian at the optimum, or an
-    ill-conditioned one (very large eigenvalue, large eigenvalue ratio)."""
+    ill-conditioned one (very large eigenvalue, large eigenvalue ratio). ``parts``: H's
+    :func:`hessian_parts`, if already computed."""
     label = f"{kind} Hessian" if kind else "Hessian"
-    if not np.all(np.isfinite(H)):
+    if parts is None:
+        parts = hessian_parts(H)
+    if not parts.finite:
         return ["Problem with Hessian check (infinite or missing values?)"]
-    ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+    ev = parts.eigenvalues
     negative = int(np.sum(ev < -tol))
     if negative:
         return [
             f"Model failed to converge: degenerate {label} with {negative} negative eigenvalues"
         ]
-    try:
-        np.linalg.cholesky(H)
-        chol_ok = True
-    except np.linalg.LinAlgError:
-        chol_ok = False
-    if np.any(np.abs(ev) < tol) or not chol_ok:
+    if np.any(np.abs(ev) < tol) or not parts.cholesky_ok:
         return [f"{label} is numerically singular: parameters are not uniquely determined".strip()]
     out = []
     if ev.max() * tol > 1:

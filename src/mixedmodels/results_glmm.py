@@ -23,6 +23,7 @@ from .optim import (
     hessian_from_forward_gradients,
     hessian_from_gradient,
     hessian_messages,
+    hessian_parts,
 )
 from .results import _lower_inverse, _MixedResult
 
@@ -165,26 +166,22 @@ class GlmerResult(_MixedResult):
             else:
                 grad, H = finite_difference_derivatives(f, x, lower, hessian=True, step=steps)
             hessian = H
-            if H is not None and np.all(np.isfinite(H)):
-                try:
-                    Hinv = np.linalg.inv(H)
-                    Vh = (Hinv + Hinv.T)[nth:, nth:]
-                    if p and np.all(np.linalg.eigvalsh(Vh) > 0):
-                        vcov = Vh if use_hessian else vcov_rx
-                    elif p and use_hessian:
-                        conv.append(
-                            "variance-covariance matrix computed from finite-difference Hessian is "
-                            "not positive definite: falling back to the one from the penalized "
-                            "least-squares factor"
-                        )
-                except np.linalg.LinAlgError:
-                    pass
+            parts = None if H is None else hessian_parts(H, nth)
+            if parts is not None and parts.finite and parts.inverted:
+                if p and parts.covariance_pd:
+                    vcov = parts.covariance if use_hessian else vcov_rx
+                elif p and use_hessian:
+                    conv.append(
+                        "variance-covariance matrix computed from finite-difference Hessian is "
+                        "not positive definite: falling back to the one from the penalized "
+                        "least-squares factor"
+                    )
             if not singular and grad is not None and H is not None:
                 # lme4's checkConv: the scaled gradient, then the Hessian of all parameters
                 msg = gradient_message(grad, H)
                 if msg:
                     conv.append(msg)
-                conv += hessian_messages(H)
+                conv += hessian_messages(H, parts=parts)
         from dataclasses import replace
 
         opt = replace(opt, warnings=tuple(conv))

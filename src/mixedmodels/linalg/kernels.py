@@ -283,3 +283,76 @@ def rms_nonzero(z):  # pragma: no cover - compiled
         if cnt:
             out[j] = math.sqrt(acc / cnt)
     return out
+
+
+@_jit
+def hessian_parts(H, nth):  # pragma: no cover - compiled
+    """What the checks of a finite-difference Hessian H at an optimum need, in one call: whether
+    H is finite, the eigenvalues of its symmetric part (ascending), whether H (its lower
+    triangle) has a Cholesky factor, and the covariance of the parameters after the first
+    ``nth`` from H: (H^-1 + H^-T)[nth:, nth:] (the deviance's Hessian is twice the negative
+    log-likelihood's), with whether H could be inverted (LU with partial pivoting) and whether
+    that block's eigenvalues are all positive. Returns (finite, ev, chol_ok, inv_ok, V, V_pd)."""
+    n = H.shape[0]
+    k = n - nth
+    V = np.zeros((k, k))
+    for i in range(n):
+        for j in range(n):
+            if not math.isfinite(H[i, j]):
+                return False, np.zeros(0), False, False, V, False
+    Hs = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            Hs[i, j] = 0.5 * (H[i, j] + H[j, i])
+    ev = np.linalg.eigvalsh(Hs) if n else np.zeros(0)
+    # Cholesky of H's lower triangle
+    L = np.zeros((n, n))
+    chol_ok = True
+    for j in range(n):
+        d = H[j, j]
+        for t in range(j):
+            d -= L[j, t] * L[j, t]
+        if not d > 0.0:
+            chol_ok = False
+            break
+        d = math.sqrt(d)
+        L[j, j] = d
+        for i in range(j + 1, n):
+            v = H[i, j]
+            for t in range(j):
+                v -= L[i, t] * L[j, t]
+            L[i, j] = v / d
+    # H^-1 by Gauss-Jordan elimination with partial pivoting
+    A = H.copy()
+    Inv = np.eye(n)
+    for c in range(n):
+        piv = c
+        big = abs(A[c, c])
+        for r in range(c + 1, n):
+            if abs(A[r, c]) > big:
+                big = abs(A[r, c])
+                piv = r
+        if big == 0.0:
+            return True, ev, chol_ok, False, V, False
+        if piv != c:
+            for j in range(n):
+                A[c, j], A[piv, j] = A[piv, j], A[c, j]
+                Inv[c, j], Inv[piv, j] = Inv[piv, j], Inv[c, j]
+        d = A[c, c]
+        for j in range(n):
+            A[c, j] /= d
+            Inv[c, j] /= d
+        for r in range(n):
+            if r != c and A[r, c] != 0.0:
+                f = A[r, c]
+                for j in range(n):
+                    A[r, j] -= f * A[c, j]
+                    Inv[r, j] -= f * Inv[c, j]
+    for i in range(k):
+        for j in range(k):
+            V[i, j] = Inv[nth + i, nth + j] + Inv[nth + j, nth + i]
+    for i in range(k * k):
+        if not math.isfinite(V.ravel()[i]):
+            return True, ev, chol_ok, False, V, False
+    V_pd = k == 0 or np.linalg.eigvalsh(V)[0] > 0.0
+    return True, ev, chol_ok, True, V, V_pd
