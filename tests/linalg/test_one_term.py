@@ -118,3 +118,60 @@ def test_the_search_ends_where_it_does_with_the_general_kernels(case):
     )  # fmt: skip
     assert opt.fmin == pytest.approx(ref.fmin, rel=1e-12)
     np.testing.assert_allclose(opt.final, ref.final, rtol=1e-6, atol=1e-8)
+
+
+def _general(fast):
+    """The same objective evaluated by the general kernels."""
+    import copy
+
+    gen = copy.copy(fast)
+    gen.one_term = False
+    gen._coupling()
+    return gen
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_solution_and_objective_match_the_general_kernels(case, reml):
+    model, fast = _fast(case, reml)
+    gen = _general(fast)
+    for theta in _thetas(model, seed=7)[:3]:
+        a, b = fast.solution(theta), gen.solution(theta)
+        np.testing.assert_allclose(a.beta, b.beta, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(a.u[0], b.u[0], rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(np.tril(a.L_X), np.tril(b.L_X), rtol=1e-12)
+        assert a.pwrss == pytest.approx(b.pwrss, rel=1e-12)
+        assert a.reml_criterion == pytest.approx(b.reml_criterion, rel=1e-13)
+        assert a.ml_deviance == pytest.approx(b.ml_deviance, rel=1e-13)
+        f1, g1 = fast.objective_gradient(theta)
+        f0, g0 = gen.objective_gradient(theta)
+        assert f1 == pytest.approx(f0, rel=1e-13) and fast.objective(theta) == f1
+        np.testing.assert_allclose(g1, g0, rtol=1e-9, atol=1e-8 * max(1.0, np.abs(g0).max()))
+
+
+def test_a_one_term_fit_never_makes_the_coupling_layout_but_can():
+    df = mm.datasets.load("sleepstudy")
+    model = LinearMixedModel.from_formula("Reaction ~ Days + (Days | Subject)", df)
+    model.fit()
+    fast = model.fast_objective()
+    assert fast.one_term and "cval" not in fast.__dict__
+    # asked for, it is made (from the cross-products) as for any model
+    ref = _general(fast)
+    np.testing.assert_array_equal(fast.cptr, ref.cptr)
+    np.testing.assert_array_equal(fast.cval, ref.cval)
+    assert fast.small
+
+
+def test_a_new_response_is_seen_by_the_one_term_criterion():
+    df = mm.datasets.load("sleepstudy")
+    model = LinearMixedModel.from_formula("Reaction ~ Days + (Days | Subject)", df)
+    fast = model.fast_objective()
+    theta = model.start_theta()
+    fast.search_data()  # the data of the first response, kept
+    y = df["Reaction"].to_numpy()[::-1].copy()
+    refit = model.with_response(y).fast_objective()
+    fresh = LinearMixedModel.from_formula(
+        "Reaction ~ Days + (Days | Subject)", df.assign(Reaction=y)
+    ).fast_objective()
+    assert refit.objective(theta) == pytest.approx(fresh.objective(theta), rel=1e-12)
+    assert refit.objective(theta) != pytest.approx(fast.objective(theta), rel=1e-6)

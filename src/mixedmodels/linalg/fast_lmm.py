@@ -94,7 +94,7 @@ class FastObjective:
         self.p = A.p
         self.sizes = np.array(layout.sizes, dtype=np.int64)
         self.toff = np.array(layout.offsets[:-1], dtype=np.int64)
-        l1, S1 = A.diag[0].shape[0], A.diag[0].shape[1]
+        S1 = A.diag[0].shape[1]
         self.A11 = np.ascontiguousarray(A.diag[0], dtype=float)
         p = A.p
         # the rest: terms 1..K-1, then X, then y
@@ -136,8 +136,34 @@ class FastObjective:
             A22[cols[:, :, None], rows[:, None, :]] = blk.data.transpose(0, 2, 1)
         A22[m_u:, m_u:] = A.xyxy
         self.A22 = A22
-        # coupling of the first term's levels to the rest: one sparse column block per level,
-        # with the orders the kernels visit it in (see :func:`lmm_kernels.coupling_layout`)
+        self._rstart = rstart
+        from . import one_term
+
+        #: a model with one term is evaluated by :mod:`~mixedmodels.linalg.one_term` (its
+        #: search, objective and estimates); the general kernels' coupling layout is then made
+        #: only if something asks for it
+        self.one_term = m <= self.small_rest and one_term.applies(K, S1)
+        self._one_data: tuple[Any, ...] | None = None
+        if self.one_term:
+            self.small = True  # (no heavy levels below 200 columns of rest)
+        else:
+            self._coupling()
+        #: the factor at the theta evaluated last (theta's bytes, the factor): the estimates at
+        #: the optimum, usually the last point evaluated, reuse it (see :meth:`release`)
+        self._last: tuple[bytes, tuple[bool, Any, Any, Any]] | None = None
+
+    #: the attributes :meth:`_coupling` sets
+    _COUPLING = frozenset(
+        ("cptr", "crow", "cval", "rowterm", "rowgrp", "heavy", "plev", "pbeg", "pend")
+    )
+
+    def _coupling(self) -> None:
+        """The coupling of the first term's levels to the rest: one sparse column block per
+        level, with the orders the kernels visit it in (see
+        :func:`lmm_kernels.coupling_layout`)."""
+        A, K, rstart = self.A, self.A.nterms, self._rstart
+        l1, S1 = self.A11.shape[0], self.A11.shape[1]
+        m_u, m, p = self.m_u, self.m, self.p
         nrest = K - 1
         colptr = np.zeros((nrest, l1 + 1), dtype=np.int64)
         rowidx_parts, val_parts = [], []
@@ -167,9 +193,13 @@ class FastObjective:
             _concat(val_parts, float, (0, S1)), voff, threshold, self.row_block,
         )  # fmt: skip
         self.small = m <= self.small_rest and self.heavy.size == 0
-        #: the factor at the theta evaluated last (theta's bytes, the factor): the estimates at
-        #: the optimum, usually the last point evaluated, reuse it (see :meth:`release`)
-        self._last: tuple[bytes, tuple[bool, Any, Any, Any]] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # the coupling layout, made when first asked for (a one-term model's fit never does)
+        if name in FastObjective._COUPLING and "_rstart" in self.__dict__:
+            self._coupling()
+            return self.__dict__[name]
+        raise AttributeError(name)
 
     def with_response(self, A: CrossProducts) -> FastObjective:
         """The same objective for cross-products that differ only in the response (the
@@ -179,9 +209,11 @@ class FastObjective:
         new.A = A
         iy = self.m - 1
         l1, S1 = self.A11.shape[0], self.A11.shape[1]
-        cval = self.cval.copy()
-        cval[self.crow == iy] = A.xy[0][-1].reshape(l1, S1)
-        new.cval = cval
+        if "cval" in self.__dict__:  # (otherwise made from the new A when asked for)
+            cval = self.cval.copy()
+            cval[self.crow == iy] = A.xy[0][-1].reshape(l1, S1)
+            new.cval = cval
+        new._one_data = None
         A22 = self.A22.copy()
         for k in range(1, A.nterms):
             g = self.rterm == k
@@ -235,11 +267,13 @@ class FastObjective:
         from . import one_term
 
         A = self.A
-        if not general and one_term.applies(A.nterms, self.A11.shape[1]):
-            return one_term.one_term_data(
-                self.A11, A.xy[0], self.A22, self.reml, float(self.n),
-                float(A.sum_log_weights),
-            )  # fmt: skip
+        if self.one_term and not general:
+            if self._one_data is None:
+                self._one_data = one_term.one_term_data(
+                    self.A11, A.xy[0], self.A22, self.reml, float(self.n),
+                    float(A.sum_log_weights),
+                )  # fmt: skip
+            return self._one_data
         return (
             self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow, self.rowterm,
             self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize, self.m_u,
@@ -304,6 +338,20 @@ class FastObjective:
         :class:`~mixedmodels.linalg.cholesky.BlockedCholesky` gives after ``update``, without
         its symbolic analysis and blocked factorization); None if theta cannot be factored."""
         theta = np.asarray(theta, dtype=float)
+        if self.one_term:
+            from .one_term import solution_at
+
+            ok, ldz, ldx, r2, beta, u1, L_X = solution_at(theta, self.search_data())
+            if not ok:
+                return None
+            return FastSolution(
+                beta=beta,
+                u=[u1.reshape(-1)],
+                pwrss=float(r2),
+                L_X=L_X,
+                reml_criterion=self._criterion(ldz, ldx, r2, True),
+                ml_deviance=self._criterion(ldz, ldx, r2, False),
+            )
         ok, L11, C, L22 = self._factor(theta)
         if not ok:
             return None
@@ -327,6 +375,8 @@ class FastObjective:
         )
 
     def objective(self, theta: np.ndarray) -> float:
+        if self.one_term:
+            return self.objective_gradient(theta)[0]
         ok, L11, _, L22 = self._factor(theta)
         if not ok:
             return math.inf
@@ -335,6 +385,11 @@ class FastObjective:
     def objective_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its exact gradient in theta."""
         theta = np.asarray(theta, dtype=float)
+        if self.one_term:
+            from .small_fit import criterion_at
+
+            f, g = criterion_at(theta, self.search_data())
+            return float(f), g
         grad = np.zeros(theta.size)
         if self.small:  # one compiled call
             ok, ldz, ldx, r2 = _kernels().objective_gradient_small(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba as nb
 import numpy as np
 from numba import types
 from numba.extending import overload
@@ -71,228 +72,276 @@ def applies(nterms: int, n_effects: int) -> bool:
     return nterms == 1 and 1 <= n_effects <= MAX_EFFECTS
 
 
-def _make_evaluate(S: int) -> Any:
-    """The criterion and gradient for templates of S x S (S a constant of the compiled code)."""
+def _jit(func: Any) -> Any:
+    return nb.njit(cache=True, nogil=True)(func)
 
-    def evaluate(x, data, grad):  # pragma: no cover - compiled (through the overload)
-        _, A11, A21, A22, reml, n, slw, _unused = data
-        l1 = A11.shape[0]
-        m = A22.shape[0]
-        p = m - 1
-        ma = p if reml else 0
-        T = np.zeros((S, S))
-        t = 0
-        for c in range(S):
-            for r in range(c, S):
-                T[r, c] = x[t]
-                t += 1
-        L = np.empty((l1, S, S))
-        C = np.empty((l1, m, S))
-        E = A22.copy()
-        M = np.empty((S, S))
-        AT = np.empty((S, S))
-        w = np.empty(S)
-        ldz = 0.0
-        for lv in range(l1):
-            Al = A11[lv]
-            # M = T' A11_l T + I (T lower triangular)
-            for r in range(S):
-                for c in range(S):
-                    acc = 0.0
-                    for b in range(c, S):
-                        acc += Al[r, b] * T[b, c]
-                    AT[r, c] = acc
-            for r in range(S):
-                for c in range(r + 1):
-                    acc = 0.0
-                    for a in range(r, S):
-                        acc += T[a, r] * AT[a, c]
-                    M[r, c] = acc
-                M[r, r] += 1.0
-            # its Cholesky factor, lower (only the lower triangle of M is read)
-            Ll = L[lv]
-            for j in range(S):
-                d = M[j, j]
-                for k in range(j):
-                    d -= Ll[j, k] * Ll[j, k]
-                if not d > 0.0:
-                    return math.inf
-                d = math.sqrt(d)
-                Ll[j, j] = d
-                ldz += 2.0 * math.log(d)
-                for i in range(j + 1, S):
-                    v = M[i, j]
-                    for k in range(j):
-                        v -= Ll[i, k] * Ll[j, k]
-                    Ll[i, j] = v / d
-                for i in range(j):
-                    Ll[i, j] = 0.0
-            # c_l = A21_l T L_l^-T, row by row; E -= c_l c_l' (lower triangle)
-            Cl = C[lv]
-            Bl = A21[lv]
-            for a in range(m):
-                for c in range(S):
-                    acc = 0.0
-                    for b in range(c, S):
-                        acc += Bl[a, b] * T[b, c]
-                    w[c] = acc
-                for c in range(S):
-                    v = w[c]
-                    for k in range(c):
-                        v -= Cl[a, k] * Ll[c, k]
-                    Cl[a, c] = v / Ll[c, c]
-                for b in range(a + 1):
-                    acc = 0.0
-                    for c in range(S):
-                        acc += Cl[a, c] * Cl[b, c]
-                    E[a, b] -= acc
-        # the Cholesky factor of the Schur complement, in place (lower)
-        for j in range(m):
-            d = E[j, j]
-            for k in range(j):
-                d -= E[j, k] * E[j, k]
-            if not d > 0.0:
-                return math.inf
-            d = math.sqrt(d)
-            E[j, j] = d
-            for i in range(j + 1, m):
-                v = E[i, j]
-                for k in range(j):
-                    v -= E[i, k] * E[j, k]
-                E[i, j] = v / d
-        ldx = 0.0
-        for a in range(p):
-            ldx += 2.0 * math.log(E[a, a])
-        r2 = E[p, p] * E[p, p]
-        f = _criterion(True, ldz, ldx, r2, reml, n, p, slw)
-        if not r2 > 0.0:
-            return f
-        # -- the gradient ------------------------------------------------------------------
-        # beta from L22' beta = l_y (the y row of L22 before its last entry)
-        beta = np.empty(p)
-        for a in range(p):
-            beta[a] = E[p, a]
-        for b in range(p - 1, -1, -1):
-            beta[b] /= E[b, b]
-            for a in range(b):
-                beta[a] -= E[b, a] * beta[b]
-        Sig = cholesky_inverse(E, ma)  # the inverse of the active block of L22 L22'
-        ntheta = S * (S + 1) // 2
-        tr = np.zeros(ntheta)
-        dr2 = np.zeros(ntheta)
-        u = np.empty(S)
-        b1 = np.empty(S)
-        rho = np.empty(S)
-        Li = np.empty((S, S))
-        V = np.empty((ma, S))
-        S21 = np.empty((ma, S))
-        Mi = np.empty((S, S))
-        tmp = np.empty((S, S))
-        S11 = np.empty((S, S))
-        for lv in range(l1):
-            Ll = L[lv]
-            Cl = C[lv]
-            Bl = A21[lv]
-            Al = A11[lv]
-            # the level's modes: L_l' u = c_l[y] - c_l[X]' beta; b = T u
+
+# The template size S is len(effects), a tuple whose length is part of its type: each function
+# below is compiled once per S, with S a constant (its loops unrolled).
+
+
+@_jit
+def _factor(effects, x, A11, A21, A22):  # pragma: no cover - compiled
+    """The factorization at theta = x: (ok, log|L_Z|^2, T, the levels' factors L_l, their
+    couplings c_l, L22 (lower, in place of the Schur complement))."""
+    S = len(effects)
+    l1 = A11.shape[0]
+    m = A22.shape[0]
+    T = np.zeros((S, S))
+    t = 0
+    for c in range(S):
+        for r in range(c, S):
+            T[r, c] = x[t]
+            t += 1
+    L = np.empty((l1, S, S))
+    C = np.empty((l1, m, S))
+    E = A22.copy()
+    M = np.empty((S, S))
+    AT = np.empty((S, S))
+    w = np.empty(S)
+    ldz = 0.0
+    for lv in range(l1):
+        Al = A11[lv]
+        # M = T' A11_l T + I (T lower triangular)
+        for r in range(S):
             for c in range(S):
-                acc = Cl[p, c]
-                for a in range(p):
-                    acc -= Cl[a, c] * beta[a]
-                w[c] = acc
-            for c in range(S - 1, -1, -1):
-                acc = w[c]
-                for b in range(c + 1, S):
-                    acc -= Ll[b, c] * u[b]
-                u[c] = acc / Ll[c, c]
-            for r in range(S):
                 acc = 0.0
-                for c in range(r + 1):
-                    acc += T[r, c] * u[c]
-                b1[r] = acc
-            # rho = Z_l'(y - X beta - Z_l b)
-            for r in range(S):
-                acc = Bl[p, r]
-                for c in range(S):
-                    acc -= Al[r, c] * b1[c]
-                for a in range(p):
-                    acc -= Bl[a, r] * beta[a]
-                rho[r] = acc
-            # L_l^-1
+                for b in range(c, S):
+                    acc += Al[r, b] * T[b, c]
+                AT[r, c] = acc
+        for r in range(S):
+            for c in range(r + 1):
+                acc = 0.0
+                for a in range(r, S):
+                    acc += T[a, r] * AT[a, c]
+                M[r, c] = acc
+            M[r, r] += 1.0
+        # its Cholesky factor, lower (only the lower triangle of M is read)
+        Ll = L[lv]
+        for j in range(S):
+            d = M[j, j]
+            for k in range(j):
+                d -= Ll[j, k] * Ll[j, k]
+            if not d > 0.0:
+                return False, ldz, T, L, C, E
+            d = math.sqrt(d)
+            Ll[j, j] = d
+            ldz += 2.0 * math.log(d)
+            for i in range(j + 1, S):
+                v = M[i, j]
+                for k in range(j):
+                    v -= Ll[i, k] * Ll[j, k]
+                Ll[i, j] = v / d
+            for i in range(j):
+                Ll[i, j] = 0.0
+        # c_l = A21_l T L_l^-T, row by row; E -= c_l c_l' (lower triangle)
+        Cl = C[lv]
+        Bl = A21[lv]
+        for a in range(m):
             for c in range(S):
-                for a in range(S):
-                    Li[a, c] = 0.0
-                Li[c, c] = 1.0 / Ll[c, c]
-                for a in range(c + 1, S):
-                    acc = 0.0
-                    for k in range(c, a):
-                        acc -= Ll[a, k] * Li[k, c]
-                    Li[a, c] = acc / Ll[a, a]
-            # V = Sigma22 c_l (active rows); Sigma21 = -V L_l^-1; I + c_l' V
-            for i in range(ma):
+                acc = 0.0
+                for b in range(c, S):
+                    acc += Bl[a, b] * T[b, c]
+                w[c] = acc
+            for c in range(S):
+                v = w[c]
+                for k in range(c):
+                    v -= Cl[a, k] * Ll[c, k]
+                Cl[a, c] = v / Ll[c, c]
+            for b in range(a + 1):
+                acc = 0.0
                 for c in range(S):
-                    acc = 0.0
-                    for j in range(ma):
-                        acc += Sig[i, j] * Cl[j, c]
-                    V[i, c] = acc
-                for c in range(S):
-                    acc = 0.0
-                    for k in range(c, S):
-                        acc -= V[i, k] * Li[k, c]
-                    S21[i, c] = acc
-            for c1 in range(S):
-                for c2 in range(S):
-                    acc = 1.0 if c1 == c2 else 0.0
-                    for i in range(ma):
-                        acc += Cl[i, c1] * V[i, c2]
-                    Mi[c1, c2] = acc
-            # Sigma11_l = L_l^-T (I + c_l' V) L_l^-1
-            for c1 in range(S):
-                for c2 in range(S):
-                    acc = 0.0
-                    for a in range(c2, S):
-                        acc += Mi[c1, a] * Li[a, c2]
-                    tmp[c1, c2] = acc
-            for c1 in range(S):
-                for c2 in range(S):
-                    acc = 0.0
-                    for a in range(c1, S):
-                        acc += Li[a, c1] * tmp[a, c2]
-                    S11[c1, c2] = acc
-            # the template entries (rr, cc): (Sigma11 T'A11_l)[cc, rr] + (Sigma21' A21_l)[cc, rr]
-            # (AT = T'A11_l here, by the symmetry of A11_l: (A11_l T)' )
-            for r in range(S):
-                for c in range(S):
-                    acc = 0.0
-                    for b in range(c, S):
-                        acc += Al[r, b] * T[b, c]
-                    AT[c, r] = acc
-            t = 0
-            for cc in range(S):
-                for rr in range(cc, S):
-                    acc = 0.0
-                    for a in range(S):
-                        acc += S11[cc, a] * AT[a, rr]
-                    for i in range(ma):
-                        acc += S21[i, cc] * Bl[i, rr]
-                    tr[t] += acc
-                    dr2[t] += rho[rr] * u[cc]
-                    t += 1
-        dof = n - p if reml else n
-        for j in range(ntheta):
-            grad[j] = 2.0 * tr[j] - 2.0 * dof / r2 * dr2[j]
+                    acc += Cl[a, c] * Cl[b, c]
+                E[a, b] -= acc
+    # the Cholesky factor of the Schur complement, in place (lower)
+    for j in range(m):
+        d = E[j, j]
+        for k in range(j):
+            d -= E[j, k] * E[j, k]
+        if not d > 0.0:
+            return False, ldz, T, L, C, E
+        d = math.sqrt(d)
+        E[j, j] = d
+        for i in range(j + 1, m):
+            v = E[i, j]
+            for k in range(j):
+                v -= E[i, k] * E[j, k]
+            E[i, j] = v / d
+    return True, ldz, T, L, C, E
+
+
+@_jit
+def _fixed_effects(E, p):  # pragma: no cover - compiled
+    """beta from L22' beta = l_y (the y row of the factor L22 before its last entry)."""
+    beta = np.empty(p)
+    for a in range(p):
+        beta[a] = E[p, a]
+    for b in range(p - 1, -1, -1):
+        beta[b] /= E[b, b]
+        for a in range(b):
+            beta[a] -= E[b, a] * beta[b]
+    return beta
+
+
+@_jit
+def _level_modes(effects, Ll, Cl, beta, p, w, u):  # pragma: no cover - compiled
+    """A level's spherical modes into ``u`` (``w``: scratch): L_l' u = c_l[y] - c_l[X]' beta."""
+    S = len(effects)
+    for c in range(S):
+        acc = Cl[p, c]
+        for a in range(p):
+            acc -= Cl[a, c] * beta[a]
+        w[c] = acc
+    for c in range(S - 1, -1, -1):
+        acc = w[c]
+        for b in range(c + 1, S):
+            acc -= Ll[b, c] * u[b]
+        u[c] = acc / Ll[c, c]
+
+
+def _evaluate(x, data, grad):  # pragma: no cover - compiled (through the overload)
+    """The criterion at theta = x and its gradient (into ``grad``)."""
+    effects, A11, A21, A22, reml, n, slw, _ = data
+    S = len(effects)
+    l1 = A11.shape[0]
+    p = A22.shape[0] - 1
+    ma = p if reml else 0
+    ok, ldz, T, L, C, E = _factor(effects, x, A11, A21, A22)
+    if not ok:
+        return math.inf
+    w = np.empty(S)
+    AT = np.empty((S, S))
+    ldx = 0.0
+    for a in range(p):
+        ldx += 2.0 * math.log(E[a, a])
+    r2 = E[p, p] * E[p, p]
+    f = _criterion(True, ldz, ldx, r2, reml, n, p, slw)
+    if not r2 > 0.0:
         return f
+    # -- the gradient ------------------------------------------------------------------
+    beta = _fixed_effects(E, p)
+    Sig = cholesky_inverse(E, ma)  # the inverse of the active block of L22 L22'
+    ntheta = S * (S + 1) // 2
+    tr = np.zeros(ntheta)
+    dr2 = np.zeros(ntheta)
+    u = np.empty(S)
+    b1 = np.empty(S)
+    rho = np.empty(S)
+    Li = np.empty((S, S))
+    V = np.empty((ma, S))
+    S21 = np.empty((ma, S))
+    Mi = np.empty((S, S))
+    tmp = np.empty((S, S))
+    S11 = np.empty((S, S))
+    for lv in range(l1):
+        Ll = L[lv]
+        Cl = C[lv]
+        Bl = A21[lv]
+        Al = A11[lv]
+        _level_modes(effects, Ll, Cl, beta, p, w, u)  # b = T u
+        for r in range(S):
+            acc = 0.0
+            for c in range(r + 1):
+                acc += T[r, c] * u[c]
+            b1[r] = acc
+        # rho = Z_l'(y - X beta - Z_l b)
+        for r in range(S):
+            acc = Bl[p, r]
+            for c in range(S):
+                acc -= Al[r, c] * b1[c]
+            for a in range(p):
+                acc -= Bl[a, r] * beta[a]
+            rho[r] = acc
+        # L_l^-1
+        for c in range(S):
+            for a in range(S):
+                Li[a, c] = 0.0
+            Li[c, c] = 1.0 / Ll[c, c]
+            for a in range(c + 1, S):
+                acc = 0.0
+                for k in range(c, a):
+                    acc -= Ll[a, k] * Li[k, c]
+                Li[a, c] = acc / Ll[a, a]
+        # V = Sigma22 c_l (active rows); Sigma21 = -V L_l^-1; I + c_l' V
+        for i in range(ma):
+            for c in range(S):
+                acc = 0.0
+                for j in range(ma):
+                    acc += Sig[i, j] * Cl[j, c]
+                V[i, c] = acc
+            for c in range(S):
+                acc = 0.0
+                for k in range(c, S):
+                    acc -= V[i, k] * Li[k, c]
+                S21[i, c] = acc
+        for c1 in range(S):
+            for c2 in range(S):
+                acc = 1.0 if c1 == c2 else 0.0
+                for i in range(ma):
+                    acc += Cl[i, c1] * V[i, c2]
+                Mi[c1, c2] = acc
+        # Sigma11_l = L_l^-T (I + c_l' V) L_l^-1
+        for c1 in range(S):
+            for c2 in range(S):
+                acc = 0.0
+                for a in range(c2, S):
+                    acc += Mi[c1, a] * Li[a, c2]
+                tmp[c1, c2] = acc
+        for c1 in range(S):
+            for c2 in range(S):
+                acc = 0.0
+                for a in range(c1, S):
+                    acc += Li[a, c1] * tmp[a, c2]
+                S11[c1, c2] = acc
+        # the template entries (rr, cc): (Sigma11 T'A11_l)[cc, rr] + (Sigma21' A21_l)[cc, rr]
+        # (AT = T'A11_l here, by the symmetry of A11_l: (A11_l T)' )
+        for r in range(S):
+            for c in range(S):
+                acc = 0.0
+                for b in range(c, S):
+                    acc += Al[r, b] * T[b, c]
+                AT[c, r] = acc
+        t = 0
+        for cc in range(S):
+            for rr in range(cc, S):
+                acc = 0.0
+                for a in range(S):
+                    acc += S11[cc, a] * AT[a, rr]
+                for i in range(ma):
+                    acc += S21[i, cc] * Bl[i, rr]
+                tr[t] += acc
+                dr2[t] += rho[rr] * u[cc]
+                t += 1
+    dof = n - p if reml else n
+    for j in range(ntheta):
+        grad[j] = 2.0 * tr[j] - 2.0 * dof / r2 * dr2[j]
+    return f
 
-    return evaluate
 
-
-_EVALUATE: dict[int, Any] = {}
-
-
-def _evaluate_for(S: int) -> Any:
-    if S not in _EVALUATE:
-        _EVALUATE[S] = _make_evaluate(S)
-    return _EVALUATE[S]
+@_jit
+def solution_at(x, data):  # pragma: no cover - compiled
+    """The estimates at theta = x: (ok, log|L_Z|^2, log|L_X|^2, r^2, beta, u (levels, S),
+    L_X (lower))."""
+    effects, A11, A21, A22 = data[0], data[1], data[2], data[3]
+    S = len(effects)
+    l1 = A11.shape[0]
+    p = A22.shape[0] - 1
+    ok, ldz, _, L, C, E = _factor(effects, x, A11, A21, A22)
+    beta = np.zeros(p)
+    u = np.zeros((l1, S))
+    LX = np.zeros((p, p))
+    if not ok:
+        return False, ldz, 0.0, 0.0, beta, u, LX
+    ldx = 0.0
+    for a in range(p):
+        ldx += 2.0 * math.log(E[a, a])
+        for b in range(a + 1):
+            LX[a, b] = E[a, b]
+    beta = _fixed_effects(E, p)
+    w = np.empty(S)
+    for lv in range(l1):
+        _level_modes(effects, L[lv], C[lv], beta, p, w, u[lv])
+    return True, ldz, ldx, E[p, p] * E[p, p], beta, u, LX
 
 
 def register(criterion_and_gradient: Any) -> None:
@@ -304,4 +353,4 @@ def register(criterion_and_gradient: Any) -> None:
         if not isinstance(data, types.BaseTuple) or len(data) != ONE_TERM_DATA_SIZE:
             return None
         effects: Any = data[0]  # type: ignore[index]  # the template size, in this entry's type
-        return _evaluate_for(effects.count) if isinstance(effects, types.UniTuple) else None
+        return _evaluate if isinstance(effects, types.UniTuple) else None
