@@ -627,3 +627,25 @@ def test_small_models_fit_with_one_blas_thread(monkeypatch: pytest.MonkeyPatch) 
     # larger dense blocks keep the BLAS threads (cbpp's is the 4 fixed effects)
     monkeypatch.setattr(threads, "SMALL_DENSE_COLUMNS", model.n_fixef - 1)
     assert isinstance(model._blas_threads(), nullcontext)
+
+
+def test_binomial_constants_match_scipys_log_binomial_coefficients() -> None:
+    """The response's parts of the binomial log-likelihood (compiled) against gammaln, for
+    counts of trials (some rows without trials) and for proportions with prior weights."""
+    from scipy.special import gammaln
+
+    from mixedmodels import _glmm_kernels as K
+
+    rng = np.random.default_rng(1)
+    m = rng.integers(0, 30, 200).astype(float)
+    k = np.array([rng.integers(0, t + 1) for t in m]).astype(float)
+    y = np.where(m > 0, k / np.maximum(m, 1), 0.0)
+    wt = rng.uniform(0.5, 2.0, 200)
+    for mtr in (m, wt):
+        a1, a2, const = K.binomial_constants(y, wt, mtr)
+        ratio = np.divide(wt, mtr, out=np.zeros_like(wt), where=mtr > 0)
+        kk, size = np.round(mtr * y), np.round(mtr)
+        lchoose = gammaln(size + 1) - gammaln(kk + 1) - gammaln(size - kk + 1)
+        np.testing.assert_allclose(a1, ratio * kk, rtol=1e-15)
+        np.testing.assert_allclose(a2, ratio * (size - kk), rtol=1e-15)
+        assert const == pytest.approx(float(np.sum(ratio * lchoose)), rel=1e-13)

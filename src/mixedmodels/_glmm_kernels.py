@@ -1049,6 +1049,27 @@ def optimum_state(
 
 
 @_jit
+def binomial_constants(y, wt, mtr):  # pragma: no cover - compiled
+    """The binomial log-likelihood's parts that depend on the response alone, for counts
+    k = m y of m trials with prior weights w (per row, r = w / m, 0 where m = 0):
+    (a1 = r k, a2 = r (m - k), sum r log C(m, k))."""
+    n = y.shape[0]
+    a1 = np.empty(n)
+    a2 = np.empty(n)
+    const = 0.0
+    for i in range(n):
+        m = mtr[i]
+        ratio = wt[i] / m if m > 0 else 0.0
+        k = np.rint(m * y[i])
+        size = np.rint(m)
+        a1[i] = ratio * k
+        a2[i] = ratio * (size - k)
+        lchoose = math.lgamma(size + 1.0) - math.lgamma(k + 1.0) - math.lgamma(size - k + 1.0)
+        const += ratio * lchoose
+    return a1, a2, const
+
+
+@_jit
 def aic_minus_deviance(fam, y, mu, wt, a1, a2, const):  # pragma: no cover - compiled
     """aic(y, mu) - deviance(y, mu) (R's family$aic less the deviance) at the means mu; for
     the binomial and Poisson families it depends on y only (the criterion's constant c0)."""

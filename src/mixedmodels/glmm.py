@@ -552,17 +552,13 @@ class GeneralizedLinearMixedModel:
         a2 = np.zeros(n)
         const = 0.0
         if fam.name == "binomial":
-            from scipy.special import gammaln
+            from . import _glmm_kernels as K
 
             mtr = ntr if np.any(ntr > 1) else wt
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(mtr > 0, wt / np.where(mtr > 0, mtr, 1.0), 0.0)
-            k = np.round(mtr * y)
-            size = np.round(mtr)
-            a1 = ratio * k
-            a2 = ratio * (size - k)
-            lchoose = gammaln(size + 1) - gammaln(k + 1) - gammaln(size - k + 1)
-            const = float(np.sum(ratio * lchoose))
+            a1, a2, const = K.binomial_constants(
+                np.ascontiguousarray(y, dtype=float), np.ascontiguousarray(wt, dtype=float),
+                np.ascontiguousarray(mtr, dtype=float),
+            )  # fmt: skip
         elif fam.name == "poisson":
             from scipy.special import gammaln
 
@@ -883,7 +879,8 @@ class GeneralizedLinearMixedModel:
         grad = None
         if optz.gradient is not None:  # back to (theta, beta): g_beta = R^-T g_z
             gz = np.asarray(optz.gradient, dtype=float)
-            grad = np.concatenate([gz[:nth], np.linalg.solve(R.T, gz[nth:]) if p else gz[nth:]])
+            gb = sla.solve_triangular(R, gz[nth:], trans=1, check_finite=False) if p else gz[nth:]
+            grad = np.concatenate([gz[:nth], gb])
         path = np.asarray(optz.theta_path, dtype=float)
         opt = replace(
             optz,
@@ -1186,6 +1183,14 @@ def _schur_pattern(refs: np.ndarray, off: np.ndarray, p: int) -> dict[str, Any]:
     qr = int(off[K]) - q1
     m = qr + p
     r0 = refs[0]
+    if K == 1:  # one term: each level is coupled to the fixed effects alone
+        return {
+            "cptr": np.arange(q1 + 1, dtype=np.int64) * p,
+            "ccol": np.tile(np.arange(p, dtype=np.int64), q1),
+            "nu": np.zeros(q1, dtype=np.int64),
+            "pos": np.zeros((0, n), dtype=np.int64),
+            "dense": False,
+        }
     if K > 1:
         cols = np.concatenate([off[k] - q1 + refs[k] for k in range(1, K)])
         key = np.tile(r0, K - 1) * m + cols
