@@ -17,6 +17,8 @@ import math
 import numba as nb
 import numpy as np
 
+from .lmm_kernels import _small_cholesky
+
 
 def _jit(func):
     """Compile with numba in nopython mode, caching the machine code on disk."""
@@ -305,23 +307,7 @@ def hessian_parts(H, nth):  # pragma: no cover - compiled
         for j in range(n):
             Hs[i, j] = 0.5 * (H[i, j] + H[j, i])
     ev = np.linalg.eigvalsh(Hs) if n else np.zeros(0)
-    # Cholesky of H's lower triangle
-    L = np.zeros((n, n))
-    chol_ok = True
-    for j in range(n):
-        d = H[j, j]
-        for t in range(j):
-            d -= L[j, t] * L[j, t]
-        if not d > 0.0:
-            chol_ok = False
-            break
-        d = math.sqrt(d)
-        L[j, j] = d
-        for i in range(j + 1, n):
-            v = H[i, j]
-            for t in range(j):
-                v -= L[i, t] * L[j, t]
-            L[i, j] = v / d
+    chol_ok = _small_cholesky(H.copy(), n)  # of H's lower triangle
     # H^-1 by Gauss-Jordan elimination with partial pivoting
     A = H.copy()
     Inv = np.eye(n)

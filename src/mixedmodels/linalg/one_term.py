@@ -32,7 +32,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .lmm_kernels import cholesky_inverse
+from .lmm_kernels import _level_factor_inverse, _small_cholesky, cholesky_inverse
 from .lmm_kernels import criterion as _criterion
 
 #: the number of entries of the data :func:`one_term_data` lays out
@@ -154,20 +154,7 @@ def _factor(effects, x, A11, A21, A22):  # pragma: no cover - compiled
                     acc += Cl[a, c] * Cl[b, c]
                 E[a, b] -= acc
     # the Cholesky factor of the Schur complement, in place (lower)
-    for j in range(m):
-        d = E[j, j]
-        for k in range(j):
-            d -= E[j, k] * E[j, k]
-        if not d > 0.0:
-            return False, ldz, T, L, C, E
-        d = math.sqrt(d)
-        E[j, j] = d
-        for i in range(j + 1, m):
-            v = E[i, j]
-            for k in range(j):
-                v -= E[i, k] * E[j, k]
-            E[i, j] = v / d
-    return True, ldz, T, L, C, E
+    return _small_cholesky(E, m), ldz, T, L, C, E
 
 
 @_jit
@@ -252,16 +239,7 @@ def _evaluate(x, data, grad):  # pragma: no cover - compiled (through the overlo
             for a in range(p):
                 acc -= Bl[a, r] * beta[a]
             rho[r] = acc
-        # L_l^-1
-        for c in range(S):
-            for a in range(S):
-                Li[a, c] = 0.0
-            Li[c, c] = 1.0 / Ll[c, c]
-            for a in range(c + 1, S):
-                acc = 0.0
-                for k in range(c, a):
-                    acc -= Ll[a, k] * Li[k, c]
-                Li[a, c] = acc / Ll[a, a]
+        _level_factor_inverse(L, lv, Li)  # L_l^-1
         # V = Sigma22 c_l (active rows); Sigma21 = -V L_l^-1; I + c_l' V
         for i in range(ma):
             for c in range(S):
