@@ -175,3 +175,34 @@ def test_a_new_response_is_seen_by_the_one_term_criterion():
     ).fast_objective()
     assert refit.objective(theta) == pytest.approx(fresh.objective(theta), rel=1e-12)
     assert refit.objective(theta) != pytest.approx(fast.objective(theta), rel=1e-6)
+
+
+def test_each_template_size_has_its_own_kernels_in_a_fresh_process():
+    """Fitted one after another in a new process (kernels loaded from numba's cache), models
+    with templates of 3, 1 and 2 effects each get their own specialization: the one-term
+    criterion at the optimum equals the general kernels'."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("ignore")
+        import mixedmodels as mm
+        from mixedmodels.linalg import small_fit
+        df = mm.datasets.load("sleepstudy")
+        for rhs in ("(Days + I(Days**2) | Subject)", "(1 | Subject)", "(Days | Subject)"):
+            fit = mm.lmer("Reaction ~ Days + " + rhs, df)
+            fast = fit.model.fast_objective()
+            one = small_fit.criterion_at(fit.theta, fast.search_data())[0]
+            general = small_fit.criterion_at(fit.theta, fast.search_data(general=True))[0]
+            assert abs(one - general) <= 1e-9 * abs(general), (rhs, one, general)
+            assert abs(one + 2 * fit.loglik) <= 1e-9 * abs(one), (rhs, one, fit.loglik)
+        print("ok")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
