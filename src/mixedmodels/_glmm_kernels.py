@@ -69,6 +69,11 @@ def _jit(func):
     return nb.njit(cache=True, nogil=True)(func)
 
 
+# Flags passed from one kernel to another are written np.bool_(True) / np.bool_(False): numba
+# types a bare True or False argument as a literal and compiles the callee once more for each
+# literal it is called with (PIRLS and its linear system were each compiled three times).
+
+
 # -- links -----------------------------------------------------------------------------------
 @_jit
 def _expit(x):  # pragma: no cover - compiled
@@ -506,7 +511,7 @@ def pirls(
     for it in range(maxit):
         ok = False
         if not canonical:
-            wmax = _weights(fam, link, canonical, True, y, mu, eta, wt, w, s)
+            wmax = _weights(fam, link, canonical, np.bool_(True), y, mu, eta, wt, w, s)
             positive = True
             for i in range(n):
                 if not w[i] > 1e-8 * wmax:
@@ -535,7 +540,7 @@ def pirls(
                     step,
                 )
         if not ok:
-            _weights(fam, link, canonical, False, y, mu, eta, wt, w, s)
+            _weights(fam, link, canonical, np.bool_(False), y, mu, eta, wt, w, s)
             ok, _ld = _solve_system(
                 w, s, u, X, refs, zv, lam, off, q1, upd, cptr, ccol, nu, pos, dense, D1, Cv, E, step
             )
@@ -583,7 +588,7 @@ def pirls(
             break
     if not converged:
         return STATUS_MAXIT, 0.0, 0.0
-    _weights(fam, link, canonical, False, y, mu, eta, wt, w, s)
+    _weights(fam, link, canonical, np.bool_(False), y, mu, eta, wt, w, s)
     ok, logdet = _solve_system(
         w, s, u, X, refs, zv, lam, off, q1, upd, cptr, ccol, nu, pos, dense, D1, Cv, E, step
     )
@@ -850,14 +855,14 @@ def laplace_gradient(
     Cv = np.empty(ccol.shape[0])
     E = np.empty((m, m))
     status, logdet, pdev = pirls(
-        fam, link, True, y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu, pos, dense, u,
-        beta, False, tol, tol_step, maxit, eta, mu, D1, Cv, E,
+        fam, link, np.bool_(True), y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu,
+        pos, dense, u, beta, np.bool_(False), tol, tol_step, maxit, eta, mu, D1, Cv, E,
     )  # fmt: skip
     if status != STATUS_OK:
         return status, math.inf
     w = np.empty(n)
     s = np.empty(n)
-    _weights(fam, link, True, False, y, mu, eta, wt, w, s)
+    _weights(fam, link, np.bool_(True), np.bool_(False), y, mu, eta, wt, w, s)
     # S^-1 from its Cholesky factor (left in E)
     Sinv = np.zeros((m, m))
     if m > 0:
@@ -1006,13 +1011,31 @@ def factor_x(
     w = np.empty(n)
     s = np.empty(n)
     # Fisher weights without the floor (``observed`` with ``canonical``: no Newton weights)
-    _weights(fam, link, True, True, y, mu, eta, wt, w, s)
+    _weights(fam, link, np.bool_(True), np.bool_(True), y, mu, eta, wt, w, s)
     D1 = np.empty(q1)
     Cv = np.empty(ccol.shape[0])
     E = np.empty((qr + p, qr + p))
     step = np.empty(q + p)
     ok, _ = _solve_system(
-        w, s, u, X, refs, zv, lam, off, q1, True, cptr, ccol, nu, pos, dense, D1, Cv, E, step
+        w,
+        s,
+        u,
+        X,
+        refs,
+        zv,
+        lam,
+        off,
+        q1,
+        np.bool_(True),
+        cptr,
+        ccol,
+        nu,
+        pos,
+        dense,
+        D1,
+        Cv,
+        E,
+        step,
     )
     if not ok:
         return False
@@ -1033,7 +1056,7 @@ def optimum_state(
     (status, criterion, whether L_X could be formed)."""
     status, dev = laplace(
         fam, link, canonical, y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu, pos,
-        dense, u, beta, False, tol, tol_step, maxit, a1, a2, const, c0,
+        dense, u, beta, np.bool_(False), tol, tol_step, maxit, a1, a2, const, c0,
     )  # fmt: skip
     if status != STATUS_OK:
         return status, dev, False

@@ -385,22 +385,12 @@ class FastObjective:
     def objective_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its exact gradient in theta."""
         theta = np.asarray(theta, dtype=float)
-        if self.one_term:
+        if self.one_term or self.small:  # one compiled call
             from .small_fit import criterion_at
 
             f, g = criterion_at(theta, self.search_data())
             return float(f), g
         grad = np.zeros(theta.size)
-        if self.small:  # one compiled call
-            ok, ldz, ldx, r2 = _kernels().objective_gradient_small(
-                theta, self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow,
-                self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev, self.roff,
-                self.rsize, self.m_u, self.p, self.reml, float(self.n), self.heavy, self.plev,
-                self.pbeg, self.pend, grad,
-            )  # fmt: skip
-            if not ok:
-                return math.inf, grad
-            return self._criterion(ldz, ldx, r2, self.reml), grad
         ok, L11, C, L22 = self._factor(theta)
         if not ok:
             return math.inf, grad

@@ -17,7 +17,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .lmm_kernels import _small_cholesky
+from .lmm_kernels import _small_cholesky, symmetric_eigen
 
 
 def _jit(func):
@@ -306,7 +306,8 @@ def hessian_parts(H, nth):  # pragma: no cover - compiled
     for i in range(n):
         for j in range(n):
             Hs[i, j] = 0.5 * (H[i, j] + H[j, i])
-    ev = np.linalg.eigvalsh(Hs) if n else np.zeros(0)
+    ev = np.empty(n)
+    symmetric_eigen(Hs, ev, np.empty((n, n)))
     chol_ok = _small_cholesky(H.copy(), n)  # of H's lower triangle
     # H^-1 by Gauss-Jordan elimination with partial pivoting
     A = H.copy()
@@ -340,5 +341,9 @@ def hessian_parts(H, nth):  # pragma: no cover - compiled
     for i in range(k * k):
         if not math.isfinite(V.ravel()[i]):
             return True, ev, chol_ok, False, V, False
-    V_pd = k == 0 or np.linalg.eigvalsh(V)[0] > 0.0
+    V_pd = True
+    if k:
+        evV = np.empty(k)
+        symmetric_eigen(V, evV, np.empty((k, k)))
+        V_pd = evV[0] > 0.0
     return True, ev, chol_ok, True, V, V_pd

@@ -42,6 +42,12 @@ def _jit(func):
     return nb.njit(cache=True, nogil=True)(func)
 
 
+# Kernels call one another with plain (non-literal) flags, np.bool_(True) rather than True:
+# numba compiles a callee once more for each literal argument it is called with. And they
+# copy arrays entry by entry rather than by slice assignment (`_copy_2d`), whose shape check
+# formats its error message with numba's string functions, compiled into every caller.
+
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -98,6 +104,102 @@ def _small_cholesky(M, s):  # pragma: no cover - compiled
 
 
 @_jit
+def _copy_2d(dst, src):  # pragma: no cover - compiled
+    """dst[i, j] = src[i, j] entry by entry (the shapes are the caller's to match). Used instead
+    of slice assignment, whose compiled shape check formats its error message with numba's
+    string functions: seconds of compilation in every kernel linked to it."""
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j] = src[i, j]
+
+
+@_jit
+def symmetric_eigen(A, vals, vecs):  # pragma: no cover - compiled
+    """Eigenvalues (ascending, into ``vals``) and orthonormal eigenvectors (the columns of
+    ``vecs``) of the symmetric n x n matrix A, by cyclic Jacobi rotations: for the small
+    matrices of the start and the Hessian checks, accurate to a few ulps of the largest
+    eigenvalue, and plain loops (LAPACK's eigh would be compiled and linked into each caller)."""
+    n = A.shape[0]
+    W = np.empty((n, n))
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            W[i, j] = A[i, j]
+            vecs[i, j] = 1.0 if i == j else 0.0
+            total += A[i, j] * A[i, j]
+    for _sweep in range(60):
+        off = 0.0
+        for i in range(n):
+            for j in range(i + 1, n):
+                off += W[i, j] * W[i, j]
+        if not off > 1e-32 * total:
+            break
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                apq = W[p, q]
+                if apq == 0.0:
+                    continue
+                theta = (W[q, q] - W[p, p]) / (2.0 * apq)
+                if abs(theta) > 1e150:
+                    t = 0.5 / theta
+                else:
+                    t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                    if theta < 0.0:
+                        t = -t
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                sn = t * c
+                for k in range(n):  # columns p, q of W J
+                    wkp = W[k, p]
+                    wkq = W[k, q]
+                    W[k, p] = c * wkp - sn * wkq
+                    W[k, q] = sn * wkp + c * wkq
+                for k in range(n):  # rows p, q of J' W J
+                    wpk = W[p, k]
+                    wqk = W[q, k]
+                    W[p, k] = c * wpk - sn * wqk
+                    W[q, k] = sn * wpk + c * wqk
+                W[p, q] = 0.0
+                W[q, p] = 0.0
+                for k in range(n):
+                    vkp = vecs[k, p]
+                    vkq = vecs[k, q]
+                    vecs[k, p] = c * vkp - sn * vkq
+                    vecs[k, q] = sn * vkp + c * vkq
+    for i in range(n):
+        vals[i] = W[i, i]
+    for i in range(n):  # ascending, the vectors with their values
+        m = i
+        for j in range(i + 1, n):
+            if vals[j] < vals[m]:
+                m = j
+        if m != i:
+            vals[i], vals[m] = vals[m], vals[i]
+            for k in range(n):
+                vecs[k, i], vecs[k, m] = vecs[k, m], vecs[k, i]
+
+
+@_jit
+def _symmetric_pinv(M, out):  # pragma: no cover - compiled
+    """The pseudo-inverse of the symmetric matrix M into ``out``, with numpy's ``pinv`` rule:
+    eigenvalues within 1e-15 of the largest in absolute value count as zero."""
+    n = M.shape[0]
+    vals = np.empty(n)
+    vecs = np.empty((n, n))
+    symmetric_eigen(M, vals, vecs)
+    big = 0.0
+    for i in range(n):
+        big = max(big, abs(vals[i]))
+    for i in range(n):
+        vals[i] = 1.0 / vals[i] if abs(vals[i]) > 1e-15 * big else 0.0
+    for i in range(n):
+        for j in range(n):
+            acc = 0.0
+            for k in range(n):
+                acc += vecs[i, k] * vals[k] * vecs[j, k]
+            out[i, j] = acc
+
+
+@_jit
 def _cholesky_solve(L, x, m):  # pragma: no cover - compiled
     """x <- (L L')^-1 x in place, L lower triangular (its leading m x m block)."""
     for a in range(m):
@@ -144,7 +246,7 @@ def level_moments(G, g):  # pragma: no cover - compiled
                 for i in range(s):
                     Gi[i, c] = col[i]
         else:
-            Gi[:, :] = np.linalg.pinv(np.ascontiguousarray(M))
+            _symmetric_pinv(M, Gi)
         for i in range(s):
             acc = 0.0
             for j in range(s):
@@ -174,7 +276,7 @@ def _scale_rest(A22, T, rterm, rlev, roff, rsize, m_u):  # pragma: no cover - co
                 E[r0, b] *= t
         elif s >= _DENSE_TEMPLATE:  # a matrix product (the group's rows are contiguous)
             Tt = np.ascontiguousarray(T[k, :s, :s].T)
-            E[r0 : r0 + s] = np.dot(Tt, np.ascontiguousarray(E[r0 : r0 + s]))
+            _copy_2d(E[r0 : r0 + s], np.dot(Tt, np.ascontiguousarray(E[r0 : r0 + s])))
         else:  # row by row, the columns innermost (rows of E are contiguous)
             tmp = np.zeros((s, m))
             for r in range(s):
@@ -294,7 +396,7 @@ def _dense_coupling(lv, start, nnz, T, L11, cval, rowterm, rowgrp, C, col):  # p
     Li = np.empty((S1, S1))
     _level_factor_inverse(L11, lv, Li)
     T1 = np.ascontiguousarray(T[0, :S1, :S1])
-    C[start : start + nnz] = np.dot(col[:nnz], np.dot(T1, Li.T))
+    _copy_2d(C[start : start + nnz], np.dot(col[:nnz], np.dot(T1, Li.T)))
 
 
 @_jit
@@ -774,31 +876,6 @@ def cholesky_inverse(L, ma):  # pragma: no cover - compiled
 
 
 @_jit
-def objective_gradient_small(
-    theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-    m_u, p, reml, n, heavy, plev, pbeg, pend, grad,
-):  # pragma: no cover - compiled  # fmt: skip
-    """The criterion's parts and its gradient (into ``grad``) in one call, for a small rest
-    (see :func:`factor_small`): (ok, log|L_Z|^2, log|L_X|^2, r^2). The gradient is computed
-    only where r^2 > 0."""
-    ok, L11, C, L22 = factor_small(
-        theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
-        rsize, m_u, heavy, plev, pbeg, pend,
-    )  # fmt: skip
-    if not ok:
-        return False, 0.0, 0.0, 0.0
-    ldz, ldx, r2 = objective_parts(L11, L22, m_u, p)
-    if not r2 > 0.0:
-        return True, ldz, ldx, r2
-    Sig = cholesky_inverse(L22, m_u + p if reml else m_u)
-    gradient(
-        theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
-        rsize, m_u, p, reml, n, L11, C, L22, Sig, heavy, plev, pbeg, pend, grad,
-    )  # fmt: skip
-    return True, ldz, ldx, r2
-
-
-@_jit
 def _right_scale(A22, T, rterm, roff, rsize, ma):  # pragma: no cover - compiled
     """Rows 0..ma of A22 P (column groups multiplied by their templates), row by row. By
     symmetry of A22 this is also the transpose of the first ma columns of P' A22."""
@@ -831,7 +908,7 @@ def _right_scale(A22, T, rterm, roff, rsize, ma):  # pragma: no cover - compiled
                 w = (g1 - g) * s
                 blk = np.ascontiguousarray(A22[:ma, c0 : c0 + w]).reshape(ma * (g1 - g), s)
                 out = np.dot(blk, np.ascontiguousarray(T[k, :s, :s]))
-                B[:, c0 : c0 + w] = out.reshape(ma, w)
+                _copy_2d(B[:, c0 : c0 + w], out.reshape(ma, w))
                 for h in range(g, g1):
                     done[h] = True
             g = g1
@@ -1052,7 +1129,9 @@ def moment_template(S):  # pragma: no cover - compiled
             low = min(low, L[j, j])
         if low > 1e-3 * math.sqrt(top):
             return True, L
-    vals, vecs = np.linalg.eigh(M)
+    vals = np.empty(s)
+    vecs = np.empty((s, s))
+    symmetric_eigen(M, vals, vecs)
     big = 0.0
     for j in range(s):
         big = max(big, vals[j])

@@ -202,7 +202,7 @@ def _evaluate(x, data, grad):  # pragma: no cover - compiled (through the overlo
     for a in range(p):
         ldx += 2.0 * math.log(E[a, a])
     r2 = E[p, p] * E[p, p]
-    f = _criterion(True, ldz, ldx, r2, reml, n, p, slw)
+    f = _criterion(np.bool_(True), ldz, ldx, r2, reml, n, p, slw)
     if not r2 > 0.0:
         return f
     # -- the gradient ------------------------------------------------------------------

@@ -29,8 +29,14 @@ from numba.extending import overload
 
 from ..optim import PREDICTED_DECREASE_MESSAGE, OptSummary
 from . import one_term
+from .lmm_kernels import (
+    _small_cholesky,
+    build,
+    cholesky_inverse,
+    gradient,
+    objective_parts,
+)
 from .lmm_kernels import criterion as _criterion
-from .lmm_kernels import objective_gradient_small
 
 #: how :func:`minimize` ended
 CONVERGED_GRADIENT = 1
@@ -75,14 +81,27 @@ one_term.register(criterion_and_gradient)
 
 
 def _lmm_evaluate(x, data, grad):  # pragma: no cover - compiled (through the overload)
-    """The profiled criterion of a linear mixed model at theta = x and its gradient."""
+    """The profiled criterion of a linear mixed model at theta = x and its gradient (the
+    kernels' pieces called from here directly: each level of calls in between would have the
+    pieces below it compiled once more, see :func:`minimize`)."""
     (sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize, m_u,
      p, heavy, plev, pbeg, pend, reml, n, slw) = data  # fmt: skip
-    ok, ldz, ldx, r2 = objective_gradient_small(
+    ok, L11, C, L22, _ = build(
         x, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-        m_u, p, reml, n, heavy, plev, pbeg, pend, grad,
+        m_u, heavy, plev, pbeg, pend,
     )  # fmt: skip
-    return _criterion(ok, ldz, ldx, r2, reml, n, p, slw)
+    if ok:
+        ok = _small_cholesky(L22, L22.shape[0])
+    if not ok:
+        return math.inf
+    ldz, ldx, r2 = objective_parts(L11, L22, m_u, p)
+    if r2 > 0.0:
+        Sig = cholesky_inverse(L22, m_u + p if reml else m_u)
+        gradient(
+            x, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
+            rsize, m_u, p, reml, n, L11, C, L22, Sig, heavy, plev, pbeg, pend, grad,
+        )  # fmt: skip
+    return _criterion(np.bool_(True), ldz, ldx, r2, reml, n, p, slw)
 
 
 @_jit
@@ -95,11 +114,17 @@ def criterion_at(x, data):  # pragma: no cover - compiled
 
 
 @_jit
-def _evaluate(x, data, grad, path, values, count):  # pragma: no cover - compiled
-    """The criterion and its gradient (into ``grad``) at x, recorded in the path."""
+def _cleared(grad):  # pragma: no cover - compiled
+    """grad set to zero (the criterion adds its gradient into it)."""
     for j in range(grad.shape[0]):
         grad[j] = 0.0
-    f = criterion_and_gradient(x, data, grad)
+    return grad
+
+
+@_jit
+def _recorded(f, x, grad, path, values, count):  # pragma: no cover - compiled
+    """The criterion f at x (infinite, with a zero gradient, where it is not finite), recorded
+    in the path."""
     if not math.isfinite(f):
         f = math.inf
         for j in range(grad.shape[0]):
@@ -113,142 +138,11 @@ def _evaluate(x, data, grad, path, values, count):  # pragma: no cover - compile
     return f
 
 
-@_jit
-def _search(x0, lower, scale, H0, exact, z, f, g, gz, data, gtol, dec_abs, dec_rel, maxeval,
-            path, values, count):  # pragma: no cover - compiled  # fmt: skip
-    """BFGS with projection on the bounds, from z (f, g at it; gz the scaled gradient); z, g
-    and gz end at the best point. Returns (status, criterion there)."""
-    d = z.shape[0]
-    H = H0.copy()
-    x = np.empty(d)
-    zt = np.empty(d)
-    gt = np.empty(d)
-    gzt = np.empty(d)
-    dirn = np.empty(d)
-    free = np.empty(d, dtype=np.bool_)
-    zl = np.empty(d)
-    for i in range(d):
-        zl[i] = (lower[i] - x0[i]) / scale[i] if math.isfinite(lower[i]) else -math.inf
-    first = True
-    prev_ok = False
-    prev_z = np.empty(d)
-    prev_g = np.empty(d)
-    while True:
-        # the free variables and the projected gradient
-        pg = 0.0
-        for i in range(d):
-            free[i] = not (z[i] <= zl[i] and gz[i] > 0.0)
-            if free[i]:
-                pg = max(pg, abs(gz[i]))
-        if pg <= gtol:
-            return CONVERGED_GRADIENT, f
-        # predicted remaining decrease |g|^2 / (2c), c the curvature along the last step
-        if prev_ok:
-            dz = dg = gg = 0.0
-            small = True
-            for i in range(d):
-                gi = gz[i] if free[i] else 0.0
-                gpi = prev_g[i]
-                step = z[i] - prev_z[i]
-                dz += step * step
-                dg += step * (gi - gpi)
-                gg += gi * gi
-                if abs(gi) > 1e-3:
-                    small = False
-            curv = dg / max(dz, 1e-300)
-            if curv > 0.0 and small and gg / (2.0 * curv) < max(dec_abs, dec_rel * abs(f)):
-                return CONVERGED_DECREASE, f
-        for i in range(d):
-            prev_z[i] = z[i]
-            prev_g[i] = gz[i] if free[i] else 0.0
-        prev_ok = True
-        # the quasi-Newton direction on the free variables
-        slope = 0.0
-        for i in range(d):
-            acc = 0.0
-            if free[i]:
-                for j in range(d):
-                    if free[j]:
-                        acc -= H[i, j] * gz[j]
-            dirn[i] = acc
-            slope += acc * gz[i]
-        if not slope < 0.0:  # not a descent direction: steepest descent, and start H afresh
-            slope = 0.0
-            for i in range(d):
-                dirn[i] = -gz[i] if free[i] else 0.0
-                slope -= dirn[i] * dirn[i]
-                for j in range(d):
-                    H[i, j] = H0[i, j]
-        step_len = 1.0
-        if first and not exact:  # as L-BFGS-B: a first step of unit length
-            norm = 0.0
-            for i in range(d):
-                norm += dirn[i] * dirn[i]
-            norm = math.sqrt(norm)
-            if norm > 1.0:
-                step_len = 1.0 / norm
-        # backtracking (Armijo) along the projected path
-        accepted = False
-        for _ in range(40):
-            if count[0] >= maxeval:
-                return MAXEVAL, f
-            for i in range(d):
-                zt[i] = max(z[i] + step_len * dirn[i], zl[i])
-                x[i] = max(x0[i] + scale[i] * zt[i], lower[i])
-            ft = _evaluate(x, data, gt, path, values, count)
-            decrease = 0.0
-            for i in range(d):
-                gzt[i] = gt[i] * scale[i]
-                decrease += gz[i] * (zt[i] - z[i])
-            if ft <= f + 1e-4 * decrease:
-                accepted = True
-                break
-            # a quadratic through f, the slope and ft, kept within [0.1, 0.5] of the step
-            denom = 2.0 * (ft - f - slope * step_len)
-            trial = -slope * step_len * step_len / denom if denom > 0.0 else 0.5 * step_len
-            step_len = min(0.5 * step_len, max(0.1 * step_len, trial))
-            if step_len < 1e-12:
-                break
-        if not accepted:
-            return CONVERGED_STEP, f
-        # BFGS update of the inverse Hessian with s = zt - z, y = gzt - gz
-        sy = 0.0
-        ss = 0.0
-        yy = 0.0
-        for i in range(d):
-            s_i = zt[i] - z[i]
-            y_i = gzt[i] - gz[i]
-            sy += s_i * y_i
-            ss += s_i * s_i
-            yy += y_i * y_i
-        if sy > 1e-10 * math.sqrt(ss * yy):
-            if first and not exact:  # scale H0 to the curvature seen (Nocedal & Wright 6.20)
-                gamma = sy / yy
-                for i in range(d):
-                    for j in range(d):
-                        H[i, j] = gamma * H0[i, j]
-            Hy = np.zeros(d)
-            for i in range(d):
-                for j in range(d):
-                    Hy[i] += H[i, j] * (gzt[j] - gz[j])
-            yHy = 0.0
-            for i in range(d):
-                yHy += (gzt[i] - gz[i]) * Hy[i]
-            c1 = (sy + yHy) / (sy * sy)
-            for i in range(d):
-                s_i = zt[i] - z[i]
-                for j in range(d):
-                    s_j = zt[j] - z[j]
-                    H[i, j] += c1 * s_i * s_j - (Hy[i] * s_j + s_i * Hy[j]) / sy
-        first = False
-        change = abs(f - ft)
-        for i in range(d):
-            z[i] = zt[i]
-            g[i] = gt[i]
-            gz[i] = gzt[i]
-        f = ft
-        if change <= 1e-15 * max(abs(f), 1.0):
-            return CONVERGED_STEP, f
+# Each data layout compiles its own `minimize`, and numba optimizes and emits again, in a
+# caller's module, every function the caller links to: each level of calls between the search
+# and the criterion would cost the criterion's compilation once more. So the search is written
+# out in `minimize` itself, and each evaluation calls the criterion directly (between the two
+# small helpers above, which link to nothing).
 
 
 @_jit
@@ -258,7 +152,13 @@ def minimize(x0, lower, scale, H0, exact, data, gtol, dec_abs, dec_rel, maxeval,
     scaled coordinates (``exact``: a true one, used as it is; otherwise the identity, scaled
     after the first step). Returns (status, x, f, gradient at x, number of evaluations);
     ``path`` and ``values`` receive each theta evaluated and its criterion (as many as they
-    hold)."""
+    hold).
+
+    The search: BFGS with projection on the bounds, in the scaled coordinates
+    z = (x - x0) / scale. A variance parameter at zero is a stationary point whatever the data
+    (the criterion is even in it), and next to zero its gradient is next to zero: after each
+    search, a little inside is tried, and the search starts again from there if that is better
+    (three times at most)."""
     d = x0.shape[0]
     count = np.zeros(1, dtype=np.int64)
     z = np.zeros(d)
@@ -266,60 +166,206 @@ def minimize(x0, lower, scale, H0, exact, data, gtol, dec_abs, dec_rel, maxeval,
     x = np.empty(d)
     for i in range(d):
         x[i] = max(x0[i], lower[i])
-    f = _evaluate(x, data, g, path, values, count)
+    f = _recorded(criterion_and_gradient(x, data, _cleared(g)), x, g, path, values, count)
     if not math.isfinite(f):
         return FAILED, x, f, g, count[0]
     gz = np.empty(d)
     for i in range(d):
         gz[i] = g[i] * scale[i]
-    status, best_f = _search(
-        x0, lower, scale, H0, exact, z, f, g, gz, data, gtol, dec_abs, dec_rel, maxeval, path,
-        values, count,
-    )  # fmt: skip
-    for i in range(d):
-        x[i] = max(x0[i] + scale[i] * z[i], lower[i])
-    # a variance parameter at zero is a stationary point whatever the data (the criterion is
-    # even in it), and next to zero its gradient is next to zero: try a little inside, and
-    # search again from there if that is better
+    H = np.empty((d, d))
+    xt = np.empty(d)
+    zt = np.empty(d)
     gt = np.empty(d)
-    for _ in range(3):
+    gzt = np.empty(d)
+    dirn = np.empty(d)
+    Hy = np.empty(d)
+    free = np.empty(d, dtype=np.bool_)
+    zl = np.empty(d)
+    prev_z = np.empty(d)
+    prev_g = np.empty(d)
+    for i in range(d):
+        zl[i] = (lower[i] - x0[i]) / scale[i] if math.isfinite(lower[i]) else -math.inf
+    status = FAILED
+    for rnd in range(4):
+        # -- the search from z (f, g at it; gz the scaled gradient); z, g, gz end at the best
+        for i in range(d):
+            for j in range(d):
+                H[i, j] = H0[i, j]
+        first = True
+        prev_ok = False
+        while True:
+            # the free variables and the projected gradient
+            pg = 0.0
+            for i in range(d):
+                free[i] = not (z[i] <= zl[i] and gz[i] > 0.0)
+                if free[i]:
+                    pg = max(pg, abs(gz[i]))
+            if pg <= gtol:
+                status = CONVERGED_GRADIENT
+                break
+            # predicted remaining decrease |g|^2 / (2c), c the curvature along the last step
+            if prev_ok:
+                dz = dg = gg = 0.0
+                small = True
+                for i in range(d):
+                    gi = gz[i] if free[i] else 0.0
+                    step = z[i] - prev_z[i]
+                    dz += step * step
+                    dg += step * (gi - prev_g[i])
+                    gg += gi * gi
+                    if abs(gi) > 1e-3:
+                        small = False
+                curv = dg / max(dz, 1e-300)
+                if curv > 0.0 and small and gg / (2.0 * curv) < max(dec_abs, dec_rel * abs(f)):
+                    status = CONVERGED_DECREASE
+                    break
+            for i in range(d):
+                prev_z[i] = z[i]
+                prev_g[i] = gz[i] if free[i] else 0.0
+            prev_ok = True
+            # the quasi-Newton direction on the free variables
+            slope = 0.0
+            for i in range(d):
+                acc = 0.0
+                if free[i]:
+                    for j in range(d):
+                        if free[j]:
+                            acc -= H[i, j] * gz[j]
+                dirn[i] = acc
+                slope += acc * gz[i]
+            if not slope < 0.0:  # not a descent direction: steepest descent, H afresh
+                slope = 0.0
+                for i in range(d):
+                    dirn[i] = -gz[i] if free[i] else 0.0
+                    slope -= dirn[i] * dirn[i]
+                    for j in range(d):
+                        H[i, j] = H0[i, j]
+            step_len = 1.0
+            if first and not exact:  # as L-BFGS-B: a first step of unit length
+                norm = 0.0
+                for i in range(d):
+                    norm += dirn[i] * dirn[i]
+                norm = math.sqrt(norm)
+                if norm > 1.0:
+                    step_len = 1.0 / norm
+            # backtracking (Armijo) along the projected path
+            accepted = False
+            out_of_evaluations = False
+            ft = f
+            for _ in range(40):
+                if count[0] >= maxeval:
+                    out_of_evaluations = True
+                    break
+                for i in range(d):
+                    zt[i] = max(z[i] + step_len * dirn[i], zl[i])
+                    xt[i] = max(x0[i] + scale[i] * zt[i], lower[i])
+                ft = _recorded(
+                    criterion_and_gradient(xt, data, _cleared(gt)), xt, gt, path, values, count
+                )
+                decrease = 0.0
+                for i in range(d):
+                    gzt[i] = gt[i] * scale[i]
+                    decrease += gz[i] * (zt[i] - z[i])
+                if ft <= f + 1e-4 * decrease:
+                    accepted = True
+                    break
+                # a quadratic through f, the slope and ft, kept within [0.1, 0.5] of the step
+                denom = 2.0 * (ft - f - slope * step_len)
+                trial = -slope * step_len * step_len / denom if denom > 0.0 else 0.5 * step_len
+                step_len = min(0.5 * step_len, max(0.1 * step_len, trial))
+                if step_len < 1e-12:
+                    break
+            if out_of_evaluations:
+                status = MAXEVAL
+                break
+            if not accepted:
+                status = CONVERGED_STEP
+                break
+            # BFGS update of the inverse Hessian with s = zt - z, y = gzt - gz
+            sy = 0.0
+            ss = 0.0
+            yy = 0.0
+            for i in range(d):
+                s_i = zt[i] - z[i]
+                y_i = gzt[i] - gz[i]
+                sy += s_i * y_i
+                ss += s_i * s_i
+                yy += y_i * y_i
+            if sy > 1e-10 * math.sqrt(ss * yy):
+                if first and not exact:  # scale H0 to the curvature seen (Nocedal & Wright 6.20)
+                    gamma = sy / yy
+                    for i in range(d):
+                        for j in range(d):
+                            H[i, j] = gamma * H0[i, j]
+                for i in range(d):
+                    acc = 0.0
+                    for j in range(d):
+                        acc += H[i, j] * (gzt[j] - gz[j])
+                    Hy[i] = acc
+                yHy = 0.0
+                for i in range(d):
+                    yHy += (gzt[i] - gz[i]) * Hy[i]
+                c1 = (sy + yHy) / (sy * sy)
+                for i in range(d):
+                    s_i = zt[i] - z[i]
+                    for j in range(d):
+                        s_j = zt[j] - z[j]
+                        H[i, j] += c1 * s_i * s_j - (Hy[i] * s_j + s_i * Hy[j]) / sy
+            first = False
+            change = abs(f - ft)
+            for i in range(d):
+                z[i] = zt[i]
+                g[i] = gt[i]
+                gz[i] = gzt[i]
+            f = ft
+            if change <= 1e-15 * max(abs(f), 1.0):
+                status = CONVERGED_STEP
+                break
+        # -- end of the search
+        for i in range(d):
+            x[i] = max(x0[i] + scale[i] * z[i], lower[i])
+        if rnd == 3:
+            break
         moved = False
-        trial = x.copy()
+        trial_x = x.copy()
         for i in range(d):
             if math.isfinite(lower[i]) and x[i] <= lower[i] + boundary_tol * scale[i]:
                 for frac in (1e-3, 1e-2):
-                    xt = x.copy()
+                    for j in range(d):
+                        xt[j] = x[j]
                     xt[i] = lower[i] + frac * scale[i]
-                    ft = _evaluate(xt, data, gt, path, values, count)
-                    if ft < best_f - 1e-10 * max(1.0, abs(best_f)):
-                        trial[i] = xt[i]
+                    ft = _recorded(
+                        criterion_and_gradient(xt, data, _cleared(gt)), xt, gt, path, values,
+                        count,
+                    )  # fmt: skip
+                    if ft < f - 1e-10 * max(1.0, abs(f)):
+                        trial_x[i] = xt[i]
                         moved = True
                         break
         if not moved or count[0] >= maxeval:
             break
         for i in range(d):
-            z[i] = (trial[i] - x0[i]) / scale[i]
-        f = _evaluate(trial, data, g, path, values, count)
+            z[i] = (trial_x[i] - x0[i]) / scale[i]
+        f = _recorded(
+            criterion_and_gradient(trial_x, data, _cleared(g)), trial_x, g, path, values, count
+        )
         for i in range(d):
             gz[i] = g[i] * scale[i]
-        status, best_f = _search(
-            x0, lower, scale, H0, exact, z, f, g, gz, data, gtol, dec_abs, dec_rel, maxeval,
-            path, values, count,
-        )  # fmt: skip
-        for i in range(d):
-            x[i] = max(x0[i] + scale[i] * z[i], lower[i])
     # parameters next to their bound go to it if that is no worse
     for i in range(d):
         if math.isfinite(lower[i]) and lower[i] < x[i] < lower[i] + boundary_tol * scale[i]:
-            xt = x.copy()
+            for j in range(d):
+                xt[j] = x[j]
             xt[i] = lower[i]
-            ft = _evaluate(xt, data, gt, path, values, count)
-            if ft <= best_f + 1e-10 * max(1.0, abs(best_f)):
-                x = xt
-                best_f = ft
+            ft = _recorded(
+                criterion_and_gradient(xt, data, _cleared(gt)), xt, gt, path, values, count
+            )
+            if ft <= f + 1e-10 * max(1.0, abs(f)):
+                x[i] = lower[i]
+                f = ft
                 for j in range(d):
                     g[j] = gt[j]
-    return status, x, best_f, g, count[0]
+    return status, x, f, g, count[0]
 
 
 def search(
