@@ -371,6 +371,31 @@ def _cases() -> dict[str, Case]:
             group="large",
         )
     )
+    # the first fit after installing: import and fit in a fresh process with an empty
+    # compilation cache, then in a new session (see drivers/ours.py)
+    for key, what, data, formula, factors, family in (
+        ("sleepstudy", "lmer `Reaction ~ Days + (Days | Subject)`", "sleepstudy",
+         "Reaction ~ Days + (Days | Subject)", ("Subject",), "gaussian"),
+        ("penicillin", "lmer `diameter ~ 1 + (1 | plate) + (1 | sample)`", "Penicillin",
+         "diameter ~ 1 + (1 | plate) + (1 | sample)", ("plate", "sample"), "gaussian"),
+        ("cbpp", "glmer `cbind(incidence, size - incidence) ~ period + (1 | herd)`", "cbpp",
+         "cbind(incidence, size - incidence) ~ period + (1 | herd)", ("herd", "period"),
+         "binomial"),
+    ):  # fmt: skip
+        cases.append(
+            Case(
+                f"first_fit_{key}",
+                f"first fit after installing (empty compilation cache), {what}",
+                _dataset(data),
+                formula,
+                factors,
+                family=family,
+                mode="first",
+                max_repeat=1,
+                tools=("mixedmodels",),
+                group="first",
+            )
+        )
     return {c.name: c for c in cases}
 
 

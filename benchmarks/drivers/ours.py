@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from common import (
     bayes_summary,
+    peak_rss_mb,
     read_data,
     read_spec,
     report,
@@ -24,6 +25,12 @@ def main() -> None:
     warnings.simplefilter("ignore")
     if spec["mode"] == "bayes":
         _bayes(spec)
+        return
+    if spec["mode"] == "first":
+        _first(spec)
+        return
+    if spec["mode"] == "first_child":
+        _first_child(spec)
         return
     import mixedmodels as mm
 
@@ -85,6 +92,48 @@ def _bayes(spec: dict) -> None:
         fixef={k: float(v) for k, v in fit.fixef.items()},
         integrated=bool(fit.model.marginal),
     )  # fmt: skip
+
+
+def _first(spec: dict) -> None:
+    """The first fit after installing: ``import mixedmodels`` and one fit in a fresh process
+    whose compilation cache (numba's) is empty, so that every kernel the fit needs is compiled;
+    then the same in another fresh process that finds the cache filled (a new session)."""
+    import json
+    import subprocess
+    import tempfile
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": tempfile.mkdtemp(prefix="mm-numba-")}
+    child = [sys.executable, __file__, json.dumps({**spec, "mode": "first_child"})]
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run(child, capture_output=True, text=True, env=env, check=True)
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(
+        json.dumps(
+            {
+                "seconds": runs[0]["seconds"],
+                "times": [runs[0]["seconds"]],
+                "peak_rss_mb": runs[0]["peak_rss_mb"],  # the fresh process's, not this one's
+                "new_session_seconds": runs[1]["seconds"],
+            }
+        )
+    )
+
+
+def _first_child(spec: dict) -> None:
+    import json
+    import time
+
+    df = read_data(spec)  # pandas is imported and the data read before the clock starts
+    t0 = time.perf_counter()
+    import mixedmodels as mm
+
+    if spec["family"] != "gaussian":
+        mm.glmer(spec["formula"], df, spec["family"], nAGQ=spec["nagq"])
+    else:
+        mm.lmer(spec["formula"], df, reml=spec["reml"])
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
 
 
 def _per_evaluation_ms(res: object) -> float:
