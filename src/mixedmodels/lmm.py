@@ -174,6 +174,16 @@ class LinearMixedModel:
         """Which entries of theta are template diagonals (cached; not to be modified)."""
         return self._cached("diagonal", self.layout.is_diagonal)
 
+    def _diagonal_entries(self) -> list[int]:
+        """The positions of the template diagonals in theta (cached; not to be modified)."""
+        return self._cached(
+            "diagonal_entries", lambda: np.flatnonzero(self._is_diagonal()).tolist()
+        )
+
+    def _has_intercept_terms(self) -> bool:
+        """Whether a scalar random-intercept term is among the terms."""
+        return any(t.n_effects == 1 and t.z is None for t in self.terms_data)
+
     @property
     def theta_names(self) -> list[str]:
         """lme4's names for theta, e.g. ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``."""
@@ -402,7 +412,7 @@ class LinearMixedModel:
             if optimize and use_gradient:
                 assert fast is not None
                 scale = self.search_scale()
-                if start is None:
+                if start is None and self._has_intercept_terms():
                     # L-BFGS-B's first trial step is one unit of scale. A moment start is already
                     # close, within about its standard error, theta / sqrt(levels) (the criterion's
                     # curvature in log theta grows like the number of levels): that is its unit
@@ -446,7 +456,7 @@ class LinearMixedModel:
                 opt = fixed_theta_summary(x0, f(x0), self.lower_bounds)
             assert opt is not None
             theta = opt.final
-            singular = bool(np.any(theta[self._is_diagonal()] < 1e-4))
+            singular = any(theta[i] < 1e-4 for i in self._diagonal_entries())
             conv_warnings: list[str] = []
             if opt.return_code < 0 or opt.return_code == 5:
                 conv_warnings.append(
@@ -462,7 +472,7 @@ class LinearMixedModel:
                 if (
                     not singular
                     and gradient.size
-                    and float(np.abs(gradient).max()) > 2e-3
+                    and max(map(abs, gradient.tolist())) > 2e-3
                     and opt.message != PREDICTED_DECREASE_MESSAGE
                 ):
                     steps = 1e-4 * np.maximum(np.abs(theta), step)
@@ -480,9 +490,10 @@ class LinearMixedModel:
                     msg = _gradient_check(f, theta, self.lower_bounds, gradient)
                     if msg:
                         conv_warnings.append(msg)
-            from dataclasses import replace
+            if conv_warnings or opt.warnings or gradient is not opt.gradient:
+                from dataclasses import replace
 
-            opt = replace(opt, gradient=gradient, warnings=tuple(conv_warnings))
+                opt = replace(opt, gradient=gradient, warnings=tuple(conv_warnings))
             result = None if fast is None else LmerResult.from_fast(self, fast, opt, singular)
             if fast is not None:
                 fast.release()  # the model keeps its objective, not the last factor
