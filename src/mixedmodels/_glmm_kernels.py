@@ -1017,26 +1017,9 @@ def factor_x(
     E = np.empty((qr + p, qr + p))
     step = np.empty(q + p)
     ok, _ = _solve_system(
-        w,
-        s,
-        u,
-        X,
-        refs,
-        zv,
-        lam,
-        off,
-        q1,
-        np.bool_(True),
-        cptr,
-        ccol,
-        nu,
-        pos,
-        dense,
-        D1,
-        Cv,
-        E,
-        step,
-    )
+        w, s, u, X, refs, zv, lam, off, q1, np.bool_(True), cptr, ccol, nu, pos, dense, D1, Cv,
+        E, step,
+    )  # fmt: skip
     if not ok:
         return False
     for a in range(p):
