@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import mixedmodels as mm
 
@@ -36,6 +37,7 @@ def test_fit_statistics(name):
     f = fit.fstatistic
     assert f[0] == pytest.approx(c["fstatistic"]["value"], rel=1e-10)
     assert (f[1], f[2]) == (c["fstatistic"]["numdf"], c["fstatistic"]["dendf"])
+    assert fit.f_pvalue == pytest.approx(stats.f.sf(*f), rel=1e-14)
     assert fit.nobs == c["nobs"]
 
 

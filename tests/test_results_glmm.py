@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import mixedmodels as mm
 from mixedmodels.errors import DataError, ModelSpecError
@@ -85,6 +86,8 @@ def test_coef_table_and_wald_intervals(fit: mm.GlmerResult) -> None:
     tab = fit.coef_table()
     assert list(tab.columns) == ["Estimate", "Std. Error", "z value", "Pr(>|z|)"]
     np.testing.assert_allclose(tab["z value"], fit.fixef / fit.std_errors)
+    z = tab["z value"].to_numpy()
+    np.testing.assert_allclose(tab["Pr(>|z|)"], 2 * stats.norm.sf(np.abs(z)), rtol=1e-14)
     ref = glmer_inference_reference()["cases"]["cbpp"]["confint_wald"]
     ci = fit.confint(method="wald")
     for r in ref:

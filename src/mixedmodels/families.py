@@ -21,9 +21,10 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from .errors import DataError, ModelSpecError
 
@@ -66,7 +67,15 @@ def _logit_mu_eta(eta: np.ndarray) -> np.ndarray:
     return np.where(np.abs(eta) > _THRESH, _EPS, d)
 
 
-_PROBIT_THRESH = -stats.norm.ppf(_EPS)
+_PROBIT_THRESH = -special.ndtri(_EPS)  # -qnorm(eps); what scipy.stats' norm.ppf computes
+
+
+def _stats() -> Any:
+    """scipy.stats, imported when first needed (it takes most of a second to import, and
+    only the probit, cauchit and Gamma families use it here)."""
+    from scipy import stats
+
+    return stats
 
 
 def _logit_mu_eta2(eta: np.ndarray) -> np.ndarray:
@@ -86,18 +95,18 @@ def _make_links() -> dict[str, Link]:
         ),
         "probit": Link(
             "probit",
-            lambda mu: stats.norm.ppf(mu),
-            lambda eta: stats.norm.cdf(np.clip(eta, -_PROBIT_THRESH, _PROBIT_THRESH)),
-            lambda eta: np.maximum(stats.norm.pdf(eta), _EPS),
-            lambda eta: -eta * stats.norm.pdf(eta),
+            lambda mu: _stats().norm.ppf(mu),
+            lambda eta: _stats().norm.cdf(np.clip(eta, -_PROBIT_THRESH, _PROBIT_THRESH)),
+            lambda eta: np.maximum(_stats().norm.pdf(eta), _EPS),
+            lambda eta: -eta * _stats().norm.pdf(eta),
         ),
         "cauchit": Link(
             "cauchit",
-            lambda mu: stats.cauchy.ppf(mu),
-            lambda eta: stats.cauchy.cdf(
-                np.clip(eta, -stats.cauchy.ppf(1 - _EPS), stats.cauchy.ppf(1 - _EPS))
+            lambda mu: _stats().cauchy.ppf(mu),
+            lambda eta: _stats().cauchy.cdf(
+                np.clip(eta, -_stats().cauchy.ppf(1 - _EPS), _stats().cauchy.ppf(1 - _EPS))
             ),
-            lambda eta: np.maximum(stats.cauchy.pdf(eta), _EPS),
+            lambda eta: np.maximum(_stats().cauchy.pdf(eta), _EPS),
             lambda eta: -2 * eta / (math.pi * (1 + eta * eta) ** 2),
         ),
         "cloglog": Link(
@@ -431,7 +440,8 @@ class Gamma(Family):
     ) -> float:
         nobs = float(np.sum(wt))
         disp = dev / nobs
-        return float(-2 * np.sum(stats.gamma.logpdf(y, 1 / disp, scale=mu * disp) * wt) + 2)
+        logpdf = _stats().gamma.logpdf(y, 1 / disp, scale=mu * disp)
+        return float(-2 * np.sum(logpdf * wt) + 2)
 
     def check(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
-from scipy import stats
+from scipy import special
 
 from .errors import FormulaError, ModelSpecError
 from .formula.design import ArrayLike, Design, build_design, new_data_arrays
@@ -81,7 +81,7 @@ class LmResult:
         se = self.std_errors.to_numpy()
         t = self.beta / se
         p = (
-            2.0 * stats.t.sf(np.abs(t), self.df_resid)
+            2.0 * special.stdtr(self.df_resid, -np.abs(t))
             if self.df_resid > 0
             else np.full_like(t, np.nan)
         )
@@ -157,7 +157,7 @@ class LmResult:
     @property
     def f_pvalue(self) -> float | None:
         f = self.fstatistic
-        return None if f is None else float(stats.f.sf(f[0], f[1], f[2]))
+        return None if f is None else float(special.fdtrc(f[1], f[2], f[0]))
 
     @property
     def loglik(self) -> float:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from .errors import ConvergenceWarning, ModelSpecError, SingularFitWarning
 from .glmm import PirlsError
@@ -335,7 +335,7 @@ class GlmerResult(_MixedResult):
         summary for GLMMs; t value and Pr(>|t|) for families with a scale parameter)."""
         se = self.std_errors.to_numpy()
         z = self.beta / se
-        p = 2 * stats.norm.sf(np.abs(z))
+        p = 2 * special.ndtr(-np.abs(z))
         # lme4 labels the statistic "t value" for families with a scale parameter but still
         # refers it to the normal distribution
         stat = "t value" if self.family.has_scale else "z value"

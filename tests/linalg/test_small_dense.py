@@ -48,7 +48,9 @@ def test_symmetric_pinv_matches_numpy(A):
     out = np.empty_like(A)
     _symmetric_pinv(A, out)
     expected = np.linalg.pinv(A)
-    np.testing.assert_allclose(out, expected, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(expected).max()))
+    np.testing.assert_allclose(
+        out, expected, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(expected).max())
+    )
 
 
 def test_level_moments_match_numpy_with_singular_levels():

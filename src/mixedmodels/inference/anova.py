@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from ..display.anova import AnovaTable
 from ..errors import DataError, ModelSpecError
@@ -197,7 +197,7 @@ def ranova(result: LmerResult) -> AnovaTable:
                 raise DataError("number of rows in use has changed: remove missing values?")
             lrt = 2 * (ll0 - ll)
             dfd = df0 - npar
-            p = float(stats.chi2.sf(lrt, dfd)) if dfd > 0 else math.nan
+            p = float(special.chdtrc(dfd, lrt)) if dfd > 0 else math.nan
             rows.append([npar, ll, -2 * ll + 2 * npar, lrt, dfd, p])
             names.append(name)
     full = f"{spec.response} ~ {spec.fixed}" + "".join(f" + ({_term_text(t)})" for t in terms)
@@ -371,7 +371,7 @@ def compare(
         else:
             chisq = 2 * max(0.0, ll - lls[prev])
             dfc = k - npars[prev]
-            p = float(stats.chi2.sf(chisq, dfc)) if dfc != 0 else math.nan
+            p = float(special.chdtrc(dfc, chisq)) if dfc != 0 else math.nan
         rows.append([k, aic, bic, ll, -2 * ll, chisq, dfc, p])
         prev = i
     data_name = fits[0].design.data_name or "data"
