@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
-from mixedmodels.cli import main
+from mixedmodels.cli import _COMPILE_MODELS, main
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
@@ -82,6 +82,32 @@ def test_demo_ml(capsys: pytest.CaptureFixture[str]) -> None:
     assert "fit by maximum likelihood" in out
     assert "AIC      BIC   logLik deviance df.resid" in out
     assert "REML criterion" not in out
+
+
+def test_compile_fits_each_kind_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mixedmodels as mm
+
+    fitted: list[tuple[str, str]] = []
+    lmer, glmer = mm.lmer, mm.glmer
+
+    def spy_lmer(formula: str, data: object, **kw: object) -> object:
+        fitted.append((formula, "gaussian"))
+        return lmer(formula, data, **kw)
+
+    def spy_glmer(formula: str, data: object, family: str, **kw: object) -> object:
+        fitted.append((formula, family))
+        return glmer(formula, data, family, **kw)
+
+    monkeypatch.setattr(mm, "lmer", spy_lmer)
+    monkeypatch.setattr(mm, "glmer", spy_glmer)
+    code, out, err = run_cli(capsys, "compile")
+    assert code == 0, err
+    assert fitted == [(f, fam) for _, f, fam in _COMPILE_MODELS]
+    assert {fam for _, fam in fitted} == {"gaussian", "binomial", "poisson"}
+    assert len(out.strip().splitlines()) == len(fitted) + 1
+    assert "compiled and cached in" in out
 
 
 def test_console_script_demo() -> None:

@@ -346,6 +346,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: what ``mixedmodels compile`` fits: a model of each kind whose compiled kernels are made on
+#: its first fit (data set, formula, family)
+_COMPILE_MODELS = (
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "gaussian"),
+    ("sleepstudy", "Reaction ~ Days + (1 | Subject)", "gaussian"),
+    ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", "gaussian"),
+    ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),
+    ("grouseticks", "TICKS ~ YEAR + (1 | BROOD)", "poisson"),
+)
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    import time
+
+    import mixedmodels as mm
+
+    total = time.perf_counter()
+    for name, formula, family in _COMPILE_MODELS:
+        data = mm.datasets.load(name)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if family == "gaussian":
+                mm.lmer(formula, data, progress=False)
+            else:
+                mm.glmer(formula, data, family, progress=False)
+        _emit(f"{formula} ({family}, {name}): {time.perf_counter() - t0:.1f} s")
+    _emit(
+        f"compiled and cached in {time.perf_counter() - total:.1f} s; later processes load "
+        "the kernels from numba's cache"
+    )
+    return EXIT_OK
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from .families import get_family
 
@@ -467,6 +501,16 @@ def build_parser() -> argparse.ArgumentParser:
         "stderr is a terminal)",
     )
     fit.set_defaults(func=_cmd_fit)
+
+    comp = sub.add_parser(
+        "compile",
+        help="compile the kernels of the common models now (once after installing)",
+        description="Fit a model of each common kind (lmer with one and with two "
+        "random-effects terms, binomial and Poisson glmer) so that their compiled kernels "
+        "are made and cached now rather than on a first fit: for instance when building a "
+        "container image.",
+    )
+    comp.set_defaults(func=_cmd_compile)
 
     ds = sub.add_parser(
         "datasets",
