@@ -1,5 +1,6 @@
 """What ``import mixedmodels`` and a first fit load: scipy.stats (most of a second to import)
-only when a result needs its distributions (p-values of a summary), numba only at a fit."""
+only where a result needs more than scipy.special's distribution functions, numba only at a
+fit."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ def test_import_loads_neither_scipy_stats_nor_numba():
     assert "numba" not in mods
 
 
-def test_a_fit_and_its_print_do_not_load_scipy_stats():
+def test_a_fit_its_print_and_summary_do_not_load_scipy_stats():
     mods = _modules_after(
         "import mixedmodels as mm\n"
         "fit = mm.lmer('Reaction ~ Days + (Days | Subject)', mm.datasets.load('sleepstudy'))\n"
         "str(fit)\n"
+        "str(fit.summary())\n"
+        "str(fit.summary(ddf='kenward-roger'))\n"
         "g = mm.glmer('cbind(incidence, size - incidence) ~ period + (1 | herd)',\n"
         "             mm.datasets.load('cbpp'), 'binomial')\n"
         "str(g)\n"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg as sla
-from scipy import stats
+from scipy import special
 
 from ..errors import ModelSpecError
 
@@ -116,7 +116,7 @@ class KenwardRoger:
         se = math.sqrt(float(L @ self.vcov_adj @ L))
         df = self.ddf(L)
         t = est / se
-        return est, se, df, t, 2.0 * float(stats.t.sf(abs(t), df))
+        return est, se, df, t, 2.0 * float(special.stdtr(df, -abs(t)))
 
     def f_test(self, L: np.ndarray, beta: np.ndarray) -> tuple[float, float, int, float, float]:
         """(F unscaled, F scaled, numerator df, denominator df, p) for H0: L beta = 0
@@ -129,7 +129,7 @@ class KenwardRoger:
         ddf = self.ddf(L)
         scale = self.f_scaling(L, ddf)
         F = scale * F_u
-        return F_u, F, q, ddf, float(stats.f.sf(F, q, ddf))
+        return F_u, F, q, ddf, float(special.fdtrc(q, ddf, F))
 
 
 def _dense_blocks(result: LmerResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

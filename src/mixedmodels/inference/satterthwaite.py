@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg as sla
-from scipy import stats
+from scipy import special
 
 from ..errors import ConvergenceWarning
 from .derivatives import hessian, jacobian
@@ -135,7 +135,7 @@ def t_test(
     df = 2.0 * var**2 / denom if denom > 0 else math.inf
     se = math.sqrt(var)
     t = est / se
-    pval = 2.0 * float(stats.t.sf(abs(t), df))
+    pval = 2.0 * float(special.stdtr(df, -abs(t)))
     return est, se, df, t, pval
 
 
@@ -166,7 +166,7 @@ def f_test(
     if L.shape[0] == 1:
         _, _, df, t, _ = t_test(info, L[0], beta)
         F = t * t
-        return F, 1, df, float(stats.f.sf(F, 1, df))
+        return F, 1, df, float(special.fdtrc(1, df, F))
     VL = L @ info.vcov_beta @ L.T
     d, P = np.linalg.eigh(VL)
     order = np.argsort(d)[::-1]
@@ -179,7 +179,7 @@ def f_test(
     if q == 1:
         _, _, df, t, _ = t_test(info, PtL[0], beta)
         F = t * t
-        return F, 1, df, float(stats.f.sf(F, 1, df))
+        return F, 1, df, float(special.fdtrc(1, df, F))
     PtL = PtL[:q]
     t2 = (PtL @ beta) ** 2 / d[:q]
     F = float(t2.sum() / q)
@@ -188,4 +188,4 @@ def f_test(
         grad = np.einsum("i,ijk,j->k", PtL[m], info.jacobian, PtL[m])
         nu[m] = 2.0 * d[m] ** 2 / float(grad @ info.vcov_varpar @ grad)
     ddf = fstat_ddf(nu)
-    return F, q, ddf, float(stats.f.sf(F, q, ddf))
+    return F, q, ddf, float(special.fdtrc(q, ddf, F))
