@@ -472,7 +472,7 @@ class LinearMixedModel:
                 if (
                     not singular
                     and gradient.size
-                    and max(map(abs, gradient.tolist())) > 2e-3
+                    and float(np.abs(gradient).max()) > 2e-3
                     and opt.message != PREDICTED_DECREASE_MESSAGE
                 ):
                     steps = 1e-4 * np.maximum(np.abs(theta), step)
