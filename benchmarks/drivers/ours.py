@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -38,9 +39,7 @@ def main() -> None:
     binomial = spec["family"] != "gaussian"
 
     def fit() -> object:
-        if binomial:
-            return mm.glmer(spec["formula"], df, spec["family"], nAGQ=spec["nagq"])
-        return mm.lmer(spec["formula"], df, reml=spec["reml"])
+        return _fit_case(mm, spec, df)
 
     if spec["mode"] == "bootstrap":
         model = fit()  # also the warm-up: loads the compiled kernels from numba's cache
@@ -94,6 +93,13 @@ def _bayes(spec: dict) -> None:
     )  # fmt: skip
 
 
+def _fit_case(mm: Any, spec: dict, df: Any) -> Any:
+    """The case's model fitted with lmer, or glmer for a family other than gaussian."""
+    if spec["family"] != "gaussian":
+        return mm.glmer(spec["formula"], df, spec["family"], nAGQ=spec["nagq"])
+    return mm.lmer(spec["formula"], df, reml=spec["reml"])
+
+
 def _first(spec: dict) -> None:
     """The first fit after installing: ``import mixedmodels`` and one fit in a fresh process
     whose compilation cache (numba's) is empty, so that every kernel the fit needs is compiled;
@@ -128,10 +134,7 @@ def _first_child(spec: dict) -> None:
     t0 = time.perf_counter()
     import mixedmodels as mm
 
-    if spec["family"] != "gaussian":
-        mm.glmer(spec["formula"], df, spec["family"], nAGQ=spec["nagq"])
-    else:
-        mm.lmer(spec["formula"], df, reml=spec["reml"])
+    _fit_case(mm, spec, df)
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
 
