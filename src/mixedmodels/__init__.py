@@ -7,10 +7,10 @@
 
 from __future__ import annotations
 
-from . import datasets, families, priors
-from .bayesian import BayesModel, MissingExtraError, bayes
-from .display.anova import AnovaTable
-from .errors import (
+from mixedmodels import datasets, families, priors
+from mixedmodels.bayesian import BayesModel, MissingExtraError, bayes
+from mixedmodels.display.anova import AnovaTable
+from mixedmodels.errors import (
     ConvergenceWarning,
     DataError,
     FormulaError,
@@ -20,14 +20,14 @@ from .errors import (
     SingularFitWarning,
     WeightsError,
 )
-from .glmm import GeneralizedLinearMixedModel, glmer
-from .inference.anova import RefitNotice
-from .inference.anova import compare as anova
-from .lm import LmResult, lm
-from .lmm import LinearMixedModel, lmer
-from .results import LmerResult, RandomEffects, VarCorr
-from .results_glmm import GlmerResult
-from .simulate import simulate
+from mixedmodels.glmm import GeneralizedLinearMixedModel, glmer
+from mixedmodels.inference.anova import RefitNotice
+from mixedmodels.inference.anova import compare as anova
+from mixedmodels.lm import LmResult, lm
+from mixedmodels.lmm import LinearMixedModel, lmer
+from mixedmodels.results import LmerResult, RandomEffects, VarCorr
+from mixedmodels.results_glmm import GlmerResult
+from mixedmodels.simulate import simulate
 
 __version__ = "0.1.0"
 

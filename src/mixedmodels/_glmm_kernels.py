@@ -22,8 +22,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .linalg import small_fit
-from .linalg.lmm_kernels import _cholesky_solve
+from mixedmodels.linalg import small_fit
+from mixedmodels.linalg.lmm_kernels import _cholesky_solve
 
 # family codes
 BINOMIAL, POISSON, GAMMA, INVERSE_GAUSSIAN, GAUSSIAN = 0, 1, 2, 3, 4

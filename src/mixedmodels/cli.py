@@ -62,7 +62,7 @@ class CliError(Exception):
 
 
 def _make_unique(names: list[str]) -> list[str]:
-    from .results import _make_unique as make_unique
+    from mixedmodels.results import _make_unique as make_unique
 
     return make_unique(names)
 
@@ -78,7 +78,7 @@ def _version() -> str:
     try:
         return version("mixedmodels")
     except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
-        from . import __version__
+        from mixedmodels import __version__
 
         return __version__
 
@@ -224,7 +224,7 @@ def result_to_dict(
     dict
         Plain Python values only; every float is finite (NaN and infinities become ``None``).
     """
-    from .results_glmm import GlmerResult
+    from mixedmodels.results_glmm import GlmerResult
 
     vcov = fit.vcov
     opt = fit.optinfo
@@ -381,7 +381,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from .families import get_family
+    from mixedmodels.families import get_family
 
     family = get_family(args.family, args.link)  # unknown names raise a clear error
     glmm = family.name != "gaussian" or family.link.name != "identity"
@@ -412,7 +412,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if args.format == "json":
             doc = result_to_dict(fit, data=args.data)
         elif args.format == "markdown":
-            from .display.markdown import to_markdown
+            from mixedmodels.display.markdown import to_markdown
 
             text = to_markdown(fit, ddf=args.ddf, data_name=args.data)
         else:
@@ -425,7 +425,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from . import datasets
+    from mixedmodels import datasets
 
     if args.name is not None:
         print(datasets.describe(args.name))
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     func: Callable[[argparse.Namespace], int] = args.func
-    from .errors import MixedModelError
+    from mixedmodels.errors import MixedModelError
 
     try:
         return func(args)

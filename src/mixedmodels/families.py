@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from .errors import DataError, ModelSpecError
+from mixedmodels.errors import DataError, ModelSpecError
 
 __all__ = [
     "Binomial",

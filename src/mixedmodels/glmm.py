@@ -44,14 +44,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.linalg as sla
 
-from ._progress import FitProgress
-from .errors import ModelSpecError
-from .families import Binomial, Family, get_family
-from .formula.design import ArrayLike, Design, build_design
-from .linalg.assemble import CrossProducts, Reweighter, TermData, column_scales
-from .linalg.cholesky import BlockedCholesky, ThetaLayout
-from .linalg.threads import is_small, single_blas_thread
-from .optim import OptSummary, minimize_theta, minimize_with_gradient
+from mixedmodels._progress import FitProgress
+from mixedmodels.errors import ModelSpecError
+from mixedmodels.families import Binomial, Family, get_family
+from mixedmodels.formula.design import ArrayLike, Design, build_design
+from mixedmodels.linalg.assemble import CrossProducts, Reweighter, TermData, column_scales
+from mixedmodels.linalg.cholesky import BlockedCholesky, ThetaLayout
+from mixedmodels.linalg.threads import is_small, single_blas_thread
+from mixedmodels.optim import OptSummary, minimize_theta, minimize_with_gradient
 
 __all__ = ["GeneralizedLinearMixedModel", "PirlsError", "glmer"]
 
@@ -314,7 +314,7 @@ class GeneralizedLinearMixedModel:
             return np.zeros(0)
         mu = fam.mustart(y, n, wt)
         eta = fam.linkfun(mu)
-        from . import _glmm_kernels as K
+        from mixedmodels import _glmm_kernels as K
 
         if fam.name in K.FAMILY_CODES and fam.link.name in K.LINK_CODES:
             beta = np.zeros(X.shape[1])
@@ -502,7 +502,7 @@ class GeneralizedLinearMixedModel:
         return out
 
     def _fast_data(self) -> dict[str, Any] | None:
-        from . import _glmm_kernels as K
+        from mixedmodels import _glmm_kernels as K
 
         terms = self.terms_data
         fam = self.family
@@ -552,7 +552,7 @@ class GeneralizedLinearMixedModel:
         a2 = np.zeros(n)
         const = 0.0
         if fam.name == "binomial":
-            from . import _glmm_kernels as K
+            from mixedmodels import _glmm_kernels as K
 
             mtr = ntr if np.any(ntr > 1) else wt
             a1, a2, const = K.binomial_constants(
@@ -570,7 +570,7 @@ class GeneralizedLinearMixedModel:
         # aic(y, mu) - deviance(y, mu) depends on y only for the binomial and Poisson families
         c0 = 0.0
         if fam.name in ("binomial", "poisson"):
-            from . import _glmm_kernels as K
+            from mixedmodels import _glmm_kernels as K
 
             mu0 = np.clip(fam.mustart(y, ntr, wt), 1e-3, None)
             if fam.name == "binomial":
@@ -600,7 +600,7 @@ class GeneralizedLinearMixedModel:
             else:
                 dev, st, _, _ = self.laplace(theta, beta, state)
             return dev, st
-        from . import _glmm_kernels as K
+        from mixedmodels import _glmm_kernels as K
 
         u = state.u.copy()
         upd = beta is None
@@ -646,7 +646,7 @@ class GeneralizedLinearMixedModel:
     ) -> tuple[float, np.ndarray, _State]:
         """The Laplace criterion at (theta, beta), its exact gradient in (theta, beta) and the
         modes reached (see :func:`mixedmodels._glmm_kernels.laplace_gradient`)."""
-        from . import _glmm_kernels as K
+        from mixedmodels import _glmm_kernels as K
 
         if not self.has_gradient:
             raise ModelSpecError("the exact gradient is not available for this model")
@@ -724,7 +724,7 @@ class GeneralizedLinearMixedModel:
         -------
         GlmerResult
         """
-        from .results_glmm import GlmerResult
+        from mixedmodels.results_glmm import GlmerResult
 
         theta0, step = self.initial_theta()
         if start is not None:
@@ -907,7 +907,7 @@ class GeneralizedLinearMixedModel:
         """The data of :func:`~mixedmodels._glmm_kernels.laplace_search_point`: the compiled
         criterion's arrays, the modes PIRLS starts from (a copy of ``u0``, updated at each
         evaluation) and beta = beta0 + R z."""
-        from . import _glmm_kernels as K
+        from mixedmodels import _glmm_kernels as K
 
         fd = self._fast()
         assert fd is not None
@@ -928,7 +928,7 @@ class GeneralizedLinearMixedModel:
         """The Laplace criterion and its exact gradient in (theta, beta) at each row of
         ``points``, PIRLS starting each from the modes of ``state``, in one compiled call (a
         model of :meth:`_compiled_search`); NaN gradients where PIRLS fails."""
-        from . import _glmm_kernels as K
+        from mixedmodels import _glmm_kernels as K
 
         p = self.n_fixef
         points = np.ascontiguousarray(points, dtype=float)
@@ -954,8 +954,8 @@ class GeneralizedLinearMixedModel:
         stopping rules (scaled projected gradient below 1e-5, or a predicted decrease below
         1e-10 or 1e-12 of the criterion). Returns the summary (in z) and the modes and fixed
         effects of the last point evaluated."""
-        from . import _glmm_kernels as K
-        from .linalg import small_fit
+        from mixedmodels import _glmm_kernels as K
+        from mixedmodels.linalg import small_fit
 
         data = self._search_data(beta0, R, u0)
         u, beta = data[K.SEARCH_U], data[K.SEARCH_BETA]
@@ -1055,7 +1055,7 @@ class GeneralizedLinearMixedModel:
         p = self.n_fixef
         fd = self._fast()
         if fd is not None and p:
-            from . import _glmm_kernels as K
+            from mixedmodels import _glmm_kernels as K
 
             LX = np.zeros((p, p))
             if K.factor_x(
@@ -1070,7 +1070,7 @@ class GeneralizedLinearMixedModel:
     def _rx_transform(self, L_X: np.ndarray) -> np.ndarray:
         """R = L_X^-T (upper triangular; R R' is the unscaled covariance of the fixed effects)
         from the fixed effects' block of the penalized least-squares factor."""
-        from .results import _lower_inverse
+        from mixedmodels.results import _lower_inverse
 
         return np.ascontiguousarray(_lower_inverse(L_X).T)
 
@@ -1090,7 +1090,7 @@ class GeneralizedLinearMixedModel:
         first = self.initial_state() if start is None else _State(start.u.copy(), beta.copy())
         fd = self._fast()
         if fd is not None and self.nAGQ <= 1:  # PIRLS, the means and L_X in one compiled call
-            from . import _glmm_kernels as K
+            from mixedmodels import _glmm_kernels as K
 
             u, b = first.u, np.asarray(beta, dtype=float).copy()
             mu = np.empty(self.nobs)

@@ -12,8 +12,8 @@ import pandas as pd
 import scipy.linalg as sla
 from scipy import special
 
-from .errors import FormulaError, ModelSpecError
-from .formula.design import ArrayLike, Design, build_design, new_data_arrays
+from mixedmodels.errors import FormulaError, ModelSpecError
+from mixedmodels.formula.design import ArrayLike, Design, build_design, new_data_arrays
 
 __all__ = ["LmResult", "fit_lm", "lm"]
 
@@ -196,7 +196,7 @@ class LmResult:
 
     def summary(self) -> Any:
         """R's ``summary(lm(...))``: residual quantiles, coefficients, R-squared, F-test."""
-        from .display.lm import LmSummary
+        from mixedmodels.display.lm import LmSummary
 
         return LmSummary.from_result(self)
 

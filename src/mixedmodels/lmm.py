@@ -17,13 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from ._progress import FitProgress
-from .errors import ConvergenceWarning, FormulaError, ModelSpecError, SingularFitWarning
-from .formula.design import ArrayLike, Design, build_design
-from .linalg.assemble import CrossProducts, TermData, assemble, column_scales, response_blocks
-from .linalg.cholesky import BlockedCholesky, ThetaLayout
-from .linalg.threads import is_small, single_blas_thread
-from .optim import (
+from mixedmodels._progress import FitProgress
+from mixedmodels.errors import ConvergenceWarning, FormulaError, ModelSpecError, SingularFitWarning
+from mixedmodels.formula.design import ArrayLike, Design, build_design
+from mixedmodels.linalg.assemble import (
+    CrossProducts,
+    TermData,
+    assemble,
+    column_scales,
+    response_blocks,
+)
+from mixedmodels.linalg.cholesky import BlockedCholesky, ThetaLayout
+from mixedmodels.linalg.threads import is_small, single_blas_thread
+from mixedmodels.optim import (
     PREDICTED_DECREASE_MESSAGE,
     OptSummary,
     finite_difference_derivatives,
@@ -204,7 +210,7 @@ class LinearMixedModel:
         built once and cached."""
         cache = self._fast_cache
         if "fast" not in cache:
-            from .linalg.fast_lmm import FastObjective
+            from mixedmodels.linalg.fast_lmm import FastObjective
 
             cache["fast"] = (
                 FastObjective(self.A, self.layout, self.reml)
@@ -283,7 +289,7 @@ class LinearMixedModel:
         the residual of y on X): the mean over levels of b_l b_l' (b_l = G_l^-1 Z_l'W r, the
         level's own regression of r on the term's columns), the mean of G_l^-1 (pseudo-inverses
         where a level does not identify every effect) and sum_l G_l."""
-        from .linalg.lmm_kernels import level_moments
+        from mixedmodels.linalg.lmm_kernels import level_moments
 
         G = np.ascontiguousarray(self.A.diag[j], dtype=float)
         g = self.A.xy[j][self.A.p].reshape(G.shape[0], G.shape[1])
@@ -383,7 +389,7 @@ class LinearMixedModel:
         -------
         LmerResult
         """
-        from .results import LmerResult
+        from mixedmodels.results import LmerResult
 
         with single_blas_thread(self._single_thread()):
             _, step = self.initial_theta()
@@ -524,7 +530,7 @@ def _moment_template(S: np.ndarray) -> np.ndarray | None:
     eigenvalues floored at 1e-3 of the largest where it is not positive definite (compiled:
     numpy's and scipy's wrappers cost more than a few-by-few factorization); None when no
     eigenvalue is positive."""
-    from .linalg.lmm_kernels import moment_template
+    from mixedmodels.linalg.lmm_kernels import moment_template
 
     ok, L = moment_template(np.ascontiguousarray(S, dtype=float))
     return L if ok else None
@@ -600,7 +606,7 @@ def _residualized_response(design: Design, y: np.ndarray) -> tuple[np.ndarray, n
     """(y - offset - X gamma, gamma): gamma is the weighted least-squares fit of y - offset on X
     (normal equations with one step of refinement, compiled; an orthogonal factorization
     where X'WX is too ill-conditioned for them)."""
-    from .linalg.lmm_kernels import wls_residual
+    from mixedmodels.linalg.lmm_kernels import wls_residual
 
     yo = y if design.offset is None else y - design.offset
     X = design.X

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import ModelSpecError
+from mixedmodels.errors import ModelSpecError
 
 __all__ = [
     "OptSummary",
@@ -777,7 +777,7 @@ def hessian_parts(H: np.ndarray, nth: int = 0) -> HessianParts:
     restricted to them, with whether H could be inverted and whether that block is positive
     definite), in one compiled call (numpy's wrappers cost more than these small matrices'
     arithmetic)."""
-    from .linalg.kernels import hessian_parts as kernel
+    from mixedmodels.linalg.kernels import hessian_parts as kernel
 
     out = kernel(np.ascontiguousarray(H, dtype=float), int(nth))
     return HessianParts(bool(out[0]), out[1], bool(out[2]), bool(out[3]), out[4], bool(out[5]))

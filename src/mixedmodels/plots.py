@@ -23,15 +23,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import ModelSpecError
+from mixedmodels.errors import ModelSpecError
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing import TypeAlias
 
-    from .inference.bootstrap import BootstrapResult
-    from .inference.profile import ProfileResult
-    from .results import LmerResult
-    from .results_glmm import GlmerResult
+    from mixedmodels.inference.bootstrap import BootstrapResult
+    from mixedmodels.inference.profile import ProfileResult
+    from mixedmodels.results import LmerResult
+    from mixedmodels.results_glmm import GlmerResult
 
     Fit: TypeAlias = LmerResult | GlmerResult
 
@@ -206,7 +206,7 @@ def group_panels(
     fitted = np.asarray(result.fitted(), dtype=float)
     pop = None
     if population:
-        from .results_glmm import GlmerResult
+        from mixedmodels.results_glmm import GlmerResult
 
         if isinstance(result, GlmerResult):  # on the response scale, as fitted()
             pop = np.asarray(result.predict(re_form="~0", type="response"), dtype=float)
@@ -245,7 +245,7 @@ def group_panels(
 # -- residuals ------------------------------------------------------------------------------------
 def _residuals(result: Fit) -> np.ndarray:
     """Pearson residuals scaled by sigma for linear models, Pearson residuals otherwise."""
-    from .results_glmm import GlmerResult
+    from mixedmodels.results_glmm import GlmerResult
 
     if isinstance(result, GlmerResult):
         return np.asarray(result.residuals(type="pearson"), dtype=float)

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from .errors import ModelSpecError
+from mixedmodels.errors import ModelSpecError
 
 __all__ = [
     "LKJ",
@@ -102,7 +102,7 @@ class Prior:
 def _dist() -> Any:
     import numpyro.distributions as dist
 
-    from .bayesian import _jax  # noqa: F401  (double precision, as the sampler runs)
+    from mixedmodels.bayesian import _jax  # noqa: F401  (double precision, as the sampler runs)
 
     return dist
 

@@ -20,13 +20,13 @@ import pandas as pd
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
-from .errors import FormulaError, ModelSpecError
+from mixedmodels.errors import FormulaError, ModelSpecError
 
 if TYPE_CHECKING:
-    from .display.lmer import LmerSummary
-    from .linalg.cholesky import BlockedCholesky
-    from .lmm import LinearMixedModel
-    from .optim import OptSummary
+    from mixedmodels.display.lmer import LmerSummary
+    from mixedmodels.linalg.cholesky import BlockedCholesky
+    from mixedmodels.lmm import LinearMixedModel
+    from mixedmodels.optim import OptSummary
 
 __all__ = ["LmerResult", "RandomEffects", "VarCorr", "VarCorrTerm"]
 
@@ -132,7 +132,7 @@ class VarCorr:
 
     def format(self, digits: int = 5, comp: Sequence[str] = ("Std.Dev.",)) -> str:
         """The table lme4 prints (``print(VarCorr(fit), digits=, comp=)``)."""
-        from .display import rformat
+        from mixedmodels.display import rformat
 
         return rformat.format_varcorr(
             [t.group for t in self.terms],
@@ -152,7 +152,7 @@ class VarCorr:
         return self.format()
 
     def _repr_html_(self) -> str:
-        from .display.html import varcorr_html
+        from mixedmodels.display.html import varcorr_html
 
         return varcorr_html(self)
 
@@ -378,7 +378,7 @@ class _MixedResult:
         """Every estimate in one DataFrame: effect, group, term, estimate, std_error, statistic,
         df, p_value (and conf_low, conf_high with ``conf_int=True``), in the spirit of R's
         broom.mixed; see :func:`mixedmodels.tidy.tidy` for the options."""
-        from .tidy import tidy
+        from mixedmodels.tidy import tidy
 
         return tidy(
             self,
@@ -402,7 +402,7 @@ class _MixedResult:
     ) -> Any:
         """Caterpillar plot of the conditional modes with ``level`` intervals; returns the
         Figure (see :func:`mixedmodels.plots.caterpillar`)."""
-        from .plots import caterpillar
+        from mixedmodels.plots import caterpillar
 
         return caterpillar(cast(Any, self), group, term, level=level, sort=sort, ax=ax)
 
@@ -418,7 +418,7 @@ class _MixedResult:
     ) -> Any:
         """The data of each group against ``x`` with its fitted line and the population line;
         returns the Figure (see :func:`mixedmodels.plots.group_panels`)."""
-        from .plots import group_panels
+        from mixedmodels.plots import group_panels
 
         return group_panels(
             cast(Any, self),
@@ -432,13 +432,13 @@ class _MixedResult:
 
     def plot_residuals(self, *, ax: Any = None) -> Any:
         """Standardized residuals against fitted values; returns the Figure."""
-        from .plots import residuals_vs_fitted
+        from mixedmodels.plots import residuals_vs_fitted
 
         return residuals_vs_fitted(cast(Any, self), ax=ax)
 
     def plot_qq(self, *, ax: Any = None) -> Any:
         """Normal QQ plot of the standardized residuals; returns the Figure."""
-        from .plots import qq
+        from mixedmodels.plots import qq
 
         return qq(cast(Any, self), ax=ax)
 
@@ -485,7 +485,7 @@ class _MixedResult:
         text = re_form.strip()
         if text in ("~0", "~ 0", "0", "NA", "~-1", "~ -1"):
             return []
-        from .formula.terms import split_formula
+        from mixedmodels.formula.terms import split_formula
 
         spec = split_formula(text if text.startswith("~") else f"~{text}")
         chosen = []
@@ -508,7 +508,7 @@ class _MixedResult:
         if newdata is None:
             parts = [(j, d.terms[j].refs.astype(np.int64), d.terms[j].z) for j in used]
             return d.X, d.offset, parts, np.ones(d.nobs, dtype=bool), d.row_index
-        from .formula.design import new_data_arrays
+        from mixedmodels.formula.design import new_data_arrays
 
         X, offset, parts, complete = new_data_arrays(d, newdata, used, allow_new_levels)
         return X, offset, parts, complete, newdata.index
@@ -528,7 +528,7 @@ class _MixedResult:
         intervals, for the parameters ``names`` (variance parameters first)."""
         from scipy import stats
 
-        from .inference.profile import _pct, _which
+        from mixedmodels.inference.profile import _pct, _which
 
         idx = _which(names, which)
         if method == "wald":
@@ -610,7 +610,7 @@ class _MixedResult:
         DataFrame
             One column per simulation (``sim_1``, ...), aligned with the rows.
         """
-        from .simulate import _params, simulate_arrays
+        from mixedmodels.simulate import _params, simulate_arrays
 
         if nsim < 1:
             raise ModelSpecError("nsim must be at least 1")
@@ -749,7 +749,7 @@ class LmerResult(_MixedResult):
             u.append(uj)
             b.append(uj @ Ts[j].T)
         if p:  # (L_X L_X')^-1, compiled: LAPACK's wrappers cost more than a few-by-few inverse
-            from .linalg.lmm_kernels import cholesky_inverse
+            from mixedmodels.linalg.lmm_kernels import cholesky_inverse
 
             unscaled = cholesky_inverse(np.ascontiguousarray(L_X, dtype=float), p)
         else:
@@ -942,7 +942,7 @@ class LmerResult(_MixedResult):
     # -- inference -------------------------------------------------------------------------------
     @cached_property
     def _satterthwaite(self) -> Any:
-        from .inference.satterthwaite import _warn_notes, varpar_derivatives
+        from mixedmodels.inference.satterthwaite import _warn_notes, varpar_derivatives
 
         info = varpar_derivatives(self)
         _warn_notes(info)
@@ -950,7 +950,7 @@ class LmerResult(_MixedResult):
 
     @cached_property
     def _kenward_roger(self) -> Any:
-        from .inference.kenward_roger import kenward_roger
+        from mixedmodels.inference.kenward_roger import kenward_roger
 
         return kenward_roger(self)
 
@@ -968,7 +968,7 @@ class LmerResult(_MixedResult):
             return pd.DataFrame(
                 {"Estimate": self.beta, "Std. Error": se, "t value": self.beta / se}, index=names
             )
-        from .inference.anova import _ddf_name
+        from mixedmodels.inference.anova import _ddf_name
 
         method = _ddf_name(ddf)
         tester = self._satterthwaite if method == "satterthwaite" else self._kenward_roger
@@ -977,7 +977,7 @@ class LmerResult(_MixedResult):
             L = np.zeros(p)
             L[i] = 1.0
             if method == "satterthwaite":
-                from .inference.satterthwaite import t_test
+                from mixedmodels.inference.satterthwaite import t_test
 
                 rows.append(t_test(tester, L, self.beta))
             else:
@@ -1001,13 +1001,13 @@ class LmerResult(_MixedResult):
         AnovaTable
             Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F) per term.
         """
-        from .inference.anova import term_tests
+        from mixedmodels.inference.anova import term_tests
 
         return term_tests(self, type=type, ddf=ddf)
 
     def drop1(self, ddf: str = "satterthwaite") -> Any:
         """F-tests for dropping each marginal fixed-effect term (lmerTest's ``drop1``)."""
-        from .inference.anova import drop1
+        from mixedmodels.inference.anova import drop1
 
         return drop1(self, ddf=ddf)
 
@@ -1046,7 +1046,7 @@ class LmerResult(_MixedResult):
             For ``method="profile"`` and ``"boot"``: show a progress bar (over the parameters,
             or the replicates), where a terminal or a notebook can show it.
         """
-        from .inference.profile import confint_profile, parameter_names
+        from mixedmodels.inference.profile import confint_profile, parameter_names
 
         method = method.lower()
         if method == "profile":
@@ -1071,7 +1071,7 @@ class LmerResult(_MixedResult):
         replicates (one column per parameter, lme4's ``confint`` names) and ``confint(type=)``
         for percentile, basic and normal intervals.
         """
-        from .inference.bootstrap import bootstrap
+        from mixedmodels.inference.bootstrap import bootstrap
 
         return bootstrap(self, nsim, seed, use_u=use_u, n_jobs=n_jobs, progress=progress)
 
@@ -1099,14 +1099,14 @@ class LmerResult(_MixedResult):
             Show a progress bar over the parameters (where a terminal or a notebook can show
             it).
         """
-        from .inference.profile import profile
+        from mixedmodels.inference.profile import profile
 
         return profile(self, which=which, level=level, npoints=npoints, progress=progress)
 
     def ranova(self) -> Any:
         """Likelihood-ratio tests for removing or reducing each random-effects term (lmerTest's
         ``ranova``)."""
-        from .inference.anova import ranova
+        from mixedmodels.inference.anova import ranova
 
         return ranova(self)
 
@@ -1127,12 +1127,12 @@ class LmerResult(_MixedResult):
         digits
             Significant digits of the text layout (lme4's default is 4).
         """
-        from .display.lmer import LmerSummary
+        from mixedmodels.display.lmer import LmerSummary
 
         return LmerSummary.from_result(self, ddf=ddf, digits=digits, correlation=correlation)
 
     def __str__(self) -> str:
-        from .display.lmer import format_print
+        from mixedmodels.display.lmer import format_print
 
         return format_print(self)
 

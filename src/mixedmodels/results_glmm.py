@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .errors import ConvergenceWarning, ModelSpecError, SingularFitWarning
-from .glmm import PirlsError
-from .optim import (
+from mixedmodels.errors import ConvergenceWarning, ModelSpecError, SingularFitWarning
+from mixedmodels.glmm import PirlsError
+from mixedmodels.optim import (
     OptSummary,
     finite_difference_derivatives,
     forward_difference_points,
@@ -25,13 +25,13 @@ from .optim import (
     hessian_messages,
     hessian_parts,
 )
-from .results import _lower_inverse, _MixedResult
+from mixedmodels.results import _lower_inverse, _MixedResult
 
 if TYPE_CHECKING:
-    from .display.glmer import GlmerSummary
-    from .families import Family
-    from .glmm import GeneralizedLinearMixedModel
-    from .linalg.cholesky import BlockedCholesky
+    from mixedmodels.display.glmer import GlmerSummary
+    from mixedmodels.families import Family
+    from mixedmodels.glmm import GeneralizedLinearMixedModel
+    from mixedmodels.linalg.cholesky import BlockedCholesky
 
 __all__ = ["GlmerResult"]
 
@@ -85,7 +85,7 @@ class GlmerResult(_MixedResult):
     def _factor(self) -> BlockedCholesky:
         """The blocked factor with the fixed effects at the working weights of the optimum
         (for conditional variances), made when first needed."""
-        from .glmm import _State
+        from mixedmodels.glmm import _State
 
         u = np.concatenate([x.ravel() for x in self.u]) if self.u else np.zeros(0)
         return self.model._factor_with_x(self.theta, _State(u, self.beta))
@@ -359,7 +359,7 @@ class GlmerResult(_MixedResult):
         correlations and fixed effects, as lme4), ``"wald"`` or ``"boot"``; rows named as lme4's
         ``confint(fit, oldNames = FALSE)``. ``progress`` shows a progress bar for the profile
         (over the parameters) and the bootstrap (over the replicates)."""
-        from .inference.profile_glmm import confint_profile_glmm, parameter_names_glmm
+        from mixedmodels.inference.profile_glmm import confint_profile_glmm, parameter_names_glmm
 
         method = method.lower()
         if method == "profile":
@@ -378,7 +378,7 @@ class GlmerResult(_MixedResult):
     ) -> Any:
         """Parametric bootstrap: simulate responses from the fit and refit (warm-started at the
         estimates); see :class:`~mixedmodels.inference.bootstrap.BootstrapResult`."""
-        from .inference.bootstrap import bootstrap_glmm
+        from mixedmodels.inference.bootstrap import bootstrap_glmm
 
         return bootstrap_glmm(self, nsim, seed, n_jobs=n_jobs, progress=progress)
 
@@ -393,19 +393,19 @@ class GlmerResult(_MixedResult):
         """Profile traces of the criterion (lme4's ``profile``); see
         :func:`~mixedmodels.inference.profile_glmm.profile_glmm` for the arguments
         (``progress``: a progress bar over the parameters)."""
-        from .inference.profile_glmm import profile_glmm
+        from mixedmodels.inference.profile_glmm import profile_glmm
 
         return profile_glmm(self, which=which, level=level, npoints=npoints, progress=progress)
 
     # -- presentation --------------------------------------------------------------------------
     def summary(self, *, correlation: bool | None = None, digits: int = 4) -> GlmerSummary:
         """lme4's summary of a GLMM: family, criterion, random effects, z-tests."""
-        from .display.glmer import GlmerSummary
+        from mixedmodels.display.glmer import GlmerSummary
 
         return GlmerSummary.from_result(self, digits=digits, correlation=correlation)
 
     def __str__(self) -> str:
-        from .display.glmer import format_print
+        from mixedmodels.display.glmer import format_print
 
         return format_print(self)
 
@@ -433,7 +433,7 @@ def _warn_separation(
 ) -> None:
     """Complete (or quasi-complete) separation makes fitted probabilities 0 or 1 and the fixed
     effects diverge; say so rather than report huge estimates silently."""
-    from .families import Binomial
+    from mixedmodels.families import Binomial
 
     if not warn or not isinstance(model.family, Binomial):
         return

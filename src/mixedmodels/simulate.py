@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import ModelSpecError
-from .formula.design import ArrayLike, build_design
-from .linalg.cholesky import ThetaLayout
+from mixedmodels.errors import ModelSpecError
+from mixedmodels.formula.design import ArrayLike, build_design
+from mixedmodels.linalg.cholesky import ThetaLayout
 
 __all__ = ["simulate", "simulate_arrays"]
 
@@ -155,7 +155,7 @@ def simulate(
     >>> sims.shape
     (40, 3)
     """
-    from .formula.terms import split_formula
+    from mixedmodels.formula.terms import split_formula
 
     spec = split_formula(formula)
     if spec.response is not None:

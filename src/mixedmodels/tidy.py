@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import ModelSpecError
+from mixedmodels.errors import ModelSpecError
 
 __all__ = ["tidy"]
 
@@ -96,7 +96,7 @@ def tidy(
 def _fixed(
     result: Any, ddf: str, conf_int: bool, level: float, intervals: pd.DataFrame | None
 ) -> pd.DataFrame:
-    from .results_glmm import GlmerResult
+    from mixedmodels.results_glmm import GlmerResult
 
     table = result.coef_table() if isinstance(result, GlmerResult) else result.coef_table(ddf)
     stat = next(c for c in table.columns if c in ("t value", "z value"))

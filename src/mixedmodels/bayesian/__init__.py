@@ -26,10 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MixedModelError, ModelSpecError
-from ..formula.design import ArrayLike, Design, build_design
-from ..priors import Prior
-from .spec import FAMILIES, BayesData, PriorSet, marginal_cost, parameters, prepare_data
+from mixedmodels.bayesian.spec import (
+    FAMILIES,
+    BayesData,
+    PriorSet,
+    marginal_cost,
+    parameters,
+    prepare_data,
+)
+from mixedmodels.errors import MixedModelError, ModelSpecError
+from mixedmodels.formula.design import ArrayLike, Design, build_design
+from mixedmodels.priors import Prior
 
 __all__ = ["BayesModel", "MissingExtraError", "bayes"]
 
@@ -154,7 +161,7 @@ def bayes(
             marginalize = marg <= 4 * full
     data_arrays = prepare_data(design, family, link, marginal=bool(marginalize))
     params = parameters(design, family)
-    from .spec import resolve_priors
+    from mixedmodels.bayesian.spec import resolve_priors
 
     prior_set = resolve_priors(data_arrays, params, priors)
     return BayesModel(
@@ -167,7 +174,7 @@ def bayes(
 
 
 def _check_response(design: Design, family: str) -> None:
-    from ..families import get_family
+    from mixedmodels.families import get_family
 
     fam = get_family(family)
     n = np.ones(design.nobs) if design.trials is None else design.trials
@@ -305,8 +312,8 @@ class BayesModel:
         -------
         BayesResult
         """
-        from ._jax import Sampler, arrays_of, structure_of
-        from .result import BayesResult
+        from mixedmodels.bayesian._jax import Sampler, arrays_of, structure_of
+        from mixedmodels.bayesian.result import BayesResult
 
         for name, v in (("draws", draws), ("tune", tune), ("chains", chains)):
             if not isinstance(v, int | np.integer) or v < (0 if name == "tune" else 1):
@@ -321,7 +328,7 @@ class BayesModel:
 
         if chain_method == "auto":
             chain_method = "parallel" if jax.local_device_count() >= chains > 1 else "vectorized"
-        from .._progress import visible
+        from mixedmodels._progress import visible
 
         progress = bool(progress) and visible()
         st = structure_of(self.data, self.priors, self.marginal, self.centring())
@@ -392,14 +399,14 @@ class BayesModel:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     if self.family == "gaussian" and self.link == "identity":
-                        from ..lmm import LinearMixedModel
+                        from mixedmodels.lmm import LinearMixedModel
 
                         fit = LinearMixedModel.from_design(self.design).fit(
                             progress=False, warn=False, check_convergence=False
                         )
                     else:
-                        from ..families import get_family
-                        from ..glmm import GeneralizedLinearMixedModel
+                        from mixedmodels.families import get_family
+                        from mixedmodels.glmm import GeneralizedLinearMixedModel
 
                         fam = get_family(self.family, self.link)
                         fit = GeneralizedLinearMixedModel.from_design(self.design, fam).fit(
@@ -526,8 +533,8 @@ class BayesModel:
             Groups ``prior`` (the parameters, named as in the posterior), ``prior_predictive``
             (``y``, dims ``(chain, draw, obs)``) and ``observed_data``.
         """
-        from ._jax import arrays_of, prior_draws, structure_of
-        from .result import parameter_draws, to_inference_data
+        from mixedmodels.bayesian._jax import arrays_of, prior_draws, structure_of
+        from mixedmodels.bayesian.result import parameter_draws, to_inference_data
 
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)

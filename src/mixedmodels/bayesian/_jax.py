@@ -58,8 +58,8 @@ from numpyro.distributions.transforms import (  # noqa: E402
 from numpyro.infer import MCMC, NUTS  # noqa: E402
 from numpyro.infer.hmc import hmc  # noqa: E402
 
-from .marginal import marginal_loglik  # noqa: E402
-from .spec import BayesData, PriorSet  # noqa: E402
+from mixedmodels.bayesian.marginal import marginal_loglik  # noqa: E402
+from mixedmodels.bayesian.spec import BayesData, PriorSet  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ModelSpecError
+from mixedmodels.errors import ModelSpecError
 
 __all__ = ["BayesResult", "BayesSummary"]
 
@@ -185,7 +185,7 @@ class BayesResult:
             params = parameter_draws(model, samples)
             params["b"] = []
             if d.terms:
-                from .marginal import effects_draws
+                from mixedmodels.bayesian.marginal import effects_draws
 
                 B = d.marginal
                 assert B is not None
@@ -223,7 +223,7 @@ class BayesResult:
         """Warn about what makes the draws unreliable, as PyMC and Stan do: divergent
         transitions after warm-up, and R-hat above ``rhat`` (1.01, Vehtari et al. 2021) for
         the fixed effects, standard deviations, correlations or sigma. Returns the messages."""
-        from ..errors import ConvergenceWarning
+        from mixedmodels.errors import ConvergenceWarning
 
         messages = []
         if self.divergences:
@@ -464,7 +464,7 @@ class BayesResult:
         """
         import xarray as xr
 
-        from ..formula.design import new_data_arrays
+        from mixedmodels.formula.design import new_data_arrays
 
         if kind not in ("mean", "link", "response"):
             raise ModelSpecError("kind must be 'mean', 'link' or 'response'")
@@ -525,7 +525,7 @@ class BayesResult:
         central band of the predictions, one panel per level of ``group`` (the group's own
         effects) or one panel at the population level. See
         :func:`mixedmodels.plots.bayes_predictive_bands`."""
-        from ..plots import bayes_predictive_bands
+        from mixedmodels.plots import bayes_predictive_bands
 
         return bayes_predictive_bands(
             self, x, group=group, kind=kind, hdi_prob=hdi_prob, ncols=ncols, ax=ax

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelSpecError
-from ..formula.design import Design
-from ..linalg.assemble import TermData, assemble
-from ..priors import LKJ, HalfStudentT, Normal, Prior, accepts
+from mixedmodels.errors import ModelSpecError
+from mixedmodels.formula.design import Design
+from mixedmodels.linalg.assemble import TermData, assemble
+from mixedmodels.priors import LKJ, HalfStudentT, Normal, Prior, accepts
 
 __all__ = ["FAMILIES", "BayesData", "ParamInfo", "PriorSet", "default_priors", "prepare_data"]
 
@@ -230,7 +230,7 @@ class BayesData:
 
 def term_labels(design: Design) -> list[str]:
     """Unique labels of the terms, as lme4's VarCorr names them (``Subject``, ``Subject.1``)."""
-    from ..results import _make_unique
+    from mixedmodels.results import _make_unique
 
     return _make_unique([t.group_name for t in design.terms])
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from . import rformat
+from mixedmodels.display import rformat
 
 __all__ = ["AnovaTable"]
 

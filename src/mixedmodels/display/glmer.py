@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from . import rformat
-from .lmer import _wrap_title, print_body, summary_body
+from mixedmodels.display import rformat
+from mixedmodels.display.lmer import _wrap_title, print_body, summary_body
 
 if TYPE_CHECKING:
-    from ..results_glmm import GlmerResult
+    from mixedmodels.results_glmm import GlmerResult
 
 __all__ = ["GlmerSummary", "format_print"]
 
@@ -79,7 +79,7 @@ class GlmerSummary:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        from .html import glmer_summary_html
+        from mixedmodels.display.html import glmer_summary_html
 
         return glmer_summary_html(self)
 

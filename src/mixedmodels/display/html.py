@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from ..results import VarCorr
-    from .lm import LmSummary
-    from .lmer import LmerSummary
+    from mixedmodels.display.lm import LmSummary
+    from mixedmodels.display.lmer import LmerSummary
+    from mixedmodels.results import VarCorr
 
 __all__ = ["glmer_summary_html", "lm_summary_html", "lmer_summary_html", "varcorr_html"]
 

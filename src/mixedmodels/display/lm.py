@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from . import rformat
+from mixedmodels.display import rformat
 
 if TYPE_CHECKING:
-    from ..lm import LmResult
+    from mixedmodels.lm import LmResult
 
 __all__ = ["LmSummary"]
 
@@ -108,6 +108,6 @@ class LmSummary:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        from .html import lm_summary_html
+        from mixedmodels.display.html import lm_summary_html
 
         return lm_summary_html(self)

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import rformat
+from mixedmodels.display import rformat
 
 if TYPE_CHECKING:
-    from ..results import LmerResult, VarCorr
-    from ..results_glmm import GlmerResult
+    from mixedmodels.results import LmerResult, VarCorr
+    from mixedmodels.results_glmm import GlmerResult
 
 __all__ = ["LmerSummary", "format_print"]
 
@@ -182,7 +182,7 @@ class LmerSummary:
         if ddf is None or str(ddf).lower() in ("none", "lme4"):
             method = "none"
         else:
-            from ..inference.anova import _ddf_name
+            from mixedmodels.inference.anova import _ddf_name
 
             method = _ddf_name(ddf)
         coefs = result.coef_table(method)
@@ -202,7 +202,7 @@ class LmerSummary:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        from .html import lmer_summary_html
+        from mixedmodels.display.html import lmer_summary_html
 
         return lmer_summary_html(self)
 

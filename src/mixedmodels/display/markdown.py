@@ -47,7 +47,7 @@ def to_markdown(fit: Any, *, ddf: str = "satterthwaite", data_name: str | None =
     data_name
         The data, as named in the report.
     """
-    from ..results_glmm import GlmerResult
+    from mixedmodels.results_glmm import GlmerResult
 
     glmm = isinstance(fit, GlmerResult)
     if glmm:

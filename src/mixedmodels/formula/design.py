@@ -34,8 +34,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, FormulaError, GroupingError, WeightsError
-from .terms import FormulaSpec, RandomTermSpec, split_formula
+from mixedmodels.errors import DataError, FormulaError, GroupingError, WeightsError
+from mixedmodels.formula.terms import FormulaSpec, RandomTermSpec, split_formula
 
 __all__ = [
     "Design",
@@ -706,7 +706,7 @@ def _rank_columns(X: np.ndarray, tol: float = 1e-7, block: int = 64) -> list[int
     ``chkRank.drop.cols``). Gram-Schmidt with re-orthogonalization, by blocks of columns, in
     one compiled call (:func:`~mixedmodels.linalg.kernels.rank_columns`).
     """
-    from ..linalg.kernels import rank_columns
+    from mixedmodels.linalg.kernels import rank_columns
 
     keep = rank_columns(np.asarray(X, dtype=float), float(tol), int(block))
     return np.flatnonzero(keep).tolist()
@@ -1450,8 +1450,8 @@ def _substitute(formula: str, poly: Mapping[str, str]) -> str:
     """Give ordered categoricals polynomial contrasts by rewriting their bare names."""
     if not poly:
         return formula
-    from .parser import _Parser
-    from .terms import render
+    from mixedmodels.formula.parser import _Parser
+    from mixedmodels.formula.terms import render
 
     node = _Parser(formula).expr()
     return render(node, poly)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import FormulaError
+from mixedmodels.errors import FormulaError
 
 __all__ = [
     "Binary",

@@ -17,8 +17,18 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import FormulaError
-from .parser import Binary, Call, Name, Node, Number, Paren, ParsedFormula, Unary, parse_formula
+from mixedmodels.errors import FormulaError
+from mixedmodels.formula.parser import (
+    Binary,
+    Call,
+    Name,
+    Node,
+    Number,
+    Paren,
+    ParsedFormula,
+    Unary,
+    parse_formula,
+)
 
 __all__ = ["FormulaSpec", "RandomTermSpec", "render", "split_formula"]
 
@@ -189,7 +199,7 @@ def _nested_terms(chain: list[tuple[str, ...]]) -> list[tuple[tuple[str, ...], s
 
 def _effects_terms(effects: str, parsed: ParsedFormula, node: Node) -> tuple[bool, list[str]]:
     """Intercept flag and the formula terms of a random-effects expression (for ``||``)."""
-    from .design import formulaic_formula
+    from mixedmodels.formula.design import formulaic_formula
 
     try:
         formula = formulaic_formula(effects)

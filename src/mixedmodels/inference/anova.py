@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import special
 
-from ..display.anova import AnovaTable
-from ..errors import DataError, ModelSpecError
-from .contrasts import contrasts, marginal_terms
+from mixedmodels.display.anova import AnovaTable
+from mixedmodels.errors import DataError, ModelSpecError
+from mixedmodels.inference.contrasts import contrasts, marginal_terms
 
 if TYPE_CHECKING:
-    from ..formula.terms import RandomTermSpec
-    from ..results import LmerResult
+    from mixedmodels.formula.terms import RandomTermSpec
+    from mixedmodels.results import LmerResult
 
 __all__ = ["RefitNotice", "compare", "drop1", "ranova", "term_tests"]
 
@@ -59,7 +59,7 @@ def contrast_f_test(result: LmerResult, L: np.ndarray, ddf: str = "satterthwaite
         F_u, F, q, den, p = kr.f_test(L, result.beta)
         ms = F_u * s2
         return [ms * q, ms, float(q), den, F, p]
-    from .satterthwaite import f_test
+    from mixedmodels.inference.satterthwaite import f_test
 
     res = f_test(result._satterthwaite, L, result.beta)
     if res is None:
@@ -141,9 +141,9 @@ def _reductions(term: RandomTermSpec) -> list[tuple[str, str | None]]:
 
 def _refit_random(result: LmerResult, random: Sequence[RandomTermSpec]) -> Any:
     """The model with other random-effects terms, fitted with the same criterion."""
-    from ..formula.design import build_design
-    from ..lm import fit_lm
-    from ..lmm import LinearMixedModel
+    from mixedmodels.formula.design import build_design
+    from mixedmodels.lm import fit_lm
+    from mixedmodels.lmm import LinearMixedModel
 
     design = result.design
     spec = design.formula
@@ -162,7 +162,7 @@ def _refit_random(result: LmerResult, random: Sequence[RandomTermSpec]) -> Any:
 
 
 def _loglik_df(fit: Any, reml: bool) -> tuple[float, int]:
-    from ..lm import LmResult
+    from mixedmodels.lm import LmResult
 
     if isinstance(fit, LmResult):
         return (fit.loglik_reml if reml else fit.loglik), fit.npar
@@ -296,9 +296,9 @@ def compare(
     AnovaTable
         Columns npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq).
     """
-    from ..lm import LmResult
-    from ..results import LmerResult
-    from ..results_glmm import GlmerResult
+    from mixedmodels.lm import LmResult
+    from mixedmodels.results import LmerResult
+    from mixedmodels.results_glmm import GlmerResult
 
     if len(fits) < 2:
         raise ModelSpecError("give at least two fitted models to compare")

@@ -35,16 +35,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._progress import Progress
-from ..errors import ModelSpecError
-from ..linalg.assemble import response_blocks
-from ..linalg.cholesky import BlockedCholesky
-from ..optim import hessian_from_gradient, minimize_theta
-from .profile import _pct, parameter_names, sdcor
+from mixedmodels._progress import Progress
+from mixedmodels.errors import ModelSpecError
+from mixedmodels.inference.profile import _pct, parameter_names, sdcor
+from mixedmodels.linalg.assemble import response_blocks
+from mixedmodels.linalg.cholesky import BlockedCholesky
+from mixedmodels.optim import hessian_from_gradient, minimize_theta
 
 if TYPE_CHECKING:
-    from ..results import LmerResult
-    from ..results_glmm import GlmerResult
+    from mixedmodels.results import LmerResult
+    from mixedmodels.results_glmm import GlmerResult
 
 __all__ = ["BootstrapResult", "bootstrap", "bootstrap_glmm"]
 
@@ -123,7 +123,7 @@ def _refit(
     replaced) where the model has one, or the blocked factorization's, which is then used once
     at the optimum for sigma and beta.
     """
-    from ..lmm import _residualized_response
+    from mixedmodels.lmm import _residualized_response
 
     model = task.model
     d = model.design
@@ -183,7 +183,7 @@ def _simulate_glmm(task: _Task, rng: np.random.Generator) -> np.ndarray:
 
 def _refit_glmm(task: _Task, y: np.ndarray) -> np.ndarray:
     """Parameters (sd/cor, beta) of the GLMM refitted to y, started at the estimates."""
-    from .profile_glmm import _sdcor
+    from mixedmodels.inference.profile_glmm import _sdcor
 
     model = task.model.with_response(y)
     found = model.optimize(task.theta, task.step, beta0=task.beta, se0=task.se)
@@ -281,7 +281,7 @@ class BootstrapResult:
     ) -> Any:
         """Density of each parameter over the replicates with the estimate and the percentile
         interval; returns the Figure (see :func:`mixedmodels.plots.bootstrap_densities`)."""
-        from ..plots import bootstrap_densities
+        from mixedmodels.plots import bootstrap_densities
 
         return bootstrap_densities(self, params, level=level, ncols=ncols, ax=ax)
 
@@ -448,7 +448,7 @@ def bootstrap_glmm(
 
     Parameters are as for :func:`bootstrap`.
     """
-    from .profile_glmm import _sdcor, parameter_names_glmm
+    from mixedmodels.inference.profile_glmm import _sdcor, parameter_names_glmm
 
     if nsim < 1:
         raise ModelSpecError("nsim must be at least 1")

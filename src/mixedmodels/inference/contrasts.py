@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..formula.design import FixedTerm, _model_matrix, _rank_columns, r_column_name
+from mixedmodels.formula.design import FixedTerm, _model_matrix, _rank_columns, r_column_name
 
 if TYPE_CHECKING:
-    from ..formula.design import Design
+    from mixedmodels.formula.design import Design
 
 __all__ = ["contrasts", "doolittle_lower", "marginal_terms", "term_containment"]
 

@@ -28,10 +28,10 @@ import numpy as np
 import scipy.linalg as sla
 from scipy import special
 
-from ..errors import ModelSpecError
+from mixedmodels.errors import ModelSpecError
 
 if TYPE_CHECKING:
-    from ..results import LmerResult
+    from mixedmodels.results import LmerResult
 
 __all__ = ["KenwardRoger", "kenward_roger"]
 

@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .._progress import Progress
-from ..errors import ConvergenceWarning, ModelSpecError, user_stacklevel
-from ..linalg.assemble import transform_xy
-from ..linalg.cholesky import BlockedCholesky
+from mixedmodels._progress import Progress
+from mixedmodels.errors import ConvergenceWarning, ModelSpecError, user_stacklevel
+from mixedmodels.linalg.assemble import transform_xy
+from mixedmodels.linalg.cholesky import BlockedCholesky
 
 if TYPE_CHECKING:
-    from ..results import LmerResult, _MixedResult
+    from mixedmodels.results import LmerResult, _MixedResult
 
 __all__ = ["ProfileResult", "confint_profile", "parameter_names", "profile", "sdcor"]
 
@@ -626,7 +626,7 @@ class ProfileResult:
     ) -> Any:
         """zeta (or |zeta|) against each parameter, one panel per parameter (needs matplotlib);
         see :func:`mixedmodels.plots.profile_zeta`."""
-        from ..plots import profile_zeta
+        from mixedmodels.plots import profile_zeta
 
         return profile_zeta(self, params, absolute=absolute, ncols=ncols, ax=ax)
 

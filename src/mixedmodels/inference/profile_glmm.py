@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ModelSpecError
-from ..glmm import PirlsError
-from .profile import (
+from mixedmodels.errors import ModelSpecError
+from mixedmodels.glmm import PirlsError
+from mixedmodels.inference.profile import (
     ProfileResult,
     _bobyqa,
     profile_intervals,
@@ -29,14 +29,14 @@ from .profile import (
 )
 
 if TYPE_CHECKING:
-    from ..results_glmm import GlmerResult
+    from mixedmodels.results_glmm import GlmerResult
 
 __all__ = ["confint_profile_glmm", "parameter_names_glmm", "profile_glmm"]
 
 
 def parameter_names_glmm(result: GlmerResult) -> list[str]:
     """``sd_...``, ``cor_...`` (lme4's order and names), then the fixed effects."""
-    from .profile import parameter_names
+    from mixedmodels.inference.profile import parameter_names
 
     names = parameter_names(result)  # ends with "sigma" and the fixed effects
     i = names.index("sigma")

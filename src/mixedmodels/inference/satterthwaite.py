@@ -27,11 +27,11 @@ import numpy as np
 import scipy.linalg as sla
 from scipy import special
 
-from ..errors import ConvergenceWarning
-from .derivatives import hessian, jacobian
+from mixedmodels.errors import ConvergenceWarning
+from mixedmodels.inference.derivatives import hessian, jacobian
 
 if TYPE_CHECKING:
-    from ..results import LmerResult
+    from mixedmodels.results import LmerResult
 
 __all__ = ["VarparDerivatives", "f_test", "fstat_ddf", "t_test", "varpar_derivatives"]
 

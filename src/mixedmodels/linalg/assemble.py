@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import BlockSparse
+from mixedmodels.linalg.blocks import BlockSparse
 
 __all__ = [
     "CrossProducts",
@@ -42,7 +42,7 @@ _DENSE_COUNT_LIMIT = 50_000_000
 def column_scales(terms: Sequence[TermData]) -> list[np.ndarray]:
     """Typical size of each random-effects column: its root mean square over the rows where it
     is not zero (1 for an intercept or an indicator column); one array per term."""
-    from .kernels import rms_nonzero
+    from mixedmodels.linalg.kernels import rms_nonzero
 
     return [
         np.ones(1) if t.z is None else rms_nonzero(np.ascontiguousarray(t.z, dtype=float))
@@ -168,7 +168,7 @@ def _term_blocks(
     """Each term's diagonal blocks (levels, S, S) and its blocks with [X y] ((p + 1) x
     levels S), in one compiled pass over the rows per term (the same values to the last bit
     as weighted bincounts of each product)."""
-    from .kernels import term_blocks
+    from mixedmodels.linalg.kernels import term_blocks
 
     XYc = np.ascontiguousarray(XY, dtype=float)
     wc = np.ones(1) if w is None else np.ascontiguousarray(w, dtype=float)

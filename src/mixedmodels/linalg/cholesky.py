@@ -37,8 +37,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .assemble import CrossProducts
-from .blocks import BlockSparse, pattern_matrix
+from mixedmodels.linalg.assemble import CrossProducts
+from mixedmodels.linalg.blocks import BlockSparse, pattern_matrix
 
 __all__ = ["BlockedCholesky", "ThetaLayout"]
 
@@ -46,7 +46,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _kernels():
-    from . import kernels
+    from mixedmodels.linalg import kernels
 
     return kernels
 

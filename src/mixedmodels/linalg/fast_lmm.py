@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas, lapack
 
-from .assemble import CrossProducts
-from .cholesky import ThetaLayout
+from mixedmodels.linalg.assemble import CrossProducts
+from mixedmodels.linalg.cholesky import ThetaLayout
 
 __all__ = ["FastObjective", "FastSolution"]
 
@@ -27,7 +27,7 @@ def _kernels() -> Any:
     """The compiled kernels, imported (and compiled or loaded from numba's cache) on first use."""
     global _KERNELS
     if _KERNELS is None:
-        from . import lmm_kernels
+        from mixedmodels.linalg import lmm_kernels
 
         _KERNELS = lmm_kernels
     return _KERNELS
@@ -137,7 +137,7 @@ class FastObjective:
         A22[m_u:, m_u:] = A.xyxy
         self.A22 = A22
         self._rstart = rstart
-        from . import one_term
+        from mixedmodels.linalg import one_term
 
         #: a model with one term is evaluated by :mod:`~mixedmodels.linalg.one_term` (its
         #: search, objective and estimates); the general kernels' coupling layout is then made
@@ -249,7 +249,7 @@ class FastObjective:
         ``gtol`` or the decrease still to be had is below ``decrease`` (absolute, relative):
         tighter than the Python optimizer's rules, as evaluations cost so little here.
         Returns an :class:`~mixedmodels.optim.OptSummary`."""
-        from . import small_fit
+        from mixedmodels.linalg import small_fit
 
         if not self.small:
             raise ValueError("the compiled minimizer is for small models (FastObjective.small)")
@@ -264,7 +264,7 @@ class FastObjective:
         for a model with one term, the layout of :mod:`~mixedmodels.linalg.one_term` (its
         template size a constant of the compiled code); otherwise, or with ``general``, the
         general kernels'."""
-        from . import one_term
+        from mixedmodels.linalg import one_term
 
         A = self.A
         if self.one_term and not general:
@@ -339,7 +339,7 @@ class FastObjective:
         its symbolic analysis and blocked factorization); None if theta cannot be factored."""
         theta = np.asarray(theta, dtype=float)
         if self.one_term:
-            from .one_term import solution_at
+            from mixedmodels.linalg.one_term import solution_at
 
             ok, ldz, ldx, r2, beta, u1, L_X = solution_at(theta, self.search_data())
             if not ok:
@@ -386,7 +386,7 @@ class FastObjective:
         """The criterion and its exact gradient in theta."""
         theta = np.asarray(theta, dtype=float)
         if self.one_term or self.small:  # one compiled call
-            from .small_fit import criterion_at
+            from mixedmodels.linalg.small_fit import criterion_at
 
             f, g = criterion_at(theta, self.search_data())
             return float(f), g

@@ -17,7 +17,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .lmm_kernels import _small_cholesky, symmetric_eigen
+from mixedmodels.linalg.lmm_kernels import _small_cholesky, symmetric_eigen
 
 
 def _jit(func):

@@ -32,8 +32,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .lmm_kernels import _level_factor_inverse, _small_cholesky, cholesky_inverse
-from .lmm_kernels import criterion as _criterion
+from mixedmodels.linalg.lmm_kernels import _level_factor_inverse, _small_cholesky, cholesky_inverse
+from mixedmodels.linalg.lmm_kernels import criterion as _criterion
 
 #: the number of entries of the data :func:`one_term_data` lays out
 ONE_TERM_DATA_SIZE = 8

@@ -27,16 +27,16 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ..optim import PREDICTED_DECREASE_MESSAGE, OptSummary
-from . import one_term
-from .lmm_kernels import (
+from mixedmodels.linalg import one_term
+from mixedmodels.linalg.lmm_kernels import (
     _small_cholesky,
     build,
     cholesky_inverse,
     gradient,
     objective_parts,
 )
-from .lmm_kernels import criterion as _criterion
+from mixedmodels.linalg.lmm_kernels import criterion as _criterion
+from mixedmodels.optim import PREDICTED_DECREASE_MESSAGE, OptSummary
 
 #: how :func:`minimize` ended
 CONVERGED_GRADIENT = 1
