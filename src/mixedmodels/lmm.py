@@ -46,6 +46,7 @@ __all__ = ["LinearMixedModel", "lmer"]
 #: criterion (the bounds and the unit start depend on the random-effects columns only)
 _Y_FREE_CACHES = frozenset({"lower", "diagonal", "initial"})
 _NO_WEIGHTS = np.ones(0)
+_NO_COLUMNS = np.ones((1, 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,7 +145,8 @@ class LinearMixedModel:
         """The same model with the other criterion (REML or ML)."""
         from dataclasses import replace
 
-        keep = _Y_FREE_CACHES | {"start"}  # the start does not depend on the criterion
+        # the starts do not depend on the criterion
+        keep = _Y_FREE_CACHES | {"start", "one_term_start"}
         cache = {k: v for k, v in self._fast_cache.items() if k in keep}
         return replace(self, reml=bool(reml), _fast_cache=cache)
 
@@ -243,7 +245,10 @@ class LinearMixedModel:
         return self._cached("start", self._start_theta).copy()
 
     def _start_theta(self) -> np.ndarray:
-        theta0, _ = self.initial_theta()
+        one = self._one_term_start()
+        if one is not None:
+            return one[2]
+        theta0 = self._initial()[0]
         d = self.design
         A = self.A
         intercepts = [j for j, t in enumerate(self.terms_data) if t.n_effects == 1 and t.z is None]
@@ -298,16 +303,44 @@ class LinearMixedModel:
     def initial_theta(self) -> tuple[np.ndarray, np.ndarray]:
         """Starting theta and BOBYQA's initial steps, in the units of the data (see
         :meth:`~mixedmodels.linalg.cholesky.ThetaLayout.scaled_start`)."""
-        theta0, step = self._cached(
-            "initial", lambda: self.layout.scaled_start(self.column_scales())
-        )
+        theta0, step = self._initial()
         return theta0.copy(), step.copy()
+
+    def _initial(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`initial_theta`, cached (not to be modified)."""
+        cache = self._fast_cache
+        if "initial" not in cache:
+            one = self._one_term_start()
+            cache["initial"] = (
+                one[:2] if one is not None else self.layout.scaled_start(self.column_scales())
+            )
+        return cache["initial"]  # type: ignore[no-any-return]
+
+    def _one_term_start(self) -> tuple[np.ndarray, ...] | None:
+        """For a model with one term, :meth:`initial_theta`, :meth:`start_theta`,
+        :meth:`search_scale` and the search's unit from the moment start, in one compiled call
+        (:func:`~mixedmodels.linalg.one_term.start_values`: the same numbers as the general
+        path, at a fraction of its cost); None for other models. Cached."""
+        if len(self.terms_data) != 1:
+            return None
+        cache = self._fast_cache
+        if "one_term_start" not in cache:
+            from mixedmodels.linalg.one_term import start_values
+
+            d, A, t = self.design, self.A, self.terms_data[0]
+            n = float(d.nobs) if d.weights is None else float(d.weights.sum())
+            cache["one_term_start"] = start_values(
+                A.diag[0], A.xy[0][A.p].reshape(t.nlevels, t.n_effects),
+                float(A.xyxy[-1, -1]), n, d.nobs,
+                _NO_COLUMNS if t.z is None else np.ascontiguousarray(t.z, dtype=float),
+                t.z is not None,
+            )  # fmt: skip
+        return cache["one_term_start"]  # type: ignore[no-any-return]
 
     def search_scale(self) -> np.ndarray:
         """The gradient searches' unit for each entry of theta: the initial step, larger by
         1/0.75 for template diagonals (their first trial step is one unit)."""
-        _, step = self.initial_theta()
-        return step / np.where(self._is_diagonal(), 0.75, 1.0)
+        return self._initial()[1] / np.where(self._is_diagonal(), 0.75, 1.0)
 
     @property
     def n_fixef(self) -> int:
@@ -392,7 +425,7 @@ class LinearMixedModel:
         from mixedmodels.results import LmerResult
 
         with single_blas_thread(self._single_thread()):
-            _, step = self.initial_theta()
+            step = self._initial()[1]
             x0 = self.start_theta() if start is None else self._check_theta(start)
             reml = self.reml
             fast = self.fast_objective()
@@ -417,14 +450,15 @@ class LinearMixedModel:
             opt: OptSummary | None = None
             if optimize and use_gradient:
                 assert fast is not None
-                scale = self.search_scale()
-                if start is None and self._has_intercept_terms():
+                one = self._one_term_start() if start is None else None
+                scale = self.search_scale() if one is None else one[4].copy()
+                if one is None and start is None and self._has_intercept_terms():
                     # L-BFGS-B's first trial step is one unit of scale. A moment start is already
                     # close, within about its standard error, theta / sqrt(levels) (the criterion's
                     # curvature in log theta grows like the number of levels): that is its unit
                     # (with theta at least half the default unit, for starts near zero).
                     # (vector-valued terms, whose moment start is rougher, keep the plain unit)
-                    theta_init, _ = self.initial_theta()
+                    theta_init = self._initial()[0]
                     moved = (x0 != theta_init) & (x0 > 0) & self._is_intercept_entry()
                     if moved.any():
                         nlev = np.ones_like(x0)
@@ -462,7 +496,8 @@ class LinearMixedModel:
                 opt = fixed_theta_summary(x0, f(x0), self.lower_bounds)
             assert opt is not None
             theta = opt.final
-            singular = any(theta[i] < 1e-4 for i in self._diagonal_entries())
+            values = theta.tolist()
+            singular = any(values[i] < 1e-4 for i in self._diagonal_entries())
             conv_warnings: list[str] = []
             if opt.return_code < 0 or opt.return_code == 5:
                 conv_warnings.append(

@@ -206,3 +206,41 @@ def test_each_template_size_has_its_own_kernels_in_a_fresh_process():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+START_CASES = {
+    **CASES,
+    "slope_only": ("Reaction ~ 1 + (0 + Days | Subject)", None),
+    "constant_response": ("c ~ Days + (Days | Subject)", None),
+    "no_variance": ("e ~ Days + (1 | Subject)", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(START_CASES))
+def test_the_one_term_start_is_the_general_start(case, monkeypatch):
+    """start_values gives the general path's theta0, steps, moment start and search units bit
+    for bit (the fit is then the same), for intercepts, slopes, weights, a response without
+    variance between levels and one the fixed effects fit exactly."""
+    formula, weights = START_CASES[case]
+    df = _sleep_with_zero_level()
+    df["w"] = 1.0 + (np.arange(len(df)) % 5) / 2.0
+    df["c"] = 2.0 + 0.5 * df["Days"]
+    df["e"] = np.cos(np.arange(len(df)) * 2.1) - np.cos(np.arange(len(df)) * 2.1).mean()
+    one = LinearMixedModel.from_formula(formula, df, weights=weights)
+    general = LinearMixedModel.from_formula(formula, df, weights=weights)
+    assert one._one_term_start() is not None
+    monkeypatch.setattr(LinearMixedModel, "_one_term_start", lambda self: None)
+    expected = (*general.initial_theta(), general.start_theta(), general.search_scale())
+    fits = case != "constant_response"  # (r = 0: no model to fit, only the start's branch)
+    fit_general = general.fit(warn=False) if fits else None
+    monkeypatch.undo()
+    got = (*one.initial_theta(), one.start_theta(), one.search_scale())
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    if fit_general is None:
+        np.testing.assert_array_equal(got[2], got[0])  # the start is theta0 there
+        return
+    fit_one = one.fit(warn=False)
+    assert fit_one.optinfo.feval == fit_general.optinfo.feval
+    np.testing.assert_array_equal(fit_one.theta, fit_general.theta)
+    assert fit_one.objective_value == fit_general.objective_value

@@ -23,6 +23,9 @@ __all__ = ["FastObjective", "FastSolution"]
 _KERNELS: Any = None
 
 
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
 def _kernels() -> Any:
     """The compiled kernels, imported (and compiled or loaded from numba's cache) on first use."""
     global _KERNELS
@@ -97,7 +100,30 @@ class FastObjective:
         S1 = A.diag[0].shape[1]
         self.A11 = np.ascontiguousarray(A.diag[0], dtype=float)
         p = A.p
-        # the rest: terms 1..K-1, then X, then y
+        if K == 1:  # the rest is X and y only (a one-term model: no layout to make)
+            self.m_u, self.m = 0, p + 1
+            self.rterm = self.roff = self.rsize = self.rlev = _NO_ROWS
+            self._rstart = [0]
+            self.A22 = np.array(A.xyxy, dtype=float)
+        else:
+            self._rest(A, K, p)
+        from mixedmodels.linalg import one_term
+
+        #: a model with one term is evaluated by :mod:`~mixedmodels.linalg.one_term` (its
+        #: search, objective and estimates); the general kernels' coupling layout is then made
+        #: only if something asks for it
+        self.one_term = self.m <= self.small_rest and one_term.applies(K, S1)
+        self._one_data: tuple[Any, ...] | None = None
+        if self.one_term:
+            self.small = True  # (no heavy levels below 200 columns of rest)
+        else:
+            self._coupling()
+        #: the factor at the theta evaluated last (theta's bytes, the factor): the estimates at
+        #: the optimum, usually the last point evaluated, reuse it (see :meth:`release`)
+        self._last: tuple[bytes, tuple[bool, Any, Any, Any]] | None = None
+
+    def _rest(self, A: CrossProducts, K: int, p: int) -> None:
+        """The rest's layout (terms 1..K-1, then X, then y) and its dense cross-products."""
         rstart = [0]
         for k in range(1, K):
             lk, sk = A.diag[k].shape[0], A.diag[k].shape[1]
@@ -137,20 +163,6 @@ class FastObjective:
         A22[m_u:, m_u:] = A.xyxy
         self.A22 = A22
         self._rstart = rstart
-        from mixedmodels.linalg import one_term
-
-        #: a model with one term is evaluated by :mod:`~mixedmodels.linalg.one_term` (its
-        #: search, objective and estimates); the general kernels' coupling layout is then made
-        #: only if something asks for it
-        self.one_term = m <= self.small_rest and one_term.applies(K, S1)
-        self._one_data: tuple[Any, ...] | None = None
-        if self.one_term:
-            self.small = True  # (no heavy levels below 200 columns of rest)
-        else:
-            self._coupling()
-        #: the factor at the theta evaluated last (theta's bytes, the factor): the estimates at
-        #: the optimum, usually the last point evaluated, reuse it (see :meth:`release`)
-        self._last: tuple[bytes, tuple[bool, Any, Any, Any]] | None = None
 
     #: the attributes :meth:`_coupling` sets
     _COUPLING = frozenset(
@@ -341,17 +353,10 @@ class FastObjective:
         if self.one_term:
             from mixedmodels.linalg.one_term import solution_at
 
-            ok, ldz, ldx, r2, beta, u1, L_X = solution_at(theta, self.search_data())
+            ok, _, _, r2, beta, u1, L_X, reml, ml = solution_at(theta, self.search_data())
             if not ok:
                 return None
-            return FastSolution(
-                beta=beta,
-                u=[u1.reshape(-1)],
-                pwrss=float(r2),
-                L_X=L_X,
-                reml_criterion=self._criterion(ldz, ldx, r2, True),
-                ml_deviance=self._criterion(ldz, ldx, r2, False),
-            )
+            return FastSolution(beta, [u1.reshape(-1)], float(r2), L_X, float(reml), float(ml))
         ok, L11, C, L22 = self._factor(theta)
         if not ok:
             return None

@@ -32,7 +32,14 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from mixedmodels.linalg.lmm_kernels import _level_factor_inverse, _small_cholesky, cholesky_inverse
+from mixedmodels.linalg.kernels import rms_nonzero
+from mixedmodels.linalg.lmm_kernels import (
+    _level_factor_inverse,
+    _small_cholesky,
+    cholesky_inverse,
+    level_moments,
+    moment_template,
+)
 from mixedmodels.linalg.lmm_kernels import criterion as _criterion
 
 #: the number of entries of the data :func:`one_term_data` lays out
@@ -299,8 +306,9 @@ def _evaluate(x, data, grad):  # pragma: no cover - compiled (through the overlo
 @_jit
 def solution_at(x, data):  # pragma: no cover - compiled
     """The estimates at theta = x: (ok, log|L_Z|^2, log|L_X|^2, r^2, beta, u (levels, S),
-    L_X (lower))."""
+    L_X (lower), the REML criterion, the ML deviance)."""
     effects, A11, A21, A22 = data[0], data[1], data[2], data[3]
+    n, slw = data[5], data[6]
     S = len(effects)
     l1 = A11.shape[0]
     p = A22.shape[0] - 1
@@ -309,7 +317,7 @@ def solution_at(x, data):  # pragma: no cover - compiled
     u = np.zeros((l1, S))
     LX = np.zeros((p, p))
     if not ok:
-        return False, ldz, 0.0, 0.0, beta, u, LX
+        return False, ldz, 0.0, 0.0, beta, u, LX, math.inf, math.inf
     ldx = 0.0
     for a in range(p):
         ldx += 2.0 * math.log(E[a, a])
@@ -319,7 +327,89 @@ def solution_at(x, data):  # pragma: no cover - compiled
     w = np.empty(S)
     for lv in range(l1):
         _level_modes(effects, L[lv], C[lv], beta, p, w, u[lv])
-    return True, ldz, ldx, E[p, p] * E[p, p], beta, u, LX
+    r2 = E[p, p] * E[p, p]
+    reml = _criterion(True, ldz, ldx, r2, True, n, p, slw)
+    ml = _criterion(True, ldz, ldx, r2, False, n, p, slw)
+    return True, ldz, ldx, r2, beta, u, LX, reml, ml
+
+
+@_jit
+def start_values(A11, g, ryy, n, nobs, z, has_z):  # pragma: no cover - compiled
+    """Where the search of a one-term model starts, in one call: (theta0, step, start, scale,
+    start_scale).
+
+    The same numbers as :class:`~mixedmodels.lmm.LinearMixedModel`'s general path, operation
+    for operation (the dot products through the same BLAS call): theta0 and BOBYQA's steps
+    from the column scales (:meth:`~mixedmodels.linalg.cholesky.ThetaLayout.scaled_start`),
+    the moment start (:meth:`~mixedmodels.lmm.LinearMixedModel.start_theta`), the gradient
+    search's unit (:meth:`~mixedmodels.lmm.LinearMixedModel.search_scale`) and that unit for a
+    search from the moment start (narrower for a random intercept, see
+    :meth:`~mixedmodels.lmm.LinearMixedModel.fit`).
+    ``A11`` (levels, S, S) and ``g`` (levels, S) are the term's cross-products with itself and
+    with the residual r of y on X, ``ryy`` = sum w r^2, ``n`` the total weight, ``nobs`` the
+    rows, ``z`` the term's columns (S, rows) where ``has_z`` (else an intercept)."""
+    nl, S = A11.shape[0], A11.shape[1]
+    scales = rms_nonzero(z) if has_z else np.ones(1)
+    nt = S * (S + 1) // 2
+    theta0 = np.zeros(nt)
+    step = np.empty(nt)
+    scale = np.empty(nt)
+    k = 0
+    for c in range(S):  # lme4's order: the lower triangle column by column
+        for r in range(c, S):
+            inv = 1.0 / scales[r]
+            factor = 0.75 if r == c else 1.0
+            if r == c:
+                theta0[k] = inv
+            step[k] = factor * inv
+            scale[k] = step[k] / factor
+            k += 1
+    start = theta0.copy()
+    narrow = scale.copy()
+    intercept = S == 1 and not has_z
+    if not (intercept or S > 1) or nobs < 3:
+        return theta0, step, start, scale, narrow
+    s2r = ryy / n
+    if not s2r > 0:
+        return theta0, step, start, scale, narrow
+    if intercept:  # sum_l n_l rbar_l^2 over the levels seen, and their number
+        seen = 0
+        for lv in range(nl):
+            if A11[lv, 0, 0] > 0:
+                seen += 1
+        tot = np.empty(seen)
+        mean = np.empty(seen)
+        k = 0
+        for lv in range(nl):
+            if A11[lv, 0, 0] > 0:
+                tot[k] = g[lv, 0]
+                mean[k] = g[lv, 0] / A11[lv, 0, 0]
+                k += 1
+        a = np.dot(tot, mean)
+        b = float(seen)
+        spread = sampling = np.zeros((1, 1))
+    else:
+        spread, sampling, gram = level_moments(A11, g)
+        a = np.dot(spread.ravel(), gram.ravel())
+        b = np.dot(sampling.ravel(), gram.ravel())
+    s2e = s2r
+    used = s2e
+    for _ in range(3):
+        used = s2e
+        s2e = max(s2r - max(a - used * b, 0.0) / n, 0.1 * s2r)
+    if intercept:
+        start[0] = max(math.sqrt(max(0.0, a - used * b) / n / s2e), 0.05)
+        if start[0] != theta0[0]:  # its unit: about its standard error (see LinearMixedModel.fit)
+            narrow[0] = min(scale[0], max(start[0], 0.5 * scale[0]) / math.sqrt(float(nl)))
+        return theta0, step, start, scale, narrow
+    ok, L = moment_template((spread - used * sampling) / s2e)
+    if ok:
+        k = 0
+        for c in range(S):
+            for r in range(c, S):
+                start[k] = L[r, c]
+                k += 1
+    return theta0, step, start, scale, narrow
 
 
 def register(criterion_and_gradient: Any) -> None:

@@ -21,6 +21,7 @@ both.
 from __future__ import annotations
 
 import math
+import time
 
 import numba as nb
 import numpy as np
@@ -368,6 +369,17 @@ def minimize(x0, lower, scale, H0, exact, data, gtol, dec_abs, dec_rel, maxeval,
     return status, x, f, g, count[0]
 
 
+_IDENTITIES: dict[int, np.ndarray] = {}
+
+
+def _identity(d: int) -> np.ndarray:
+    """The d x d identity (one per size, shared: :func:`minimize` only reads its H0)."""
+    eye = _IDENTITIES.get(d)
+    if eye is None:
+        eye = _IDENTITIES[d] = np.eye(d)
+    return eye
+
+
 def search(
     data: tuple,
     x0: np.ndarray,
@@ -386,14 +398,12 @@ def search(
     It stops when the scaled projected gradient is below ``gtol`` or the decrease still to be
     had is below ``decrease`` (absolute, relative). Returns an
     :class:`~mixedmodels.optim.OptSummary` with the path evaluated."""
-    import time
-
     x0 = np.asarray(x0, dtype=float)
     lower = np.asarray(lower, dtype=float)
     scale = np.asarray(scale, dtype=float)
     d = x0.size
     exact = inverse_hessian is not None
-    H0 = np.eye(d) if inverse_hessian is None else np.asarray(inverse_hessian, dtype=float)
+    H0 = _identity(d) if inverse_hessian is None else np.asarray(inverse_hessian, dtype=float)
     # room for the search (maxeval) and the boundary checks after it (at most three rounds of
     # two trials per parameter, then one per parameter)
     path = np.empty((maxeval + 7 * d + 8, d))
