@@ -314,7 +314,7 @@ class LinearMixedModel:
             cache["initial"] = (
                 one[:2] if one is not None else self.layout.scaled_start(self.column_scales())
             )
-        return cache["initial"]  # type: ignore[no-any-return]
+        return cache["initial"]
 
     def _one_term_start(self) -> tuple[np.ndarray, ...] | None:
         """For a model with one term, :meth:`initial_theta`, :meth:`start_theta`,
@@ -335,7 +335,7 @@ class LinearMixedModel:
                 _NO_COLUMNS if t.z is None else np.ascontiguousarray(t.z, dtype=float),
                 t.z is not None,
             )  # fmt: skip
-        return cache["one_term_start"]  # type: ignore[no-any-return]
+        return cache["one_term_start"]
 
     def search_scale(self) -> np.ndarray:
         """The gradient searches' unit for each entry of theta: the initial step, larger by
