@@ -24,6 +24,7 @@ from mixedmodels.linalg.assemble import (
     CrossProducts,
     TermData,
     assemble,
+    assemble_one_term,
     column_scales,
     response_blocks,
 )
@@ -95,8 +96,15 @@ class LinearMixedModel:
                 design.formula.source,
             )
         terms_data = tuple(TermData(t.refs, t.z, t.nlevels, t.n_effects) for t in design.terms)
-        y, shift = _residualized_response(design, design.y)
-        A = assemble(terms_data, design.X, y, design.weights, chunk_rows=chunk_rows)
+        one = None
+        if len(terms_data) == 1 and design.X.shape[1] and design.nobs <= chunk_rows:
+            y = design.y if design.offset is None else design.y - design.offset
+            one = assemble_one_term(terms_data[0], design.X, y, design.weights)
+        if one is not None:
+            A, shift = one
+        else:
+            y, shift = _residualized_response(design, design.y)
+            A = assemble(terms_data, design.X, y, design.weights, chunk_rows=chunk_rows)
         layout = ThetaLayout(tuple(t.n_effects for t in design.terms))
         return cls(
             design=design,
@@ -223,8 +231,15 @@ class LinearMixedModel:
 
     def _single_thread(self) -> bool:
         """Whether the fit runs with one BLAS thread: its dense blocks (the terms after the
-        first, X and y, see :class:`~mixedmodels.linalg.fast_lmm.FastObjective`) are small."""
+        first, X and y, see :class:`~mixedmodels.linalg.fast_lmm.FastObjective`) are small.
+        A one-term model's search and estimates are compiled loops without BLAS calls
+        (:mod:`~mixedmodels.linalg.one_term`): nothing to set there (setting and restoring the
+        libraries' threads costs about 10 us, a few per cent of such a fit)."""
         A = self.A
+        if A.nterms == 1:
+            fast = self.fast_objective()
+            if fast is not None and fast.one_term:
+                return False
         dense = sum(lv * s for lv, s in A.sizes[1:]) + A.p + 1
         return is_small(dense, self.nobs * (A.p + 1))
 

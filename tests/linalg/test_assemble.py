@@ -95,3 +95,33 @@ def test_reweighted_blocks_equal_assembled_blocks() -> None:
         np.testing.assert_array_equal(B.xy[j], A.xy[j])
     np.testing.assert_allclose(B.xyxy, A.xyxy)
     np.testing.assert_allclose(B.off[(1, 0)].data, A.off[(1, 0)].data)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("term", [0, 1])
+def test_one_term_blocks_are_the_general_blocks_of_the_residual(weighted: bool, term: int) -> None:
+    """assemble_one_term: the least-squares fit, the term's blocks bit for bit as assemble
+    makes them for the residual, and [X r]'W[X r] to rounding (loops instead of BLAS)."""
+    from mixedmodels.linalg.assemble import assemble_one_term
+    from mixedmodels.linalg.lmm_kernels import wls_residual
+
+    n = 300
+    terms, X, y, w = _design(n, seed=11)
+    t = terms[term]
+    weights = w if weighted else None
+    got = assemble_one_term(t, X, 1e3 + y, weights)
+    assert got is not None
+    A, gamma = got
+    ok, r, gamma0 = wls_residual(X, 1e3 + y, w if weighted else np.ones(1), weighted)
+    assert ok
+    np.testing.assert_array_equal(gamma, gamma0)
+    B = assemble([t], X, r, weights)
+    np.testing.assert_array_equal(A.diag[0], B.diag[0])
+    np.testing.assert_array_equal(A.xy[0], B.xy[0])
+    np.testing.assert_allclose(A.xyxy, B.xyxy, rtol=1e-13, atol=1e-12 * np.abs(B.xyxy).max())
+    np.testing.assert_array_equal(A.xyxy, A.xyxy.T)
+    assert (A.n, A.p, A.sizes, A.off) == (B.n, B.p, B.sizes, {})
+    assert A.sum_log_weights == B.sum_log_weights
+    # X'WX not positive definite: the general path's business
+    Xs = np.column_stack([X, np.zeros(n)])
+    assert assemble_one_term(t, Xs, y, weights) is None

@@ -37,6 +37,7 @@ __all__ = [
 #: Above this many block positions (l_k * l_j) the off-diagonal pattern is found by sorting the
 #: row keys instead of counting into a dense array.
 _DENSE_COUNT_LIMIT = 50_000_000
+_ONE = np.ones((1, 1))
 
 
 def column_scales(terms: Sequence[TermData]) -> list[np.ndarray]:
@@ -286,6 +287,35 @@ def assemble(
             )
         )
     return combine(partials, terms, X.shape[1])
+
+
+def assemble_one_term(
+    term: TermData, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None
+) -> tuple[CrossProducts, np.ndarray] | None:
+    """For a model with one random-effects term, (A, gamma): the blocks of A for the residual
+    r = y - X gamma of the weighted least-squares fit of y on X (see
+    :class:`~mixedmodels.lmm.LinearMixedModel`), in one compiled pass
+    (:func:`~mixedmodels.linalg.kernels.one_term_blocks`) rather than the least-squares fit,
+    :func:`assemble`'s chunk and its merge; None where X'WX is not numerically positive
+    definite (the general path's orthogonal factorization then applies)."""
+    from mixedmodels.linalg.kernels import one_term_blocks
+
+    p = X.shape[1]
+    ok, gamma, diag, xy, xyxy = one_term_blocks(
+        np.ascontiguousarray(term.refs, dtype=np.int64),
+        _ONE if term.z is None else np.ascontiguousarray(term.z, dtype=float), term.z is not None,
+        np.ascontiguousarray(X, dtype=float), np.ascontiguousarray(y, dtype=float),
+        _ONE[0] if weights is None else np.ascontiguousarray(weights, dtype=float),
+        weights is not None, term.nlevels,
+    )  # fmt: skip
+    if not ok:
+        return None
+    slw = 0.0 if weights is None else float(np.sum(np.log(weights)))
+    A = CrossProducts(
+        [diag], {}, [xy.reshape(p + 1, term.nlevels * term.n_effects)], xyxy, len(y), p, slw,
+        [(term.nlevels, term.n_effects)],
+    )  # fmt: skip
+    return A, gamma
 
 
 def response_blocks(

@@ -17,7 +17,7 @@ import math
 import numba as nb
 import numpy as np
 
-from mixedmodels.linalg.lmm_kernels import _small_cholesky, symmetric_eigen
+from mixedmodels.linalg.lmm_kernels import _small_cholesky, symmetric_eigen, wls_residual
 
 
 def _jit(func):
@@ -224,6 +224,34 @@ def term_blocks(refs, z, has_z, XY, w, has_w, nlevels):  # pragma: no cover - co
             for b in range(a):
                 diag[lv, b, a] = diag[lv, a, b]
     return diag, xy
+
+
+@_jit
+def one_term_blocks(refs, z, has_z, X, y, w, has_w, nlevels):  # pragma: no cover - compiled
+    """The cross-products of a model with one random-effects term, in one call: (ok, gamma,
+    diag, xy, xyxy). gamma and r = y - X gamma are :func:`~mixedmodels.linalg.lmm_kernels.
+    wls_residual`'s; diag and xy are :func:`term_blocks`' for [X r] (bit for bit), xyxy is
+    [X r]'W[X r] (its lower triangle summed row by row in order, then mirrored). ok is False
+    when X'WX is not numerically positive definite (the caller then takes the general path)."""
+    n, p = X.shape
+    ok, r, gamma = wls_residual(X, y, w, has_w)
+    XY = np.empty((n, p + 1))
+    for i in range(n):
+        for c in range(p):
+            XY[i, c] = X[i, c]
+        XY[i, p] = r[i]
+    diag, xy = term_blocks(refs, z, has_z, XY, w, has_w, nlevels)
+    xyxy = np.zeros((p + 1, p + 1))
+    for i in range(n):
+        wi = w[i] if has_w else 1.0
+        for c in range(p + 1):
+            wc = wi * XY[i, c]
+            for e in range(c + 1):
+                xyxy[c, e] += wc * XY[i, e]
+    for c in range(p + 1):
+        for e in range(c):
+            xyxy[e, c] = xyxy[c, e]
+    return ok, gamma, diag, xy, xyxy
 
 
 @_jit
