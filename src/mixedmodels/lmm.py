@@ -512,7 +512,7 @@ class LinearMixedModel:
             assert opt is not None
             theta = opt.final
             values = theta.tolist()
-            singular = any(values[i] < 1e-4 for i in self._diagonal_entries())
+            singular = min([values[i] for i in self._diagonal_entries()], default=1.0) < 1e-4
             conv_warnings: list[str] = []
             if opt.return_code < 0 or opt.return_code == 5:
                 conv_warnings.append(

@@ -722,7 +722,7 @@ class LmerResult(_MixedResult):
         crit = sol.reml_criterion if model.reml else sol.ml_deviance
         return cls._make(
             model, theta, sol.beta, sol.u, sol.pwrss, sol.L_X, opt, singular, crit,
-            sol.ml_deviance,
+            sol.ml_deviance, b=sol.b, unscaled=sol.vcov_unscaled,
         )  # fmt: skip
 
     @classmethod
@@ -738,22 +738,25 @@ class LmerResult(_MixedResult):
         singular: bool,
         objective: float,
         ml_deviance: float,
+        *,
+        b: list[np.ndarray] | None = None,
+        unscaled: np.ndarray | None = None,
     ) -> LmerResult:
+        """The result from the estimates at the optimum; ``b`` (the modes on the data's scale)
+        and ``unscaled`` ((L_X L_X')^-1) are computed here unless given."""
         beta = beta_work + model.beta_shift
         n, p = model.nobs, model.n_fixef
         sigma = math.sqrt(pwrss / (n - p if model.reml else n))
-        Ts = model.layout.templates(theta)
-        u, b = [], []
-        for j, t in enumerate(model.design.terms):
-            uj = u_flat[j].reshape(t.nlevels, t.n_effects)
-            u.append(uj)
-            b.append(uj @ Ts[j].T)
-        if p:  # (L_X L_X')^-1, compiled: LAPACK's wrappers cost more than a few-by-few inverse
+        terms = model.design.terms
+        u = [u_flat[j].reshape(t.nlevels, t.n_effects) for j, t in enumerate(terms)]
+        if b is None:
+            Ts = model.layout.templates(theta)
+            b = [uj @ T.T for uj, T in zip(u, Ts, strict=True)]
+        if unscaled is None:
+            # (L_X L_X')^-1, compiled: LAPACK's wrappers cost more than a few-by-few inverse
             from mixedmodels.linalg.lmm_kernels import cholesky_inverse
 
             unscaled = cholesky_inverse(np.ascontiguousarray(L_X, dtype=float), p)
-        else:
-            unscaled = np.zeros((0, 0))
         return cls(
             model=model,
             theta=theta,

@@ -772,7 +772,7 @@ def _group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndar
 def _lme4_term_order(nlevels: list[int]) -> list[int]:
     """lme4's ``mkReTrms`` ordering: if the numbers of levels ever increase, terms are put in
     ``rev(order(nl))`` order (a stable ascending sort, reversed, so ties swap)."""
-    if not any(b > a for a, b in itertools.pairwise(nlevels)):
+    if len(nlevels) < 2 or not any(b > a for a, b in itertools.pairwise(nlevels)):
         return list(range(len(nlevels)))
     asc = sorted(range(len(nlevels)), key=lambda i: nlevels[i])  # stable, like R's order()
     return asc[::-1]
@@ -1339,7 +1339,7 @@ def _fast_design(
         names: tuple[str, ...] = ("(Intercept)",)
         if eff is not None:
             z = _numeric_matrix(eff.terms, column, n, rows=True)
-            names = tuple(r_column_name(c) for c in eff.column_names)
+            names = _r_names(eff.column_names)
             what = f"column {{}} of the random-effects term ({t.source})"
             _check_finite_columns(z, True, names, what)
         terms.append(

@@ -52,6 +52,9 @@ class FastSolution:
         The fixed-effects block of the factor (lower triangular, p x p).
     reml_criterion, ml_deviance
         The profiled criteria at theta.
+    b, vcov_unscaled
+        The modes on the scale of the data, one (levels, effects) array per term, and
+        (L_X L_X')^-1, where the kernels computed them (None: the caller does).
     """
 
     beta: np.ndarray
@@ -60,6 +63,8 @@ class FastSolution:
     L_X: np.ndarray
     reml_criterion: float
     ml_deviance: float
+    b: list[np.ndarray] | None = None
+    vcov_unscaled: np.ndarray | None = None
 
 
 class FastObjective:
@@ -95,8 +100,6 @@ class FastObjective:
         K = A.nterms
         self.n = A.n
         self.p = A.p
-        self.sizes = np.array(layout.sizes, dtype=np.int64)
-        self.toff = np.array(layout.offsets[:-1], dtype=np.int64)
         S1 = A.diag[0].shape[1]
         self.A11 = np.ascontiguousarray(A.diag[0], dtype=float)
         p = A.p
@@ -207,7 +210,12 @@ class FastObjective:
         self.small = m <= self.small_rest and self.heavy.size == 0
 
     def __getattr__(self, name: str) -> Any:
-        # the coupling layout, made when first asked for (a one-term model's fit never does)
+        # the general kernels' layout, made when first asked for (a one-term model's fit never
+        # does): the terms' sizes and offsets in theta, the coupling
+        if name in ("sizes", "toff") and "layout" in self.__dict__:
+            self.sizes = np.array(self.layout.sizes, dtype=np.int64)
+            self.toff = np.array(self.layout.offsets[:-1], dtype=np.int64)
+            return self.__dict__[name]
         if name in FastObjective._COUPLING and "_rstart" in self.__dict__:
             self._coupling()
             return self.__dict__[name]
@@ -353,10 +361,12 @@ class FastObjective:
         if self.one_term:
             from mixedmodels.linalg.one_term import solution_at
 
-            ok, _, _, r2, beta, u1, L_X, reml, ml = solution_at(theta, self.search_data())
+            ok, r2, beta, u1, b1, L_X, unscaled, reml, ml = solution_at(theta, self.search_data())
             if not ok:
                 return None
-            return FastSolution(beta, [u1.reshape(-1)], float(r2), L_X, float(reml), float(ml))
+            return FastSolution(
+                beta, [u1.reshape(-1)], float(r2), L_X, float(reml), float(ml), [b1], unscaled
+            )
         ok, L11, C, L22 = self._factor(theta)
         if not ok:
             return None

@@ -305,32 +305,38 @@ def _evaluate(x, data, grad):  # pragma: no cover - compiled (through the overlo
 
 @_jit
 def solution_at(x, data):  # pragma: no cover - compiled
-    """The estimates at theta = x: (ok, log|L_Z|^2, log|L_X|^2, r^2, beta, u (levels, S),
-    L_X (lower), the REML criterion, the ML deviance)."""
+    """The estimates at theta = x: (ok, r^2, beta, u (levels, S), b = u T' (levels, S), L_X
+    (lower), (L_X L_X')^-1, the REML criterion, the ML deviance)."""
     effects, A11, A21, A22 = data[0], data[1], data[2], data[3]
     n, slw = data[5], data[6]
     S = len(effects)
     l1 = A11.shape[0]
     p = A22.shape[0] - 1
-    ok, ldz, _, L, C, E = _factor(effects, x, A11, A21, A22)
+    ok, ldz, T, L, C, E = _factor(effects, x, A11, A21, A22)
     beta = np.zeros(p)
     u = np.zeros((l1, S))
+    b = np.zeros((l1, S))
     LX = np.zeros((p, p))
     if not ok:
-        return False, ldz, 0.0, 0.0, beta, u, LX, math.inf, math.inf
+        return False, 0.0, beta, u, b, LX, LX.copy(), math.inf, math.inf
     ldx = 0.0
     for a in range(p):
         ldx += 2.0 * math.log(E[a, a])
-        for b in range(a + 1):
-            LX[a, b] = E[a, b]
+        for c in range(a + 1):
+            LX[a, c] = E[a, c]
     beta = _fixed_effects(E, p)
     w = np.empty(S)
     for lv in range(l1):
         _level_modes(effects, L[lv], C[lv], beta, p, w, u[lv])
+        for a in range(S):  # b_l = T u_l (T lower triangular)
+            acc = 0.0
+            for c in range(a + 1):
+                acc += T[a, c] * u[lv, c]
+            b[lv, a] = acc
     r2 = E[p, p] * E[p, p]
     reml = _criterion(True, ldz, ldx, r2, True, n, p, slw)
     ml = _criterion(True, ldz, ldx, r2, False, n, p, slw)
-    return True, ldz, ldx, r2, beta, u, LX, reml, ml
+    return True, r2, beta, u, b, LX, cholesky_inverse(LX, p), reml, ml
 
 
 @_jit
