@@ -649,3 +649,17 @@ def test_binomial_constants_match_scipys_log_binomial_coefficients() -> None:
         np.testing.assert_allclose(a1, ratio * kk, rtol=1e-15)
         np.testing.assert_allclose(a2, ratio * (size - kk), rtol=1e-15)
         assert const == pytest.approx(float(np.sum(ratio * lchoose)), rel=1e-13)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_upper_transposed_solve_is_scipys(order):
+    import scipy.linalg as sla
+
+    from mixedmodels.glmm import _upper_transposed_solve
+
+    rng = np.random.default_rng(3)
+    R = np.asarray(np.triu(rng.normal(size=(4, 4))) + 3 * np.eye(4), order=order)
+    g = rng.normal(size=4)
+    np.testing.assert_array_equal(
+        _upper_transposed_solve(R, g), sla.solve_triangular(R, g, trans=1)
+    )

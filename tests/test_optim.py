@@ -108,9 +108,10 @@ def test_small_fits_use_one_blas_thread(monkeypatch):
     monkeypatch.setattr("mixedmodels.lmm.single_blas_thread", spy)
     inside = []
     model = LinearMixedModel.from_formula(
-        "Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy")
+        "diameter ~ 1 + (1 | plate) + (1 | sample)", mm.datasets.load("Penicillin")
     )
     fast = model.fast_objective()
+    assert fast.small and not fast.one_term
     real_minimize = fast.minimize  # the compiled search of a small model
 
     def spy_minimize(*args, **kwargs):
@@ -121,6 +122,11 @@ def test_small_fits_use_one_blas_thread(monkeypatch):
     model.fit()
     assert seen == [True]
     assert inside and all(n == 1 for counts in inside for n in counts)
+    # a one-term model's fit makes no BLAS call: its threads are left as they are
+    LinearMixedModel.from_formula(
+        "Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy")
+    ).fit()
+    assert seen == [True, False]
     after = [(i["filepath"], i["num_threads"]) for i in threadpool_info()
              if i["user_api"] == "blas"]  # fmt: skip
     assert after == before
@@ -201,3 +207,16 @@ def test_hessian_messages_name_lme4s_problems() -> None:
     assert "numerically singular" in hessian_messages(np.diag([1.0, 1e-9]))[0]
     assert "large eigenvalue ratio" in hessian_messages(np.diag([10.0, 5e-6]))[0]
     assert "very large eigenvalue" in hessian_messages(np.diag([1.0, 1e7]))[0]
+
+
+def test_updated_summary_is_a_replaced_copy():
+    from dataclasses import replace
+
+    from mixedmodels.optim import fixed_theta_summary
+
+    opt = fixed_theta_summary(np.array([1.0, 0.5]), 3.0, np.array([0.0, -np.inf]))
+    new = opt.updated(warnings=("w",), fmin=2.0)
+    assert new == replace(opt, warnings=("w",), fmin=2.0)
+    assert opt.warnings == () and opt.fmin == 3.0  # the original is unchanged
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        opt.updated(nope=1)

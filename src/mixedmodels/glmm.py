@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg import lapack
 
 from mixedmodels._progress import FitProgress
 from mixedmodels.errors import ModelSpecError
@@ -879,11 +880,10 @@ class GeneralizedLinearMixedModel:
         grad = None
         if optz.gradient is not None:  # back to (theta, beta): g_beta = R^-T g_z
             gz = np.asarray(optz.gradient, dtype=float)
-            gb = sla.solve_triangular(R, gz[nth:], trans=1, check_finite=False) if p else gz[nth:]
+            gb = _upper_transposed_solve(R, gz[nth:]) if p else gz[nth:]
             grad = np.concatenate([gz[:nth], gb])
         path = np.asarray(optz.theta_path, dtype=float)
-        opt = replace(
-            optz,
+        opt = optz.updated(
             initial=to_x(optz.initial),
             final=to_x(optz.final),
             theta_path=np.hstack([path[:, :nth], beta0 + path[:, nth:] @ R.T])
@@ -1289,3 +1289,18 @@ def glmer(
         formula, data, family, link=link, nAGQ=nAGQ, weights=weights, offset=offset
     )
     return model.fit(start=start, check_convergence=check_convergence, warn=warn, progress=progress)
+
+
+def _upper_transposed_solve(R: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """x with R' x = g for an upper-triangular R: ``scipy.linalg.solve_triangular(R, g,
+    trans=1)``, the same LAPACK call (``trtrs``) without the wrapper's checks, which cost more
+    than the solve for a few fixed effects."""
+    R = np.asarray(R, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    if R.flags.f_contiguous:
+        x, info = lapack.dtrtrs(R, g, lower=0, trans=1)
+    else:  # the transposed system, as solve_triangular solves it for C-ordered input
+        x, info = lapack.dtrtrs(R.T, g, lower=1, trans=0)
+    if info != 0:  # pragma: no cover - singular: let scipy raise its error
+        return np.asarray(sla.solve_triangular(R, g, trans=1, check_finite=False))
+    return np.asarray(x)

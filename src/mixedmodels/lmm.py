@@ -190,12 +190,6 @@ class LinearMixedModel:
         """Which entries of theta are template diagonals (cached; not to be modified)."""
         return self._cached("diagonal", self.layout.is_diagonal)
 
-    def _diagonal_entries(self) -> list[int]:
-        """The positions of the template diagonals in theta (cached; not to be modified)."""
-        return self._cached(
-            "diagonal_entries", lambda: np.flatnonzero(self._is_diagonal()).tolist()
-        )
-
     def _has_intercept_terms(self) -> bool:
         """Whether a scalar random-intercept term is among the terms."""
         return any(t.n_effects == 1 and t.z is None for t in self.terms_data)
@@ -512,7 +506,9 @@ class LinearMixedModel:
             assert opt is not None
             theta = opt.final
             values = theta.tolist()
-            singular = min([values[i] for i in self._diagonal_entries()], default=1.0) < 1e-4
+            singular = (
+                min([values[i] for i in self.layout.diagonal_positions()], default=1.0) < 1e-4
+            )
             conv_warnings: list[str] = []
             if opt.return_code < 0 or opt.return_code == 5:
                 conv_warnings.append(
@@ -547,9 +543,7 @@ class LinearMixedModel:
                     if msg:
                         conv_warnings.append(msg)
             if conv_warnings or opt.warnings or gradient is not opt.gradient:
-                from dataclasses import replace
-
-                opt = replace(opt, gradient=gradient, warnings=tuple(conv_warnings))
+                opt = opt.updated(gradient=gradient, warnings=tuple(conv_warnings))
             result = None if fast is None else LmerResult.from_fast(self, fast, opt, singular)
             if fast is not None:
                 fast.release()  # the model keeps its objective, not the last factor

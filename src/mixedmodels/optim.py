@@ -110,6 +110,18 @@ class OptSummary:
     def converged(self) -> bool:
         return self.return_code > 0 and not self.warnings
 
+    def updated(self, **changes: Any) -> OptSummary:
+        """A copy with ``changes`` (``dataclasses.replace`` without its per-field machinery,
+        which costs several times more than a small fit's bookkeeping; nothing here is
+        validated on construction)."""
+        new = object.__new__(OptSummary)
+        new.__dict__.update(self.__dict__)
+        for name in changes:
+            if name not in new.__dict__:
+                raise TypeError(f"OptSummary has no field {name!r}")
+        new.__dict__.update(changes)
+        return new
+
     def __str__(self) -> str:
         lines = [
             f"Optimizer:       {self.optimizer}",
@@ -794,18 +806,19 @@ def hessian_messages(
         parts = hessian_parts(H)
     if not parts.finite:
         return ["Problem with Hessian check (infinite or missing values?)"]
-    ev = parts.eigenvalues
-    negative = int(np.sum(ev < -tol))
+    ev = parts.eigenvalues.tolist()  # (a few values: Python's arithmetic is the faster here)
+    negative = sum(1 for v in ev if v < -tol)
     if negative:
         return [
             f"Model failed to converge: degenerate {label} with {negative} negative eigenvalues"
         ]
-    if np.any(np.abs(ev) < tol) or not parts.cholesky_ok:
+    if any(abs(v) < tol for v in ev) or not parts.cholesky_ok:
         return [f"{label} is numerically singular: parameters are not uniquely determined".strip()]
     out = []
-    if ev.max() * tol > 1:
+    top, low = max(ev), min(ev)
+    if top * tol > 1:
         out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
-    if ev.min() / ev.max() < tol:
+    if low / top < tol:
         out.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
     return out
 

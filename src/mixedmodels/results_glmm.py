@@ -124,7 +124,8 @@ class GlmerResult(_MixedResult):
             vcov_rx = scale * (Linv.T @ Linv)
         else:
             vcov_rx = np.zeros((0, 0))
-        singular = bool(np.any(theta[model.layout.is_diagonal()] < 1e-4))
+        values = theta.tolist()
+        singular = min([values[i] for i in model.layout.diagonal_positions()], default=1.0) < 1e-4
         conv: list[str] = list(opt.warnings)
         hessian = None
         vcov = vcov_rx
@@ -182,9 +183,7 @@ class GlmerResult(_MixedResult):
                 if msg:
                     conv.append(msg)
                 conv += hessian_messages(H, parts=parts)
-        from dataclasses import replace
-
-        opt = replace(opt, warnings=tuple(conv))
+        opt = opt.updated(warnings=tuple(conv))
         if warn:
             if singular:
                 warnings.warn(

@@ -203,3 +203,11 @@ def test_objective_is_finite_at_zero_and_large_theta(design_case):
     lower = model.lower_bounds
     assert np.isfinite(model.objective(np.where(np.isfinite(lower), 0.0, 0.0)))
     assert np.isfinite(model.objective(np.where(np.isfinite(lower), 50.0, 5.0)))
+
+
+def test_diagonal_positions_are_where_is_diagonal_is_true():
+    from mixedmodels.linalg.cholesky import ThetaLayout
+
+    for sizes in [(1,), (2,), (2, 1, 3), (4, 4)]:
+        layout = ThetaLayout(sizes)
+        assert layout.diagonal_positions() == tuple(np.flatnonzero(layout.is_diagonal()))

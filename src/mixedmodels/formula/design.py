@@ -522,9 +522,12 @@ def _factor_codes(values: Any, *, ordered: bool = False) -> tuple[np.ndarray, pd
     if isinstance(values, pd.Categorical):
         codes = values.codes
         cats = values.categories
-        if (values.ordered and not ordered) or codes.size == 0 or int(codes.min()) < 0:
+        if values.ordered and not ordered:
             return None
-        used = np.bincount(codes, minlength=len(cats)) > 0
+        try:  # (a missing value's code is -1: bincount refuses it)
+            used = np.bincount(codes, minlength=len(cats)) > 0
+        except ValueError:
+            return None
         if used.all():  # the categories themselves (an Index is immutable)
             refs = codes.astype(np.int32)
             levels = cats
@@ -583,7 +586,7 @@ def _numeric_spec_of(
     """The spec of ``terms``; the names in ``factors`` (single-variable terms) are factors with
     those levels. Column names are formulaic's (``Intercept``, ``x:z``, ``f[T.b]``, ``f[a]``)."""
     if not factors:
-        return NumericSpec(terms, tuple(":".join(t) if t else "Intercept" for t in terms))
+        return _numeric_spec_without_factors(terms)
     reduced = () in terms  # R: with an intercept every factor is coded by contrasts
     names: list[str] = []
     coding = []
@@ -599,6 +602,12 @@ def _numeric_spec_of(
         else:
             names.append(":".join(t) if t else "Intercept")
     return NumericSpec(terms, tuple(names), tuple(coding))
+
+
+@functools.lru_cache(maxsize=256)
+def _numeric_spec_without_factors(terms: tuple[tuple[str, ...], ...]) -> NumericSpec:
+    """:func:`_numeric_spec_of` without factors (it depends on the terms only: cached)."""
+    return NumericSpec(terms, tuple(":".join(t) if t else "Intercept" for t in terms))
 
 
 def _array_of(s: pd.Series) -> Any:
@@ -1043,14 +1052,20 @@ class _FixedPart:
 
 
 def _fixed_part(
-    X_full: np.ndarray, columns: Sequence[Any], model_spec: Any, rename: Mapping[str, str]
+    X_full: np.ndarray,
+    columns: Sequence[Any],
+    model_spec: Any,
+    rename: Mapping[str, str],
+    *,
+    finite: bool = False,
 ) -> _FixedPart:
-    """The fixed-effects matrix without its rank-deficient columns, with R's names."""
+    """The fixed-effects matrix without its rank-deficient columns, with R's names
+    (``finite``: X_full is known to be finite, no check)."""
     if rename:
         names_full = [r_column_name(str(c), rename) for c in columns]
     else:
         names_full = list(_r_names(tuple(str(c) for c in columns)))
-    if X_full.shape[1]:
+    if X_full.shape[1] and not finite:
         _check_finite_columns(X_full, False, names_full, "fixed-effects column {}")
     keep = _rank_columns(X_full) if X_full.shape[1] else []
     dropped = tuple(n for j, n in enumerate(names_full) if j not in keep)
@@ -1330,7 +1345,9 @@ def _fast_design(
     X_full = _numeric_matrix(
         fixed_spec.terms, column, n, spec=fixed_spec, codes=lambda name: factors[name][0]
     )
-    fixed = _fixed_part(X_full, fixed_spec.column_names, fixed_spec, {})
+    # the columns used are finite (checked above): only products of them can overflow
+    fixed = _fixed_part(X_full, fixed_spec.column_names, fixed_spec, {},
+                        finite=all(len(t) < 2 for t in fixed_spec.terms))  # fmt: skip
 
     terms = []
     for t, eff, group in zip(spec.random, plan.effects, plan.groups, strict=True):
@@ -1340,8 +1357,9 @@ def _fast_design(
         if eff is not None:
             z = _numeric_matrix(eff.terms, column, n, rows=True)
             names = _r_names(eff.column_names)
-            what = f"column {{}} of the random-effects term ({t.source})"
-            _check_finite_columns(z, True, names, what)
+            if any(len(term) > 1 for term in eff.terms):
+                what = f"column {{}} of the random-effects term ({t.source})"
+                _check_finite_columns(z, True, names, what)
         terms.append(
             RandomTerm(
                 spec=t,

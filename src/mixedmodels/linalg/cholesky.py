@@ -127,6 +127,10 @@ class ThetaLayout:
     def is_diagonal(self) -> np.ndarray:
         return _entries(self.sizes)[0].copy()
 
+    def diagonal_positions(self) -> tuple[int, ...]:
+        """Where the template diagonals are in theta (cached per template sizes)."""
+        return _diagonal_positions(self.sizes)
+
 
 @functools.lru_cache(maxsize=256)
 def _offsets(sizes: tuple[int, ...]) -> tuple[int, ...]:
@@ -157,6 +161,11 @@ def _entries(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     for a in out:
         a.flags.writeable = False
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _diagonal_positions(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(np.flatnonzero(_entries(sizes)[0]).tolist())
 
 
 @functools.lru_cache(maxsize=64)
