@@ -343,8 +343,10 @@ class Binomial(Family):
                 f"({bad} value{'s' if bad != 1 else ''} outside): give 0/1 outcomes, proportions "
                 f"with weights= the numbers of trials, or cbind(successes, failures)"
             )
+        if not warn_non_integer:
+            return
         m = (n if np.any(n > 1) else wt) * y
-        if warn_non_integer and np.any(np.abs(m - np.round(m)) > 1e-3):
+        if np.any(np.abs(m - np.round(m)) > 1e-3):
             warnings.warn("non-integer #successes in a binomial glm", UserWarning, stacklevel=4)
 
     def validmu(self, mu: np.ndarray) -> bool:

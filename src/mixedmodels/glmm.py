@@ -34,6 +34,7 @@ optimizes theta with beta estimated inside PIRLS; for nAGQ >= 1 stage 2 then opt
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Sequence
@@ -221,8 +222,9 @@ class GeneralizedLinearMixedModel:
         cache = {k: v for k, v in self._cache.items() if k in ("rw_x", "rw_0", "gh")}
         new = replace(self, design=replace(self.design, y=y), _cache=cache)
         fast = self._cache.get("fast")
-        if fast is not None:
-            new._cache["fast"] = {**fast, **new._response_parts()}
+        if fast is not None:  # (without the search data's entries made from the old response)
+            kept = {k: v for k, v in fast.items() if not k.startswith("_")}
+            new._cache["fast"] = {**kept, **new._response_parts()}
         return new
 
     def with_nAGQ(self, nAGQ: int) -> GeneralizedLinearMixedModel:
@@ -306,14 +308,24 @@ class GeneralizedLinearMixedModel:
             self._cache["glm_start"] = state
         return _State(state.u.copy(), state.beta.copy())
 
+    def _mustart(self) -> np.ndarray:
+        """The family's starting means (R's ``mustart``) for the response, made once (the
+        compiled data and the GLM start both use them; not to be modified)."""
+        mu = self._cache.get("mustart")
+        if mu is None:
+            mu = self._cache["mustart"] = self.family.mustart(
+                self.design.y, self.trials, self.prior_weights
+            )
+        return mu
+
     def _glm_beta(self) -> np.ndarray:
         """IRLS for the fixed effects alone (the GLM without random effects)."""
         fam = self.family
-        y, n, wt = self.design.y, self.trials, self.prior_weights
+        y, wt = self.design.y, self.prior_weights
         X = self.design.X
         if X.shape[1] == 0:
             return np.zeros(0)
-        mu = fam.mustart(y, n, wt)
+        mu = self._mustart()
         eta = fam.linkfun(mu)
         from mixedmodels import _glmm_kernels as K
 
@@ -522,7 +534,7 @@ class GeneralizedLinearMixedModel:
                 [np.ones(n) if t.z is None else np.asarray(t.z[0], dtype=float) for t in terms]
             )
         )
-        off = np.concatenate([[0], np.cumsum([t.nlevels for t in terms])]).astype(np.int64)
+        off = np.array([0, *itertools.accumulate(t.nlevels for t in terms)], dtype=np.int64)
         pattern = _schur_pattern(refs, off, self.n_fixef)
         order = np.argsort(refs[0], kind="stable").astype(np.int64)
         rptr = np.zeros(q1 + 1, dtype=np.int64)
@@ -573,7 +585,7 @@ class GeneralizedLinearMixedModel:
         if fam.name in ("binomial", "poisson"):
             from mixedmodels import _glmm_kernels as K
 
-            mu0 = np.clip(fam.mustart(y, ntr, wt), 1e-3, None)
+            mu0 = np.clip(self._mustart(), 1e-3, None)
             if fam.name == "binomial":
                 mu0 = np.minimum(mu0, 1 - 1e-3)
             c0 = K.aic_minus_deviance(
@@ -912,14 +924,18 @@ class GeneralizedLinearMixedModel:
         fd = self._fast()
         assert fd is not None
         nth, p = self.ntheta, self.n_fixef
+        if "_head" not in fd:  # the entries that do not change from search to search
+            fd["_head"] = (
+                fd["fam"], fd["link"], fd["y"], fd["wt"], fd["offset"], fd["X"], fd["refs"],
+                fd["zv"], fd["off"], fd["q1"], fd["cptr"], fd["ccol"], fd["nu"], fd["pos"],
+                fd["dense"],
+            )  # fmt: skip
+            fd["_middle"] = (fd["c0"], fd["order"], fd["rptr"])
         u = np.array(u0, dtype=float)
         data = (
-            fd["fam"], fd["link"], fd["y"], fd["wt"], fd["offset"], fd["X"], fd["refs"],
-            fd["zv"], fd["off"], fd["q1"], fd["cptr"], fd["ccol"], fd["nu"], fd["pos"],
-            fd["dense"], u, np.empty_like(u), float(self.tol_pirls), float(self.tol_step),
-            int(self.maxit_pirls), fd["c0"], fd["order"], fd["rptr"], nth,
-            np.ascontiguousarray(beta0, dtype=float), np.ascontiguousarray(R, dtype=float),
-            np.empty(nth + p), np.empty(p),
+            *fd["_head"], u, np.empty_like(u), float(self.tol_pirls), float(self.tol_step),
+            int(self.maxit_pirls), *fd["_middle"], nth, np.ascontiguousarray(beta0, dtype=float),
+            np.ascontiguousarray(R, dtype=float), np.empty(nth + p), np.empty(p),
         )  # fmt: skip
         assert len(data) == K.GLMM_DATA_SIZE and data[K.SEARCH_U] is u
         return data

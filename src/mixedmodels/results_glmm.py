@@ -132,7 +132,6 @@ class GlmerResult(_MixedResult):
         nth = model.ntheta
         if check_convergence and model.nAGQ >= 1 and nth + p <= 60:
             x = np.concatenate([theta, beta])
-            lower = np.concatenate([model.lower_bounds, np.full(p, -np.inf)])
             start = state
 
             def f(z: np.ndarray) -> float:
@@ -163,8 +162,10 @@ class GlmerResult(_MixedResult):
                         return math.inf, np.full(z.size, np.nan)
                     return dev, g
 
+                lower = np.concatenate([model.lower_bounds, np.full(p, -np.inf)])
                 grad, H = hessian_from_gradient(fg, x, lower, steps, central=False)
             else:
+                lower = np.concatenate([model.lower_bounds, np.full(p, -np.inf)])
                 grad, H = finite_difference_derivatives(f, x, lower, hessian=True, step=steps)
             hessian = H
             parts = None if H is None else hessian_parts(H, nth)
@@ -436,10 +437,11 @@ def _warn_separation(
 
     if not warn or not isinstance(model.family, Binomial):
         return
+    if not (beta.size and np.max(np.abs(beta)) > 15):
+        return
     eps = 1e-8
     extreme = (mu < eps) | (mu > 1 - eps)
-    big = beta.size and np.max(np.abs(beta)) > 15
-    if extreme.any() and big:
+    if extreme.any():
         warnings.warn(
             f"fitted probabilities numerically 0 or 1 occurred for {int(extreme.sum())} rows and "
             f"some fixed effects are very large: the data may be (quasi-)completely separated, in "
