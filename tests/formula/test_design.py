@@ -725,3 +725,18 @@ def test_numeric_fast_path_declines_factors_and_calls():
     assert _numeric_spec("x + b", frame) is None
     assert _numeric_spec("np.log(x)", frame) is None
     assert _numeric_spec("I(x**2)", frame) is None
+
+
+def test_level_tuples_are_remembered_while_the_index_lives():
+    import gc
+
+    from mixedmodels.formula import design as D
+
+    idx = pd.Index(["b", "a", "c"], dtype="str")
+    first = D._level_tuple(idx)
+    assert first == ("b", "a", "c") and D._level_tuple(idx) is first
+    assert D._level_tuple(pd.Index(["b", "a", "c"])) is not first  # another Index: its own
+    key = id(idx)
+    del idx
+    gc.collect()
+    assert key not in D._LEVEL_TUPLES

@@ -27,6 +27,7 @@ import itertools
 import keyword
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -592,7 +593,7 @@ def _numeric_spec_of(
     coding = []
     for t in terms:
         if len(t) == 1 and t[0] in factors:
-            levels = tuple(factors[t[0]])
+            levels = _level_tuple(factors[t[0]])
             if reduced:
                 names += [f"{t[0]}[T.{level}]" for level in levels[1:]]
             else:  # the first factor of a model without an intercept: every level
@@ -602,6 +603,31 @@ def _numeric_spec_of(
         else:
             names.append(":".join(t) if t else "Intercept")
     return NumericSpec(terms, tuple(names), tuple(coding))
+
+
+#: id(Index) -> (a weak reference to it, its tuple of levels)
+_LEVEL_TUPLES: dict[int, tuple[weakref.ref[pd.Index], tuple[Any, ...]]] = {}
+
+
+def _level_tuple(levels: pd.Index) -> tuple[Any, ...]:
+    """``tuple(levels)``, remembered for as long as the Index lives (an Index is immutable, a
+    categorical column's levels are the same Index from fit to fit, and iterating one of
+    pandas' string Indexes costs about 10 us)."""
+    key = id(levels)
+    hit = _LEVEL_TUPLES.get(key)
+    if hit is not None and hit[0]() is levels:
+        return hit[1]
+    out = tuple(levels)
+
+    def forget(_: object) -> None:
+        _LEVEL_TUPLES.pop(key, None)
+
+    try:
+        ref = weakref.ref(levels, forget)
+    except TypeError:  # pragma: no cover - an Index that takes no weak reference
+        return out
+    _LEVEL_TUPLES[key] = (ref, out)
+    return out
 
 
 @functools.lru_cache(maxsize=256)
