@@ -585,7 +585,7 @@ class GeneralizedLinearMixedModel:
         if fam.name in ("binomial", "poisson"):
             from mixedmodels import _glmm_kernels as K
 
-            mu0 = np.clip(self._mustart(), 1e-3, None)
+            mu0 = np.maximum(self._mustart(), 1e-3)  # (np.clip's wrapper costs several times more)
             if fam.name == "binomial":
                 mu0 = np.minimum(mu0, 1 - 1e-3)
             c0 = K.aic_minus_deviance(
@@ -1202,7 +1202,7 @@ def _schur_pattern(refs: np.ndarray, off: np.ndarray, p: int) -> dict[str, Any]:
     if K == 1:  # one term: each level is coupled to the fixed effects alone
         return {
             "cptr": np.arange(q1 + 1, dtype=np.int64) * p,
-            "ccol": np.tile(np.arange(p, dtype=np.int64), q1),
+            "ccol": np.broadcast_to(np.arange(p, dtype=np.int64), (q1, p)).ravel(),
             "nu": np.zeros(q1, dtype=np.int64),
             "pos": np.zeros((0, n), dtype=np.int64),
             "dense": False,
