@@ -6,8 +6,9 @@ A block-sparse matrix here is stored by block columns (CSC at the level of S_r x
 rank updates ``L[k, j] -= L[k, i] @ L[j, i].T`` of the left-looking block factorization
 (Bates et al. 2015, section 3.2; MixedModels.jl's ``rankUpdate!``).
 
-The module is imported lazily: models with a single random-effects term never need it, so they
-never pay numba's import or compilation time.
+It also holds the compiled passes over the rows (a term's cross-products, the rank check of
+the fixed effects, the column scales) and the small dense helpers of the Hessian checks. The
+module is imported lazily, so that ``import mixedmodels`` does not import numba.
 """
 
 from __future__ import annotations
