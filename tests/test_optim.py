@@ -220,3 +220,14 @@ def test_updated_summary_is_a_replaced_copy():
     assert opt.warnings == () and opt.fmin == 3.0  # the original is unchanged
     with pytest.raises(TypeError, match="no field 'nope'"):
         opt.updated(nope=1)
+
+
+def test_gradient_message_sees_a_missing_gradient_entry():
+    from mixedmodels.optim import gradient_message
+
+    assert gradient_message(np.array([1e-4, 1e-5]), np.eye(2)) is None
+    assert gradient_message(np.array([]), None) is None
+    assert gradient_message(np.array([1e-4, np.nan]), np.eye(2)) == (
+        "unable to evaluate scaled gradient"
+    )
+    assert "max|grad| = 0.01 " in gradient_message(np.array([1e-2, 0.0]), np.eye(2))

@@ -898,9 +898,7 @@ class GeneralizedLinearMixedModel:
         opt = optz.updated(
             initial=to_x(optz.initial),
             final=to_x(optz.final),
-            theta_path=np.hstack([path[:, :nth], beta0 + path[:, nth:] @ R.T])
-            if path.size
-            else path,
+            theta_path=_beta_columns_back(path, nth, beta0, R),
             gradient=grad,
         )
         return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
@@ -1320,3 +1318,12 @@ def _upper_transposed_solve(R: np.ndarray, g: np.ndarray) -> np.ndarray:
     if info != 0:  # pragma: no cover - singular: let scipy raise its error
         return np.asarray(sla.solve_triangular(R, g, trans=1, check_finite=False))
     return np.asarray(x)
+
+
+def _beta_columns_back(path: np.ndarray, nth: int, beta0: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """The search's path in (theta, beta): the columns after the first ``nth`` (z, the fixed
+    effects in the units R) mapped back to beta = beta0 + R z."""
+    out = np.array(path, dtype=float)
+    if out.size:
+        out[:, nth:] = beta0 + path[:, nth:] @ R.T
+    return out

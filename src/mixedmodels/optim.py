@@ -749,7 +749,7 @@ def gradient_message(grad: np.ndarray, H: np.ndarray | None, tol: float = 2e-3) 
     """lme4's ``check.conv.grad``: the gradient scaled by the Hessian's Cholesky factor R
     (H = R'R, scaled = R^-1 g), elementwise no larger than the raw gradient, must not exceed
     ``tol``. None if it does not; the message otherwise."""
-    if grad.size == 0 or np.max(np.abs(grad)) <= tol:
+    if all(abs(v) <= tol for v in grad.tolist()):  # (a NaN entry is not: it is checked below)
         return None
     if H is None:
         worst = np.abs(grad)

@@ -437,7 +437,7 @@ def _warn_separation(
 
     if not warn or not isinstance(model.family, Binomial):
         return
-    if not (beta.size and np.max(np.abs(beta)) > 15):
+    if not any(abs(v) > 15 for v in beta.tolist()):  # (a few values: Python's max is quicker)
         return
     eps = 1e-8
     extreme = (mu < eps) | (mu > 1 - eps)
