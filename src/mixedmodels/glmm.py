@@ -528,17 +528,16 @@ class GeneralizedLinearMixedModel:
         if m > 2000 or q1 * m > 30_000_000:
             return None
         n = self.nobs
-        refs = np.ascontiguousarray(np.stack([t.refs for t in terms]).astype(np.int64))
-        zv = np.ascontiguousarray(
-            np.stack(
-                [np.ones(n) if t.z is None else np.asarray(t.z[0], dtype=float) for t in terms]
-            )
-        )
+        refs = np.empty((len(terms), n), dtype=np.int64)  # each term's level codes and values
+        zv = np.empty((len(terms), n))
+        for k, t in enumerate(terms):
+            refs[k] = t.refs
+            zv[k] = 1.0 if t.z is None else t.z[0]
         off = np.array([0, *itertools.accumulate(t.nlevels for t in terms)], dtype=np.int64)
         pattern = _schur_pattern(refs, off, self.n_fixef)
-        order = np.argsort(refs[0], kind="stable").astype(np.int64)
+        order = refs[0].argsort(kind="stable").astype(np.int64, copy=False)
         rptr = np.zeros(q1 + 1, dtype=np.int64)
-        np.cumsum(np.bincount(refs[0], minlength=q1), out=rptr[1:])
+        np.bincount(refs[0], minlength=q1).cumsum(out=rptr[1:])
         return {
             "fam": K.FAMILY_CODES[fam.name],
             "link": K.LINK_CODES[fam.link.name],
@@ -567,7 +566,7 @@ class GeneralizedLinearMixedModel:
         if fam.name == "binomial":
             from mixedmodels import _glmm_kernels as K
 
-            mtr = ntr if np.any(ntr > 1) else wt
+            mtr = ntr if (ntr > 1).any() else wt
             a1, a2, const = K.binomial_constants(
                 np.ascontiguousarray(y, dtype=float), np.ascontiguousarray(wt, dtype=float),
                 np.ascontiguousarray(mtr, dtype=float),
@@ -1200,7 +1199,7 @@ def _schur_pattern(refs: np.ndarray, off: np.ndarray, p: int) -> dict[str, Any]:
     if K == 1:  # one term: each level is coupled to the fixed effects alone
         return {
             "cptr": np.arange(q1 + 1, dtype=np.int64) * p,
-            "ccol": np.broadcast_to(np.arange(p, dtype=np.int64), (q1, p)).ravel(),
+            "ccol": np.arange(q1 * p, dtype=np.int64) % max(p, 1),  # 0..p-1 for each level
             "nu": np.zeros(q1, dtype=np.int64),
             "pos": np.zeros((0, n), dtype=np.int64),
             "dense": False,

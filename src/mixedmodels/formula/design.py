@@ -1414,15 +1414,18 @@ def _fast_response(
     """(y, trials) of the fast path, as :func:`_evaluate_response` makes them, or None when
     the general path must evaluate (or reject) the response."""
     if plan.cbind is not None:
-        counts = [_arithmetic(a, lambda name: numeric[name].astype(float)) for a in plan.cbind]
-        for c in counts:
-            # what the general path rejects (non-finite or negative counts) or warns about
-            # (non-integer counts) is left to it; the rest needs no further check
-            if c is None or not (np.isfinite(c).all() and c.min(initial=0.0) >= 0):
-                return None
-            if np.abs(c - np.round(c)).max(initial=0.0) > 1e-3:
-                return None
-        return _proportions(counts[0], counts[1])  # type: ignore[arg-type]
+        succ, fail = (_arithmetic(a, lambda name: np.asarray(numeric[name], dtype=float))
+                      for a in plan.cbind)  # fmt: skip
+        if succ is None or fail is None:
+            return None
+        # what the general path rejects (non-finite or negative counts) or warns about
+        # (non-integer counts) is left to it; the rest needs no further check
+        both = np.concatenate([succ, fail])
+        if not (np.isfinite(both).all() and both.min(initial=0.0) >= 0):
+            return None
+        if np.abs(both - np.round(both)).max(initial=0.0) > 1e-3:
+            return None
+        return _proportions(succ, fail)
     num = _plain_numeric_values(values)
     if num is not None:
         return np.array(num, dtype=float), None
