@@ -25,7 +25,7 @@ from mixedmodels.optim import (
     hessian_messages,
     hessian_parts,
 )
-from mixedmodels.results import _lower_inverse, _MixedResult
+from mixedmodels.results import _MixedResult
 
 if TYPE_CHECKING:
     from mixedmodels.display.glmer import GlmerSummary
@@ -120,8 +120,10 @@ class GlmerResult(_MixedResult):
             k += q
         scale = _dispersion(model, mu, state.u)
         if p:
-            Linv = _lower_inverse(L_X)
-            vcov_rx = scale * (Linv.T @ Linv)
+            # (L_X L_X')^-1, compiled: LAPACK's wrappers cost more than a few-by-few inverse
+            from mixedmodels.linalg.lmm_kernels import cholesky_inverse
+
+            vcov_rx = scale * cholesky_inverse(np.ascontiguousarray(L_X, dtype=float), p)
         else:
             vcov_rx = np.zeros((0, 0))
         values = theta.tolist()
