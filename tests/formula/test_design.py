@@ -740,3 +740,14 @@ def test_level_tuples_are_remembered_while_the_index_lives():
     del idx
     gc.collect()
     assert key not in D._LEVEL_TUPLES
+
+
+def test_the_fast_specs_cache_tells_equal_levels_of_other_types_apart():
+    from mixedmodels.formula import design as D
+
+    terms = ((), ("f",))
+    ints = D._numeric_spec_of(terms, {"f": pd.Index([1, 2, 3])})
+    floats = D._numeric_spec_of(terms, {"f": pd.Index([1.0, 2.0, 3.0])})
+    assert ints.column_names == ("Intercept", "f[T.2]", "f[T.3]")
+    assert floats.column_names == ("Intercept", "f[T.2.0]", "f[T.3.0]")
+    assert D._numeric_spec_of(terms, {"f": pd.Index([1, 2, 3])}) is ints  # cached

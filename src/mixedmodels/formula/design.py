@@ -585,15 +585,34 @@ def _numeric_spec_of(
     terms: tuple[tuple[str, ...], ...], factors: Mapping[str, pd.Index] | None = None
 ) -> NumericSpec:
     """The spec of ``terms``; the names in ``factors`` (single-variable terms) are factors with
-    those levels. Column names are formulaic's (``Intercept``, ``x:z``, ``f[T.b]``, ``f[a]``)."""
+    those levels. Column names are formulaic's (``Intercept``, ``x:z``, ``f[T.b]``, ``f[a]``).
+    It depends on the terms and the levels only: cached."""
     if not factors:
         return _numeric_spec_without_factors(terms)
+    # the levels' types are part of the key: 1 == 1.0 == True, but their names differ
+    levels = tuple(
+        (name, lv, tuple(map(type, lv)))
+        for name, lv in ((name, _level_tuple(index)) for name, index in factors.items())
+    )
+    try:
+        return _numeric_spec_with_factors(terms, levels)
+    except TypeError:  # unhashable levels: made anew
+        return _numeric_spec_with_factors.__wrapped__(terms, levels)
+
+
+@functools.lru_cache(maxsize=256)
+def _numeric_spec_with_factors(
+    terms: tuple[tuple[str, ...], ...],
+    factors: tuple[tuple[str, tuple[Any, ...], tuple[type, ...]], ...],
+) -> NumericSpec:
+    """:func:`_numeric_spec_of` with factors (name, levels, the levels' types)."""
+    factor_levels = {name: levels for name, levels, _ in factors}
     reduced = () in terms  # R: with an intercept every factor is coded by contrasts
     names: list[str] = []
     coding = []
     for t in terms:
-        if len(t) == 1 and t[0] in factors:
-            levels = _level_tuple(factors[t[0]])
+        if len(t) == 1 and t[0] in factor_levels:
+            levels = factor_levels[t[0]]
             if reduced:
                 names += [f"{t[0]}[T.{level}]" for level in levels[1:]]
             else:  # the first factor of a model without an intercept: every level
