@@ -37,7 +37,9 @@ __all__ = [
 #: Above this many block positions (l_k * l_j) the off-diagonal pattern is found by sorting the
 #: row keys instead of counting into a dense array.
 _DENSE_COUNT_LIMIT = 50_000_000
+#: placeholders the compiled passes take for an intercept's columns and for no prior weights
 _ONE = np.ones((1, 1))
+_NO_WEIGHTS = np.ones(1)
 
 
 def column_scales(terms: Sequence[TermData]) -> list[np.ndarray]:
@@ -305,7 +307,7 @@ def assemble_one_term(
         np.ascontiguousarray(term.refs, dtype=np.int64),
         _ONE if term.z is None else np.ascontiguousarray(term.z, dtype=float), term.z is not None,
         np.ascontiguousarray(X, dtype=float), np.ascontiguousarray(y, dtype=float),
-        _ONE[0] if weights is None else np.ascontiguousarray(weights, dtype=float),
+        _NO_WEIGHTS if weights is None else np.ascontiguousarray(weights, dtype=float),
         weights is not None, term.nlevels,
     )  # fmt: skip
     if not ok:

@@ -230,8 +230,9 @@ def term_blocks(refs, z, has_z, XY, w, has_w, nlevels):  # pragma: no cover - co
 @_jit
 def one_term_blocks(refs, z, has_z, X, y, w, has_w, nlevels):  # pragma: no cover - compiled
     """The cross-products of a model with one random-effects term, in one call: (ok, gamma,
-    diag, xy, xyxy). gamma and r = y - X gamma are :func:`~mixedmodels.linalg.lmm_kernels.
-    wls_residual`'s; diag and xy are :func:`term_blocks`' for [X r] (bit for bit), xyxy is
+    diag, xy, xyxy). gamma and r = y - X gamma are
+    :func:`~mixedmodels.linalg.lmm_kernels.wls_residual`'s; diag and xy are
+    :func:`term_blocks`' for [X r] (bit for bit), xyxy is
     [X r]'W[X r] (its lower triangle summed row by row in order, then mirrored). ok is False
     when X'WX is not numerically positive definite (the caller then takes the general path)."""
     n, p = X.shape
