@@ -663,3 +663,41 @@ def test_upper_transposed_solve_is_scipys(order):
     np.testing.assert_array_equal(
         _upper_transposed_solve(R, g), sla.solve_triangular(R, g, trans=1)
     )
+
+
+@pytest.mark.parametrize("family,link", [("binomial", "logit"), ("poisson", "log")])
+def test_compiled_deviance_less_its_response_part(family: str, link: str) -> None:
+    """The compiled PIRLS's deviance (binomial-logit, Poisson-log) less its part in y alone,
+    plus that part (:func:`deviance_shift`), is the family's deviance, at linear predictors
+    inside and beyond the inverse link's bounds (|eta| > 30, exp(eta) below epsilon)."""
+    from mixedmodels import _glmm_kernels as K
+    from mixedmodels.families import get_family
+
+    rng = np.random.default_rng(7)
+    n = 300
+    fam = get_family(family, link)
+    eta = rng.normal(-0.5, 3.0, n)
+    eta[:4] = [-45.0, 40.0, -31.0, 30.5]
+    wt = rng.uniform(0.5, 20.0, n)
+    wt[4] = 0.0
+    if family == "binomial":
+        y = np.round(rng.uniform(0, 1, n) * 10) / 10
+    else:
+        y = rng.poisson(np.exp(np.clip(eta, -5, 3))).astype(float)
+    X = np.zeros((n, 0))
+    refs = np.zeros((1, n), dtype=np.int64)
+    zv = eta[None, :].copy()  # eta = 1 * zv * u with u = 1
+    mu = np.empty(n)
+    out = np.empty(n)
+    fc, lc = K.FAMILY_CODES[family], K.LINK_CODES[link]
+    args = (fc, lc, y, wt, np.zeros(n), X, np.zeros(0), refs, zv, np.ones(1))
+    pdev = K._trial(*args, np.zeros(2, dtype=np.int64), np.ones(1), out, mu)
+    np.testing.assert_array_equal(out, eta)
+    np.testing.assert_allclose(mu, fam.linkinv(eta), rtol=1e-15)
+    full = float(np.sum(fam.dev_resids(y, fam.linkinv(eta), wt))) + 1.0  # + ||u||^2
+    shift = K.deviance_shift(fc, lc, y, wt)
+    assert shift != 0.0
+    assert pdev + shift == pytest.approx(full, rel=1e-12)
+    # other links keep the full deviance
+    other = {"binomial": "probit", "poisson": "sqrt"}[family]
+    assert K.deviance_shift(fc, K.LINK_CODES[other], y, wt) == 0.0

@@ -438,11 +438,56 @@ def _weights(fam, link, canonical, observed, y, mu, eta, wt, w, s):  # pragma: n
 
 
 @_jit
+def _shifted(fam, link):  # pragma: no cover - compiled
+    """Whether the deviance of (fam, link) is computed less its part that depends on y alone
+    (:func:`dev_constant`): the binomial family with the logit link and the Poisson family
+    with the log link, whose deviance residuals then need one exponential and at most one
+    logarithm instead of two logarithms after the inverse link's exponential."""
+    return (fam == BINOMIAL and link == LOGIT) or (fam == POISSON and link == LOG)
+
+
+@_jit
+def dev_constant(fam, y, wt):  # pragma: no cover - compiled
+    """The part of a binomial or Poisson deviance residual that depends on y alone:
+    2 w (y log y + (1 - y) log(1 - y)) and 2 w (y log y - y)."""
+    if fam == BINOMIAL:
+        return 2.0 * wt * (_xlogx(y) + _xlogx(1.0 - y))
+    return 2.0 * wt * (_xlogx(y) - y)
+
+
+@_jit
+def _xlogx(x):  # pragma: no cover - compiled
+    return x * math.log(x) if x > 0 else 0.0
+
+
+@_jit
+def deviance_shift(fam, link, y, wt):  # pragma: no cover - compiled
+    """The sum of :func:`dev_constant` over the rows for the families whose deviance
+    :func:`_trial` computes less it (0 for the others): the criterion's constant c0 grows by
+    it, so that log|L_Z|^2 + (penalized deviance less it) + c0 is unchanged."""
+    if not _shifted(fam, link):
+        return 0.0
+    d = 0.0
+    for i in range(y.shape[0]):
+        d += dev_constant(fam, y[i], wt[i])
+    return d
+
+
+@_jit
 def _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu):  # pragma: no cover
-    """Linear predictor, means and penalized deviance at (u, beta), in one pass over the rows."""
+    """Linear predictor, means and penalized deviance at (u, beta), in one pass over the rows.
+
+    For the binomial family with the logit link the deviance residual less its part in y
+    alone is 2 w (softplus(eta) - y eta) (log mu = -softplus(-eta), log(1 - mu) =
+    -softplus(eta)), for the Poisson family with the log link 2 w (mu - y eta); the deviance
+    returned is then less :func:`deviance_shift` (rows where the inverse link is bounded, at
+    |eta| > 30 or mu below machine epsilon, take the full residual less its constant).
+    """
     n = y.shape[0]
     p = beta.shape[0]
     K = refs.shape[0]
+    logit = fam == BINOMIAL and link == LOGIT
+    log = fam == POISSON and link == LOG
     d = 0.0
     for i in range(n):
         e = offset[i]
@@ -451,9 +496,22 @@ def _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu):  
         for k in range(K):
             e += lam[k] * zv[k, i] * u[off[k] + refs[k, i]]
         eta[i] = e
+        if logit and abs(e) <= _THRESH:
+            a = math.exp(-abs(e))  # mu as _expit computes it
+            mu[i] = 1.0 / (1.0 + a) if e >= 0 else a / (1.0 + a)
+            d += 2.0 * wt[i] * (max(e, 0.0) + math.log1p(a) - y[i] * e)
+            continue
+        if log:
+            m = math.exp(e)
+            if m >= _EPS:
+                mu[i] = m
+                d += 2.0 * wt[i] * (m - y[i] * e)
+                continue
         m = linkinv(link, e)
         mu[i] = m
         d += dev_resid(fam, y[i], m, wt[i])
+        if logit or log:
+            d -= dev_constant(fam, y[i], wt[i])
     for j in range(u.shape[0]):
         d += u[j] * u[j]
     return d

@@ -587,10 +587,11 @@ class GeneralizedLinearMixedModel:
             mu0 = np.maximum(self._mustart(), 1e-3)  # (np.clip's wrapper costs several times more)
             if fam.name == "binomial":
                 mu0 = np.minimum(mu0, 1 - 1e-3)
-            c0 = K.aic_minus_deviance(
-                K.FAMILY_CODES[fam.name], np.asarray(y, float), mu0, np.asarray(wt, float), a1,
-                a2, const,
-            )  # fmt: skip
+            code, yv, wv = K.FAMILY_CODES[fam.name], np.asarray(y, float), np.asarray(wt, float)
+            # (plus the deviance's part in y alone that the compiled PIRLS leaves out)
+            c0 = K.aic_minus_deviance(code, yv, mu0, wv, a1, a2, const) + K.deviance_shift(
+                code, K.LINK_CODES[fam.link.name], yv, wv
+            )
         return {
             "y": np.array(y, dtype=float, order="C"),
             "a1": a1,
