@@ -617,16 +617,31 @@ def test_small_models_fit_with_one_blas_thread(monkeypatch: pytest.MonkeyPatch) 
 
     from mixedmodels.linalg import threads
 
-    model = glmer_model("cbpp_laplace")
+    model = glmer_model("grouseticks_two")
     before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     with model._blas_threads():
         inside = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     assert inside and all(k == 1 for k in inside)
     after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     assert after == before
-    # larger dense blocks keep the BLAS threads (cbpp's is the 4 fixed effects)
-    monkeypatch.setattr(threads, "SMALL_DENSE_COLUMNS", model.n_fixef - 1)
+    # larger dense blocks keep the BLAS threads
+    monkeypatch.setattr(threads, "SMALL_DENSE_COLUMNS", 1)
     assert isinstance(model._blas_threads(), nullcontext)
+
+
+def test_one_term_models_below_openblas_thresholds_leave_the_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A one-term model's only BLAS calls are X'WX, X's and L_X: below OpenBLAS's own
+    thresholds for threads nothing is set; above them the small-model rule applies."""
+    from contextlib import nullcontext
+
+    from mixedmodels import glmm
+
+    model = glmer_model("cbpp_laplace")
+    assert isinstance(model._blas_threads(), nullcontext)
+    monkeypatch.setattr(glmm, "UNTHREADED_MATVEC", model.nobs)  # n (p + 1) > this now
+    assert not isinstance(model._blas_threads(), nullcontext)
 
 
 def test_binomial_constants_match_scipys_log_binomial_coefficients() -> None:

@@ -1143,6 +1143,48 @@ def aic_minus_deviance(fam, y, mu, wt, a1, a2, const):  # pragma: no cover - com
     return aic(fam, y, mu, wt, a1, a2, const, dev) - dev
 
 
+@_jit
+def response_start(fam, link, y, wt, ntr, offset, X, beta, with_beta):  # pragma: no cover
+    """For the binomial and Poisson families, in one call: the criterion's constant c0
+    (:func:`aic_minus_deviance` at the family's starting means bounded to [1e-3, 1 - 1e-3],
+    plus :func:`deviance_shift`) and, with ``with_beta``, the GLM's fixed effects from those
+    means (R's mustart: (m y + 1/2) / (m + 1) with m the trials, or the prior weights when
+    no row has more than one trial; y + 0.1) by :func:`glm_irls`, into ``beta``; the link
+    must be the canonical one then. Returns (c0, whether IRLS solved its normal equations).
+    """
+    n = y.shape[0]
+    mu = np.empty(n)
+    if fam == BINOMIAL:
+        many = False
+        for i in range(n):
+            if ntr[i] > 1:
+                many = True
+                break
+        mtr = ntr if many else wt
+        for i in range(n):
+            mu[i] = (mtr[i] * y[i] + 0.5) / (mtr[i] + 1.0)
+        a1, a2, const = binomial_constants(y, wt, mtr)
+    else:
+        for i in range(n):
+            mu[i] = y[i] + 0.1
+        a1 = np.zeros(n)
+        a2 = np.zeros(n)
+        const = 0.0
+        for i in range(n):
+            const += wt[i] * math.lgamma(y[i] + 1.0)
+    mu0 = np.empty(n)
+    for i in range(n):
+        m = max(mu[i], 1e-3)
+        mu0[i] = min(m, 1.0 - 1e-3) if fam == BINOMIAL else m
+    c0 = aic_minus_deviance(fam, y, mu0, wt, a1, a2, const) + deviance_shift(fam, link, y, wt)
+    if not with_beta or X.shape[1] == 0:
+        return c0, True
+    eta = np.empty(n)
+    for i in range(n):
+        eta[i] = math.log(mu[i] / (1.0 - mu[i])) if link == LOGIT else math.log(mu[i])
+    return c0, glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, 50)
+
+
 # -- the joint search over (theta, beta) in one compiled call ---------------------------------
 
 #: the number of entries of the data of :func:`laplace_search_point` (see

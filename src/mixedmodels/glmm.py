@@ -38,7 +38,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -52,7 +52,12 @@ from mixedmodels.families import Binomial, Family, get_family
 from mixedmodels.formula.design import ArrayLike, Design, build_design
 from mixedmodels.linalg.assemble import CrossProducts, Reweighter, TermData, column_scales
 from mixedmodels.linalg.cholesky import BlockedCholesky, ThetaLayout
-from mixedmodels.linalg.threads import is_small, single_blas_thread
+from mixedmodels.linalg.threads import (
+    UNTHREADED_MATVEC,
+    UNTHREADED_PRODUCT,
+    is_small,
+    single_blas_thread,
+)
 from mixedmodels.optim import OptSummary, minimize_theta, minimize_with_gradient
 
 __all__ = ["GeneralizedLinearMixedModel", "PirlsError", "glmer"]
@@ -65,6 +70,8 @@ class PirlsError(ModelSpecError):
 #: PIRLS iterations after which a settled deviance ends the iteration even if the steps stay
 #: large (separation)
 _DRIFT_ITERATIONS = 25
+#: the aic's per-row parts of the compiled data where the criterion does not need them
+_NO_ROWS = np.zeros(0)
 
 _PIRLS_MESSAGES = {
     1: "the penalized weighted least-squares system could not be factored",
@@ -552,53 +559,42 @@ class GeneralizedLinearMixedModel:
             "order": order,
             "rptr": rptr,
             **pattern,
-            **self._response_parts(),
+            **self._response_parts(start=True),
         }
 
-    def _response_parts(self) -> dict[str, Any]:
-        """The parts of the compiled criterion's data that depend on the response."""
+    def _response_parts(self, start: bool = False) -> dict[str, Any]:
+        """The parts of the compiled criterion's data that depend on the response; with
+        ``start`` (binomial and Poisson families with their canonical links) the GLM's fixed
+        effects too, from the same compiled call (cached for :meth:`initial_state`)."""
+        from mixedmodels import _glmm_kernels as K
+
         fam = self.family
         n = self.nobs
-        y, wt, ntr = self.design.y, self.prior_weights, self.trials
+        y = np.array(self.design.y, dtype=float, order="C")
+        wt = np.ascontiguousarray(self.prior_weights, dtype=float)
+        if fam.name in ("binomial", "poisson"):
+            # aic(y, mu) - deviance(y, mu) depends on y only for these families: the criterion
+            # is log|L_Z|^2 + penalized deviance + c0, and the parts of the aic are not needed
+            p = self.n_fixef
+            want = start and fam.canonical and p > 0 and "glm_start" not in self._cache
+            beta = np.zeros(p)
+            c0, ok = K.response_start(
+                K.FAMILY_CODES[fam.name], K.LINK_CODES[fam.link.name], y, wt,
+                np.ascontiguousarray(self.trials, dtype=float),
+                np.ascontiguousarray(self.offset, dtype=float), np.ascontiguousarray(self.design.X),
+                beta, np.bool_(want),
+            )  # fmt: skip
+            if want and ok:
+                self._cache["glm_start"] = _State(np.zeros(self.q), beta)
+            return {"y": y, "a1": _NO_ROWS, "a2": _NO_ROWS, "const": 0.0, "c0": float(c0)}
         a1 = np.zeros(n)
         a2 = np.zeros(n)
         const = 0.0
-        if fam.name == "binomial":
-            from mixedmodels import _glmm_kernels as K
-
-            mtr = ntr if (ntr > 1).any() else wt
-            a1, a2, const = K.binomial_constants(
-                np.ascontiguousarray(y, dtype=float), np.ascontiguousarray(wt, dtype=float),
-                np.ascontiguousarray(mtr, dtype=float),
-            )  # fmt: skip
-        elif fam.name == "poisson":
-            from scipy.special import gammaln
-
-            const = float(np.sum(wt * gammaln(y + 1)))
-        elif fam.name == "inverse.gaussian":
+        if fam.name == "inverse.gaussian":
             const = float(3 * np.sum(np.log(y) * wt))
         elif fam.name == "gaussian":
             const = float(np.sum(np.log(wt)))
-        # aic(y, mu) - deviance(y, mu) depends on y only for the binomial and Poisson families
-        c0 = 0.0
-        if fam.name in ("binomial", "poisson"):
-            from mixedmodels import _glmm_kernels as K
-
-            mu0 = np.maximum(self._mustart(), 1e-3)  # (np.clip's wrapper costs several times more)
-            if fam.name == "binomial":
-                mu0 = np.minimum(mu0, 1 - 1e-3)
-            code, yv, wv = K.FAMILY_CODES[fam.name], np.asarray(y, float), np.asarray(wt, float)
-            # (plus the deviance's part in y alone that the compiled PIRLS leaves out)
-            c0 = K.aic_minus_deviance(code, yv, mu0, wv, a1, a2, const) + K.deviance_shift(
-                code, K.LINK_CODES[fam.link.name], yv, wv
-            )
-        return {
-            "y": np.array(y, dtype=float, order="C"),
-            "a1": a1,
-            "a2": a2,
-            "const": const,
-            "c0": float(c0),
-        }
+        return {"y": y, "a1": a1, "a2": a2, "const": const, "c0": 0.0}
 
     def criterion(
         self, theta: np.ndarray, beta: np.ndarray | None, state: _State
@@ -774,6 +770,13 @@ class GeneralizedLinearMixedModel:
         """
         fd = self._fast()
         p = self.n_fixef
+        if fd is not None and fd["refs"].shape[0] == 1:
+            # one term: the compiled kernels' only BLAS calls are X'WX, X's and L_X, which
+            # OpenBLAS runs on one thread below its thresholds (setting the threads and back
+            # costs more than such a product)
+            cells = self.nobs * (p + 1)
+            if cells * (p + 1) < UNTHREADED_PRODUCT and cells < UNTHREADED_MATVEC:
+                return nullcontext()
         dense = self.q - fd["q1"] + p if fd is not None else self.q + p
         return single_blas_thread(is_small(dense, self.nobs * (p + 1)))
 

@@ -12,13 +12,25 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-__all__ = ["blas_controller", "is_small", "single_blas_thread"]
+__all__ = [
+    "UNTHREADED_MATVEC",
+    "UNTHREADED_PRODUCT",
+    "blas_controller",
+    "is_small",
+    "single_blas_thread",
+]
 
 #: a model is small (fitted with one BLAS thread) when its dense blocks have at most this many
 #: columns ...
 SMALL_DENSE_COLUMNS = 300
 #: ... and its model matrix, with the response, at most this many entries
 SMALL_CELLS = 5_000_000
+
+#: OpenBLAS multiplies on one thread anyway when a matrix product has fewer multiply-adds than
+#: this (m n k; its default threshold) ...
+UNTHREADED_PRODUCT = 262_144
+#: ... and a matrix-vector product fewer than this (m n)
+UNTHREADED_MATVEC = 9_216
 
 _CONTROLLER: list[Any] = []
 
