@@ -716,3 +716,36 @@ def test_compiled_deviance_less_its_response_part(family: str, link: str) -> Non
     # other links keep the full deviance
     other = {"binomial": "probit", "poisson": "sqrt"}[family]
     assert K.deviance_shift(fc, K.LINK_CODES[other], y, wt) == 0.0
+
+
+@pytest.mark.parametrize("name", ["cbpp_laplace", "cbpp_poisson_offset"])
+def test_mode_derivatives_match_differences_of_the_modes(name: str) -> None:
+    """d u / d(theta, z) of one scalar term (the first-order start of PIRLS at the Hessian's
+    points) against central differences of the modes, in coordinates with beta = beta0 + R z
+    for a triangular R."""
+    from mixedmodels import _glmm_kernels as K
+
+    model = glmer_model(name)
+    fit = fitted_glmer(name)
+    p = model.n_fixef
+    _, state = model.criterion(fit.theta, fit.beta, model.initial_state())
+    R = np.triu(np.full((p, p), 0.3)) + np.diag(np.linspace(0.5, 1.5, p))
+    beta0 = fit.beta - R @ np.linspace(-1, 1, p)
+    x = np.concatenate([fit.theta, np.linspace(-1, 1, p)])
+    data = model._search_data(beta0, R, state.u)
+    u = data[K.SEARCH_U]
+
+    def modes(z: np.ndarray) -> np.ndarray:
+        u[:] = state.u
+        assert np.isfinite(K.laplace_point(z, data, np.empty(z.size)))
+        return u.copy()
+
+    modes(x)
+    J = K.mode_derivatives(x, data)
+    assert J.shape == (model.q, x.size)
+    h = 1e-5
+    for k in range(x.size):
+        e = np.zeros(x.size)
+        e[k] = h
+        fd = (modes(x + e) - modes(x - e)) / (2 * h)
+        np.testing.assert_allclose(J[:, k], fd, rtol=1e-6, atol=1e-7)

@@ -1194,6 +1194,8 @@ GLMM_DATA_SIZE = 28
 #: where the modes PIRLS starts from (updated at each evaluation) and the fixed effects of the
 #: last point evaluated sit in that data
 SEARCH_U, SEARCH_BETA = 15, 27
+#: where the search's matrix R (beta = beta0 + R z) sits
+SEARCH_R = 25
 assert GLMM_DATA_SIZE != small_fit.LMM_DATA_SIZE  # the search tells the two apart by size
 
 
@@ -1238,20 +1240,93 @@ def laplace_search_point(x, data, grad):  # pragma: no cover - compiled (through
     return dev
 
 
-laplace_point = _jit(laplace_search_point)
+@_jit
+def laplace_point(x, data, grad):  # pragma: no cover - compiled
+    """:func:`laplace_search_point` as a kernel of its own. (Jitting that function itself would
+    give it the cache entry of the overload's compilation, which has no Python wrapper: a
+    call from Python could load that entry and crash.)"""
+    return small_fit.criterion_and_gradient(x, data, grad)
+
+
+@_jit
+def mode_derivatives(x, data):  # pragma: no cover - compiled
+    """For one scalar random-effects term: the derivatives of the modes u in the search's
+    coordinates x = (theta, z) (beta = beta0 + R z) at the point whose modes and beta the
+    data hold (the last point :func:`laplace_search_point` evaluated), one column per
+    coordinate.
+
+    The modes solve g_l = sum_(i in l) theta z_i s_i - u_l = 0 (s the scores, d s_i / d eta_i
+    = -w_i for a canonical link), so by the implicit function theorem du_l = dg_l / D_l with
+    D_l = 1 + theta^2 sum w_i z_i^2, dg_l/dtheta = sum z_i s_i - theta u_l sum w_i z_i^2 and
+    dg_l/dbeta_j = -theta sum w_i z_i x_ij.
+    """
+    fam, link, y, wt, offset, X, refs, zv, off = (data[0], data[1], data[2], data[3], data[4],
+                                                  data[5], data[6], data[7], data[8])  # fmt: skip
+    u, R, beta = data[SEARCH_U], data[SEARCH_R], data[SEARCH_BETA]
+    n = y.shape[0]
+    p = X.shape[1]
+    q = u.shape[0]
+    lam = np.empty(1)
+    lam[0] = x[0]
+    eta = np.empty(n)
+    mu = np.empty(n)
+    w = np.empty(n)
+    s = np.empty(n)
+    _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu)
+    _weights(fam, link, np.bool_(True), np.bool_(False), y, mu, eta, wt, w, s)
+    Jb = np.zeros((q, p))
+    J = np.zeros((q, 1 + p))
+    D = np.ones(q)
+    th = lam[0]
+    for i in range(n):
+        lv = refs[0, i]
+        z = zv[0, i]
+        wz = w[i] * z
+        D[lv] += th * th * z * wz
+        J[lv, 0] += z * s[i] - th * u[lv] * z * wz
+        for j in range(p):
+            Jb[lv, j] -= th * wz * X[i, j]
+    for lv in range(q):
+        J[lv, 0] /= D[lv]
+        for k in range(p):  # d/dz = d/dbeta R
+            acc = 0.0
+            for j in range(p):
+                acc += Jb[lv, j] * R[j, k]
+            J[lv, 1 + k] = acc / D[lv]
+    return J
 
 
 @_jit
 def laplace_gradients(points, data, u_start, values, grads):  # pragma: no cover - compiled
     """:func:`laplace_search_point` at each row of ``points`` (values and gradients into
     ``values`` and the rows of ``grads``; a gradient of NaN where PIRLS fails), PIRLS starting
-    each from the modes ``u_start``: the gradients that give the Hessian at the optimum."""
+    each from the modes ``u_start``: the gradients that give the Hessian at the optimum.
+
+    With one scalar term, PIRLS at the rows after the first starts from the first row's modes
+    moved to first order (:func:`mode_derivatives`): for the Hessian's small steps that start
+    is within rounding of the modes, and PIRLS stops after one step instead of two or three.
+    """
     u = data[SEARCH_U]
+    q = u.shape[0]
+    d = points.shape[1]
+    one_term = data[6].shape[0] == 1
+    J = np.empty((0, 0))
+    u0 = np.empty(0)
     for i in range(points.shape[0]):
-        for j in range(u.shape[0]):
-            u[j] = u_start[j]
+        if J.shape[0] == q and q > 0:
+            for j in range(q):
+                acc = u0[j]
+                for k in range(d):
+                    acc += J[j, k] * (points[i, k] - points[0, k])
+                u[j] = acc
+        else:
+            for j in range(q):
+                u[j] = u_start[j]
         f = laplace_point(points[i], data, grads[i])
         values[i] = f
         if not math.isfinite(f):
             for j in range(grads.shape[1]):
                 grads[i, j] = math.nan
+        elif i == 0 and one_term:
+            J = mode_derivatives(points[0], data)
+            u0 = u.copy()

@@ -933,12 +933,13 @@ class GeneralizedLinearMixedModel:
             )  # fmt: skip
             fd["_middle"] = (fd["c0"], fd["order"], fd["rptr"])
         u = np.array(u0, dtype=float)
+        R = np.ascontiguousarray(R, dtype=float)
         data = (
             *fd["_head"], u, np.empty_like(u), float(self.tol_pirls), float(self.tol_step),
             int(self.maxit_pirls), *fd["_middle"], nth, np.ascontiguousarray(beta0, dtype=float),
-            np.ascontiguousarray(R, dtype=float), np.empty(nth + p), np.empty(p),
+            R, np.empty(nth + p), np.empty(p),
         )  # fmt: skip
-        assert len(data) == K.GLMM_DATA_SIZE and data[K.SEARCH_U] is u
+        assert len(data) == K.GLMM_DATA_SIZE and data[K.SEARCH_U] is u and data[K.SEARCH_R] is R
         return data
 
     def gradients_at(self, points: np.ndarray, state: _State) -> tuple[np.ndarray, np.ndarray]:
