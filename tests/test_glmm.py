@@ -720,32 +720,41 @@ def test_compiled_deviance_less_its_response_part(family: str, link: str) -> Non
 
 @pytest.mark.parametrize("name", ["cbpp_laplace", "cbpp_poisson_offset"])
 def test_mode_derivatives_match_differences_of_the_modes(name: str) -> None:
-    """d u / d(theta, z) of one scalar term (the first-order start of PIRLS at the Hessian's
-    points) against central differences of the modes, in coordinates with beta = beta0 + R z
-    for a triangular R."""
+    """d u / d(theta, beta) of one scalar term, which the compiled criterion leaves in the
+    search's data for the first-order start of PIRLS at the next point, against central
+    differences of the modes."""
     from mixedmodels import _glmm_kernels as K
 
     model = glmer_model(name)
     fit = fitted_glmer(name)
     p = model.n_fixef
     _, state = model.criterion(fit.theta, fit.beta, model.initial_state())
-    R = np.triu(np.full((p, p), 0.3)) + np.diag(np.linspace(0.5, 1.5, p))
-    beta0 = fit.beta - R @ np.linspace(-1, 1, p)
-    x = np.concatenate([fit.theta, np.linspace(-1, 1, p)])
-    data = model._search_data(beta0, R, state.u)
-    u = data[K.SEARCH_U]
+    x = np.concatenate([fit.theta + 0.1, fit.beta + np.linspace(-0.2, 0.2, p)])
+    data = model._search_data(np.zeros(p), np.eye(p), state.u)
+    u, valid = data[K.SEARCH_U], data[K.SEARCH_VALID]
 
     def modes(z: np.ndarray) -> np.ndarray:
         u[:] = state.u
+        valid[0] = 0
         assert np.isfinite(K.laplace_point(z, data, np.empty(z.size)))
+        assert valid[0] == 1
         return u.copy()
 
     modes(x)
-    J = K.mode_derivatives(x, data)
+    J = data[K.SEARCH_J].copy()
     assert J.shape == (model.q, x.size)
+    np.testing.assert_array_equal(data[K.SEARCH_THETA], x[:1])
     h = 1e-5
     for k in range(x.size):
         e = np.zeros(x.size)
         e[k] = h
         fd = (modes(x + e) - modes(x - e)) / (2 * h)
         np.testing.assert_allclose(J[:, k], fd, rtol=1e-6, atol=1e-7)
+    # a model with two terms leaves none
+    two = glmer_model("grouseticks_two")
+    fit2 = fitted_glmer("grouseticks_two")
+    st2 = two.initial_state()
+    data2 = two._search_data(np.zeros(two.n_fixef), np.eye(two.n_fixef), st2.u)
+    x2 = np.concatenate([fit2.theta, fit2.beta])
+    assert np.isfinite(K.laplace_point(x2, data2, np.empty(x2.size)))
+    assert data2[K.SEARCH_J].size == 0 and data2[K.SEARCH_VALID][0] == 0

@@ -72,6 +72,8 @@ class PirlsError(ModelSpecError):
 _DRIFT_ITERATIONS = 25
 #: the aic's per-row parts of the compiled data where the criterion does not need them
 _NO_ROWS = np.zeros(0)
+#: no derivatives of the modes asked for (:func:`~mixedmodels._glmm_kernels.laplace_gradient`)
+_NO_DERIVATIVES = np.zeros((0, 0))
 
 _PIRLS_MESSAGES = {
     1: "the penalized weighted least-squares system could not be factored",
@@ -668,7 +670,7 @@ class GeneralizedLinearMixedModel:
             fd["fam"], fd["link"], fd["y"], fd["wt"], fd["offset"], fd["X"], fd["refs"],
             fd["zv"], np.asarray(theta, dtype=float), fd["off"], fd["q1"], fd["cptr"],
             fd["ccol"], fd["nu"], fd["pos"], fd["dense"], u, b, self.tol_pirls, self.tol_step,
-            self.maxit_pirls, fd["c0"], fd["order"], fd["rptr"], grad,
+            self.maxit_pirls, fd["c0"], fd["order"], fd["rptr"], grad, _NO_DERIVATIVES,
         )  # fmt: skip
         if status != K.STATUS_OK:
             raise PirlsError(_PIRLS_MESSAGES[status])
@@ -934,10 +936,12 @@ class GeneralizedLinearMixedModel:
             fd["_middle"] = (fd["c0"], fd["order"], fd["rptr"])
         u = np.array(u0, dtype=float)
         R = np.ascontiguousarray(R, dtype=float)
+        # the modes' derivatives, for the first-order start of PIRLS (one scalar term)
+        J = np.empty((u.size, nth + p)) if fd["refs"].shape[0] == 1 else _NO_DERIVATIVES
         data = (
             *fd["_head"], u, np.empty_like(u), float(self.tol_pirls), float(self.tol_step),
             int(self.maxit_pirls), *fd["_middle"], nth, np.ascontiguousarray(beta0, dtype=float),
-            R, np.empty(nth + p), np.empty(p),
+            R, np.empty(nth + p), np.empty(p), J, np.empty(nth), np.zeros(1, dtype=np.int64),
         )  # fmt: skip
         assert len(data) == K.GLMM_DATA_SIZE and data[K.SEARCH_U] is u and data[K.SEARCH_R] is R
         return data
