@@ -181,6 +181,38 @@ def test_fast_path_rank_deficient_columns():
     assert_same_design(d, _general(formula, df))
 
 
+@pytest.mark.parametrize(
+    ("formula", "checked"),
+    [
+        ("y ~ gs + (1 | g)", False),
+        ("y ~ 0 + gs + (1 | g)", False),
+        ("y ~ 1 + (1 | g)", False),
+        ("y ~ x + (1 | g)", True),
+        ("y ~ gs + x + (1 | g)", True),
+        ("y ~ gs + g + (1 | gi)", True),
+    ],
+)
+def test_rank_check_only_where_columns_can_be_dependent(formula, checked, monkeypatch):
+    """An intercept alone, or one factor's indicators (all its levels occur) with or without an
+    intercept, cannot be rank deficient: no rank check, and the general path's design; any
+    other fixed part is checked."""
+    df = _frame()
+    df = df[df["gs"] != "q"]  # a level of gs unused: dropped, the rest still independent
+    calls = []
+    real = design_module._rank_columns
+
+    def counted(X: np.ndarray) -> list[int]:
+        calls.append(X.shape)
+        return real(X)
+
+    monkeypatch.setattr(design_module, "_rank_columns", counted)
+    d = build_design(formula, df)
+    assert _uses_fast_path(monkeypatch, formula, df)
+    assert bool(calls) == checked
+    assert np.linalg.matrix_rank(d.X) == d.X.shape[1]
+    assert_same_design(d, _general(formula, df))
+
+
 def test_fast_path_sleepstudy(monkeypatch):
     df = mm.datasets.load("sleepstudy")
     formula = "Reaction ~ Days + (Days | Subject)"

@@ -1103,17 +1103,23 @@ def _fixed_part(
     rename: Mapping[str, str],
     *,
     finite: bool = False,
+    full_rank: bool = False,
 ) -> _FixedPart:
     """The fixed-effects matrix without its rank-deficient columns, with R's names
-    (``finite``: X_full is known to be finite, no check)."""
+    (``finite``: X_full is known to be finite, no check; ``full_rank``: its columns are known
+    to be independent, no rank check)."""
     if rename:
         names_full = [r_column_name(str(c), rename) for c in columns]
     else:
         names_full = list(_r_names(tuple(str(c) for c in columns)))
     if X_full.shape[1] and not finite:
         _check_finite_columns(X_full, False, names_full, "fixed-effects column {}")
-    keep = _rank_columns(X_full) if X_full.shape[1] else []
-    dropped = tuple(n for j, n in enumerate(names_full) if j not in keep)
+    if full_rank:
+        keep = list(range(X_full.shape[1]))
+        dropped: tuple[str, ...] = ()
+    else:
+        keep = _rank_columns(X_full) if X_full.shape[1] else []
+        dropped = tuple(n for j, n in enumerate(names_full) if j not in keep)
     messages = []
     if dropped:
         k = len(dropped)
@@ -1392,7 +1398,8 @@ def _fast_design(
     )
     # the columns used are finite (checked above): only products of them can overflow
     fixed = _fixed_part(X_full, fixed_spec.column_names, fixed_spec, {},
-                        finite=all(len(t) < 2 for t in fixed_spec.terms))  # fmt: skip
+                        finite=all(len(t) < 2 for t in fixed_spec.terms),
+                        full_rank=_independent_by_construction(fixed_spec))  # fmt: skip
 
     terms = []
     for t, eff, group in zip(spec.random, plan.effects, plan.groups, strict=True):
@@ -1427,6 +1434,16 @@ def _fast_design(
     )  # fmt: skip
 
 
+def _independent_by_construction(spec: NumericSpec) -> bool:
+    """Whether the columns of the fast path's fixed part are independent whatever the data:
+    an intercept alone, or one factor's indicators with or without an intercept (the fast path
+    keeps only the levels that occur, so each indicator has a row of its own)."""
+    rest = [t for t in spec.terms if t]
+    if not rest:
+        return len(spec.terms) == 1
+    return len(rest) == 1 and len(spec.factors) == 1 and rest[0] == (spec.factors[0][0],)
+
+
 def _fast_response(
     plan: _FastPlan, values: Any, numeric: Mapping[str, np.ndarray], factor_response: bool
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -1435,16 +1452,14 @@ def _fast_response(
     if plan.cbind is not None:
         succ, fail = (_arithmetic(a, lambda name: np.asarray(numeric[name], dtype=float))
                       for a in plan.cbind)  # fmt: skip
-        if succ is None or fail is None:
+        if succ is None or fail is None or succ.shape != fail.shape:
             return None
         # what the general path rejects (non-finite or negative counts) or warns about
         # (non-integer counts) is left to it; the rest needs no further check
-        both = np.concatenate([succ, fail])
-        if not (np.isfinite(both).all() and both.min(initial=0.0) >= 0):
-            return None
-        if np.abs(both - np.round(both)).max(initial=0.0) > 1e-3:
-            return None
-        return _proportions(succ, fail)
+        from mixedmodels.linalg.kernels import binomial_counts
+
+        y, trials = np.empty(succ.shape), np.empty(succ.shape)
+        return (y, trials) if binomial_counts(succ, fail, y, trials) else None
     num = _plain_numeric_values(values)
     if num is not None:
         return np.array(num, dtype=float), None

@@ -7,8 +7,9 @@ rank updates ``L[k, j] -= L[k, i] @ L[j, i].T`` of the left-looking block factor
 (Bates et al. 2015, section 3.2; MixedModels.jl's ``rankUpdate!``).
 
 It also holds the compiled passes over the rows (a term's cross-products, the rank check of
-the fixed effects, the column scales) and the small dense helpers of the Hessian checks. The
-module is imported lazily, so that ``import mixedmodels`` does not import numba.
+the fixed effects, the column scales, binomial counts) and the small dense helpers of the
+Hessian checks. The module is imported lazily, so that ``import mixedmodels`` does not import
+numba.
 """
 
 from __future__ import annotations
@@ -315,6 +316,26 @@ def rms_nonzero(z):  # pragma: no cover - compiled
         if cnt:
             out[j] = math.sqrt(acc / cnt)
     return out
+
+
+@_jit
+def binomial_counts(succ, fail, y, trials):  # pragma: no cover - compiled
+    """The proportion of successes (0 where there are no trials) and the number of trials of
+    counts into ``y`` and ``trials``; False (nothing written) unless every count is finite,
+    nonnegative and within 1e-3 of an integer (the rest is left to the general path)."""
+    n = succ.shape[0]
+    for i in range(n):
+        a = succ[i]
+        b = fail[i]
+        if not (math.isfinite(a) and math.isfinite(b)) or a < 0.0 or b < 0.0:
+            return False
+        if abs(a - np.rint(a)) > 1e-3 or abs(b - np.rint(b)) > 1e-3:
+            return False
+    for i in range(n):
+        t = succ[i] + fail[i]
+        trials[i] = t
+        y[i] = succ[i] / t if t > 0 else 0.0
+    return True
 
 
 @_jit
