@@ -486,8 +486,7 @@ def _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu):  
     n = y.shape[0]
     p = beta.shape[0]
     K = refs.shape[0]
-    logit = fam == BINOMIAL and link == LOGIT
-    log = fam == POISSON and link == LOG
+    shifted = _shifted(fam, link)
     d = 0.0
     for i in range(n):
         e = offset[i]
@@ -496,25 +495,31 @@ def _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu):  
         for k in range(K):
             e += lam[k] * zv[k, i] * u[off[k] + refs[k, i]]
         eta[i] = e
-        if logit and abs(e) <= _THRESH:
-            a = math.exp(-abs(e))  # mu as _expit computes it
-            mu[i] = 1.0 / (1.0 + a) if e >= 0 else a / (1.0 + a)
-            d += 2.0 * wt[i] * (max(e, 0.0) + math.log1p(a) - y[i] * e)
-            continue
-        if log:
-            m = math.exp(e)
-            if m >= _EPS:
-                mu[i] = m
-                d += 2.0 * wt[i] * (m - y[i] * e)
-                continue
-        m = linkinv(link, e)
+        m, di = _mean_and_deviance(fam, link, shifted, e, y[i], wt[i])
         mu[i] = m
-        d += dev_resid(fam, y[i], m, wt[i])
-        if logit or log:
-            d -= dev_constant(fam, y[i], wt[i])
+        d += di
     for j in range(u.shape[0]):
         d += u[j] * u[j]
     return d
+
+
+@_jit
+def _mean_and_deviance(fam, link, shifted, e, y, wt):  # pragma: no cover - compiled
+    """The mean at the linear predictor e and the deviance residual, less its part in y alone
+    where ``shifted`` (see :func:`_trial`)."""
+    if shifted and link == LOGIT and abs(e) <= _THRESH:
+        a = math.exp(-abs(e))  # mu as _expit computes it
+        m = 1.0 / (1.0 + a) if e >= 0 else a / (1.0 + a)
+        return m, 2.0 * wt * (max(e, 0.0) + math.log1p(a) - y * e)
+    if shifted and link == LOG:
+        m = math.exp(e)
+        if m >= _EPS:
+            return m, 2.0 * wt * (m - y * e)
+    m = linkinv(link, e)
+    d = dev_resid(fam, y, m, wt)
+    if shifted:
+        d -= dev_constant(fam, y, wt)
+    return m, d
 
 
 @_jit
@@ -1033,9 +1038,13 @@ def glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, maxit):  # pragma: no c
     z = np.empty(n)
     w = np.empty(n)
     dev_old = math.inf
-    for _ in range(maxit):
+    # the deviance as PIRLS computes it (:func:`_trial`), with its part in y alone added back
+    shifted = _shifted(fam, link)
+    dev0 = deviance_shift(fam, link, y, wt)
+    for it in range(maxit):
         for i in range(n):
-            d1 = mu_eta(link, eta[i])
+            # (d mu / d eta from mu after the first step, where mu = linkinv(eta))
+            d1 = mu_eta(link, eta[i]) if it == 0 else mu_eta_at(link, eta[i], mu[i])
             w[i] = wt[i] * d1 * d1 / variance(fam, mu[i])
             z[i] = eta[i] - offset[i] + (y[i] - mu[i]) / d1
         G = np.zeros((p, p))
@@ -1068,14 +1077,14 @@ def glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, maxit):  # pragma: no c
         _cholesky_solve(G, beta, p)
         for a in range(p):
             beta[a] /= d[a]
-        dev = 0.0
+        dev = dev0
         for i in range(n):
             e = offset[i]
             for a in range(p):
                 e += X[i, a] * beta[a]
             eta[i] = e
-            mu[i] = linkinv(link, e)
-            dev += dev_resid(fam, y[i], mu[i], wt[i])
+            mu[i], di = _mean_and_deviance(fam, link, shifted, e, y[i], wt[i])
+            dev += di
         if abs(dev - dev_old) < 1e-10 * (abs(dev) + 0.1):
             break
         dev_old = dev

@@ -80,8 +80,10 @@ class RandomTerm:
     effect_names: tuple[str, ...]
     effects_spec: Any
 
-    @property
+    @functools.cached_property
     def nlevels(self) -> int:
+        # (remembered: the length of a pandas Index of strings costs a few microseconds, and a
+        # fit asks for it several times; the levels cannot change)
         return len(self.levels)
 
     @property
