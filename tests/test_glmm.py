@@ -758,3 +758,18 @@ def test_mode_derivatives_match_differences_of_the_modes(name: str) -> None:
     x2 = np.concatenate([fit2.theta, fit2.beta])
     assert np.isfinite(K.laplace_point(x2, data2, np.empty(x2.size)))
     assert data2[K.SEARCH_J].size == 0 and data2[K.SEARCH_VALID][0] == 0
+
+
+@pytest.mark.parametrize("name", ["cbpp_laplace", "cbpp_poisson_offset", "grouseticks_two"])
+def test_joint_start_in_one_call_matches_its_parts(name: str) -> None:
+    """PIRLS with beta at theta0 and the search's units of beta from the factor it ends with
+    (one compiled call) are those of the criterion and of L_X^-T from the fixed effects'
+    factor at the modes reached."""
+    model = glmer_model(name)
+    theta0, _ = model.initial_theta()
+    st, R = model._joint_start(theta0)
+    _, ref = model.criterion(theta0, None, model.initial_state())
+    np.testing.assert_array_equal(st.u, ref.u)
+    np.testing.assert_array_equal(st.beta, ref.beta)
+    np.testing.assert_allclose(R, model._beta_transform(theta0, ref), rtol=1e-10, atol=1e-13)
+    np.testing.assert_array_equal(R, np.triu(R))

@@ -661,6 +661,22 @@ def pirls(
 
 
 @_jit
+def _lower_inverse_transposed(E, o, RX):  # pragma: no cover - compiled
+    """RX = L^-T for the lower-triangular L = E[o:, o:] (p x p, p = RX's size)."""
+    p = RX.shape[0]
+    for a in range(p):
+        for b in range(p):
+            RX[a, b] = 0.0
+    for c in range(p):  # column c of L^-1 is row c of RX
+        RX[c, c] = 1.0 / E[o + c, o + c]
+        for a in range(c + 1, p):
+            acc = 0.0
+            for b in range(c, a):
+                acc -= E[o + a, o + b] * RX[c, b]
+            RX[c, a] = acc / E[o + a, o + a]
+
+
+@_jit
 def laplace(
     fam,
     link,
@@ -689,11 +705,15 @@ def laplace(
     a2,
     const,
     c0,
+    RX,
 ):  # pragma: no cover - compiled
     """lme4's Laplace criterion log|L_Z|^2 + ||u||^2 + aic(y, mu) after PIRLS.
 
     For the binomial and Poisson families aic(y, mu) = deviance(y, mu) + c0 with c0 depending
-    on y only, so the criterion is log|L_Z|^2 + penalized deviance + c0.
+    on y only, so the criterion is log|L_Z|^2 + penalized deviance + c0. With beta updated in
+    PIRLS (``upd``) and a p x p ``RX``, RX receives L_X^-T, L_X the fixed effects' block of
+    the factor PIRLS ends with (at the working weights of the modes; R R' is the unscaled
+    covariance of beta).
     """
     n = y.shape[0]
     q = u.shape[0]
@@ -735,6 +755,9 @@ def laplace(
     )
     if status != STATUS_OK:
         return status, math.inf
+    p = X.shape[1]
+    if upd and p > 0 and RX.shape[0] == p:
+        _lower_inverse_transposed(E, m - p, RX)
     if fam == BINOMIAL or fam == POISSON:
         return STATUS_OK, logdet + pdev + c0
     uu = 0.0
@@ -1138,6 +1161,7 @@ def optimum_state(
     status, dev = laplace(
         fam, link, canonical, y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu, pos,
         dense, u, beta, np.bool_(False), tol, tol_step, maxit, a1, a2, const, c0,
+        np.empty((0, 0)),
     )  # fmt: skip
     if status != STATUS_OK:
         return status, dev, False

@@ -72,8 +72,8 @@ class PirlsError(ModelSpecError):
 _DRIFT_ITERATIONS = 25
 #: the aic's per-row parts of the compiled data where the criterion does not need them
 _NO_ROWS = np.zeros(0)
-#: no derivatives of the modes asked for (:func:`~mixedmodels._glmm_kernels.laplace_gradient`)
-_NO_DERIVATIVES = np.zeros((0, 0))
+#: no matrix asked for from a compiled kernel (the derivatives of the modes, L_X^-T)
+_NO_MATRIX = np.zeros((0, 0))
 
 _PIRLS_MESSAGES = {
     1: "the penalized weighted least-squares system could not be factored",
@@ -629,7 +629,7 @@ class GeneralizedLinearMixedModel:
                 fd["fam"], fd["link"], fd["canonical"], fd["y"], fd["wt"], fd["offset"], fd["X"],
                 fd["refs"], fd["zv"], lam, fd["off"], fd["q1"], fd["cptr"], fd["ccol"], fd["nu"],
                 fd["pos"], fd["dense"], u, b, upd, self.tol_pirls, self.tol_step, self.maxit_pirls,
-                fd["a1"], fd["a2"], fd["const"], fd["c0"],
+                fd["a1"], fd["a2"], fd["const"], fd["c0"], _NO_MATRIX,
             )  # fmt: skip
         if status != K.STATUS_OK:
             raise PirlsError(_PIRLS_MESSAGES[status])
@@ -670,7 +670,7 @@ class GeneralizedLinearMixedModel:
             fd["fam"], fd["link"], fd["y"], fd["wt"], fd["offset"], fd["X"], fd["refs"],
             fd["zv"], np.asarray(theta, dtype=float), fd["off"], fd["q1"], fd["cptr"],
             fd["ccol"], fd["nu"], fd["pos"], fd["dense"], u, b, self.tol_pirls, self.tol_step,
-            self.maxit_pirls, fd["c0"], fd["order"], fd["rptr"], grad, _NO_DERIVATIVES,
+            self.maxit_pirls, fd["c0"], fd["order"], fd["rptr"], grad, _NO_MATRIX,
         )  # fmt: skip
         if status != K.STATUS_OK:
             raise PirlsError(_PIRLS_MESSAGES[status])
@@ -815,10 +815,10 @@ class GeneralizedLinearMixedModel:
                 start = (np.asarray(beta0, dtype=float), se)
             else:
                 try:
-                    # PIRLS with beta at theta0 (compiled), and the scale of each beta
-                    _, st0 = self.criterion(theta0, None, self.initial_state())
+                    # PIRLS with beta at theta0, and the scale of each beta
+                    st0, R0 = self._joint_start(theta0)
                     counts["stage1"] = 1
-                    start = (st0.beta, self._beta_transform(theta0, st0))
+                    start = (st0.beta, R0)
                     u0 = st0.u  # the modes at the search's first point
                 except PirlsError:
                     start = None
@@ -937,7 +937,7 @@ class GeneralizedLinearMixedModel:
         u = np.array(u0, dtype=float)
         R = np.ascontiguousarray(R, dtype=float)
         # the modes' derivatives, for the first-order start of PIRLS (one scalar term)
-        J = np.empty((u.size, nth + p)) if fd["refs"].shape[0] == 1 else _NO_DERIVATIVES
+        J = np.empty((u.size, nth + p)) if fd["refs"].shape[0] == 1 else _NO_MATRIX
         data = (
             *fd["_head"], u, np.empty_like(u), float(self.tol_pirls), float(self.tol_step),
             int(self.maxit_pirls), *fd["_middle"], nth, np.ascontiguousarray(beta0, dtype=float),
@@ -1048,6 +1048,30 @@ class GeneralizedLinearMixedModel:
 
         opt = minimize_theta(bar.wrap(f2), x0, lower2, initial_step=step2)
         return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
+
+    def _joint_start(self, theta: np.ndarray) -> tuple[_State, np.ndarray]:
+        """PIRLS with beta from the GLM start at theta, and :meth:`_beta_transform` there: in
+        one compiled call where the compiled criterion applies (R from the factor PIRLS ends
+        with, at the working weights of the modes reached)."""
+        fd = self._fast()
+        state = self.initial_state()
+        p = self.n_fixef
+        if fd is None or self.nAGQ > 1 or p == 0:
+            _, st = self.criterion(theta, None, state)
+            return st, self._beta_transform(theta, st)
+        from mixedmodels import _glmm_kernels as K
+
+        u, b = state.u, state.beta  # (copies)
+        R = np.empty((p, p))
+        status, _ = K.laplace(
+            fd["fam"], fd["link"], fd["canonical"], fd["y"], fd["wt"], fd["offset"], fd["X"],
+            fd["refs"], fd["zv"], np.asarray(theta, dtype=float), fd["off"], fd["q1"], fd["cptr"],
+            fd["ccol"], fd["nu"], fd["pos"], fd["dense"], u, b, np.bool_(True), self.tol_pirls,
+            self.tol_step, self.maxit_pirls, fd["a1"], fd["a2"], fd["const"], fd["c0"], R,
+        )  # fmt: skip
+        if status != K.STATUS_OK:
+            raise PirlsError(_PIRLS_MESSAGES[status])
+        return _State(u, b), R
 
     def _beta_transform(self, theta: np.ndarray, state: _State) -> np.ndarray:
         """:meth:`_rx_transform` of the factor at the working weights of ``state``: the search
