@@ -773,3 +773,16 @@ def test_joint_start_in_one_call_matches_its_parts(name: str) -> None:
     np.testing.assert_array_equal(st.beta, ref.beta)
     np.testing.assert_allclose(R, model._beta_transform(theta0, ref), rtol=1e-10, atol=1e-13)
     np.testing.assert_array_equal(R, np.triu(R))
+
+
+def test_level_order_is_a_stable_sort_by_level() -> None:
+    from mixedmodels import _glmm_kernels as K
+
+    rng = np.random.default_rng(5)
+    refs = rng.integers(0, 7, 200).astype(np.int64)
+    refs[refs == 3] = 4  # a level without rows
+    order, rptr = K.level_order(refs, 8)
+    np.testing.assert_array_equal(order, np.argsort(refs, kind="stable"))
+    np.testing.assert_array_equal(
+        rptr, np.concatenate([[0], np.cumsum(np.bincount(refs, minlength=8))])
+    )

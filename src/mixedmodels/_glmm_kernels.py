@@ -172,6 +172,17 @@ def mu_eta2(link, eta):  # pragma: no cover - compiled
     return 0.75 / eta**2.5
 
 
+@_jit
+def _mu_eta2_at(link, eta, mu):  # pragma: no cover - compiled
+    """d^2 mu / d eta^2 given mu = linkinv(eta) too (no exponential for the logit and log links
+    where the inverse link is not bounded)."""
+    if link == LOGIT and abs(eta) <= _THRESH:
+        return mu * (1.0 - mu) * (1.0 - 2.0 * mu)
+    if link == LOG and mu > _EPS:
+        return mu
+    return mu_eta2(link, eta)
+
+
 # -- families --------------------------------------------------------------------------------
 @_jit
 def variance(fam, mu):  # pragma: no cover - compiled
@@ -1029,7 +1040,7 @@ def laplace_gradient(
                 h += vk * gk
             h += v0 * g0
             grad[0] += 2.0 * w[i] * zv[0, i] * g0
-            ti = wt[i] * mu_eta2(link, eta[i]) * h
+            ti = wt[i] * _mu_eta2_at(link, eta[i], mu[i]) * h
             t[i] = ti
             rho[lv] += ti * v0
             for k in range(1, K):
@@ -1205,6 +1216,25 @@ def aic_minus_deviance(fam, y, mu, wt, a1, a2, const):  # pragma: no cover - com
     for i in range(y.shape[0]):
         dev += dev_resid(fam, y[i], mu[i], wt[i])
     return aic(fam, y, mu, wt, a1, a2, const, dev) - dev
+
+
+@_jit
+def level_order(refs0, q1):  # pragma: no cover - compiled
+    """The rows level by level (a stable counting sort of the first term's level codes) and
+    where each level's rows start in that order (q1 + 1 pointers)."""
+    n = refs0.shape[0]
+    rptr = np.zeros(q1 + 1, dtype=np.int64)
+    for i in range(n):
+        rptr[refs0[i] + 1] += 1
+    for lv in range(q1):
+        rptr[lv + 1] += rptr[lv]
+    fill = rptr[:q1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        lv = refs0[i]
+        order[fill[lv]] = i
+        fill[lv] += 1
+    return order, rptr
 
 
 @_jit

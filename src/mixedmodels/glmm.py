@@ -544,9 +544,7 @@ class GeneralizedLinearMixedModel:
             zv[k] = 1.0 if t.z is None else t.z[0]
         off = np.array([0, *itertools.accumulate(t.nlevels for t in terms)], dtype=np.int64)
         pattern = _schur_pattern(refs, off, self.n_fixef)
-        order = refs[0].argsort(kind="stable").astype(np.int64, copy=False)
-        rptr = np.zeros(q1 + 1, dtype=np.int64)
-        np.bincount(refs[0], minlength=q1).cumsum(out=rptr[1:])
+        order, rptr = K.level_order(refs[0], int(q1))
         return {
             "fam": K.FAMILY_CODES[fam.name],
             "link": K.LINK_CODES[fam.link.name],
