@@ -868,10 +868,8 @@ class GeneralizedLinearMixedModel:
         # criterion's curvature in theta grows like the number of levels). On VerbAgg,
         # grouseticks and cbpp this halves the evaluations (36 -> 17, 30 -> 16, 16 -> 9).
         R = se0 if se0.ndim == 2 else np.diag(np.maximum(se0, 1e-4))
-        nlev = np.ones(nth)
-        offsets = self.layout.offsets
-        for k, t in enumerate(self.design.terms):
-            nlev[offsets[k] : offsets[k + 1]] = t.nlevels
+        nlev = [float(t.nlevels) for t, s in zip(self.terms_data, self.layout.sizes, strict=True)
+                for _ in range(s * (s + 1) // 2)]  # fmt: skip
         theta_unit = np.maximum(np.abs(theta0), step / 0.75) / np.sqrt(nlev)
 
         def to_x(z: np.ndarray) -> np.ndarray:
@@ -899,7 +897,7 @@ class GeneralizedLinearMixedModel:
             grad = np.concatenate([gz[:nth], gb])
         path = np.asarray(optz.theta_path, dtype=float)
         opt = optz.updated(
-            initial=to_x(optz.initial),
+            initial=np.concatenate([theta0, beta0]),  # (z0's fixed effects are 0)
             final=to_x(optz.final),
             theta_path=_beta_columns_back(path, nth, beta0, R),
             gradient=grad,

@@ -109,14 +109,15 @@ class GlmerResult(_MixedResult):
         beta = np.asarray(beta, dtype=float)
         dev, state, mu, L_X = model.state_at(theta, beta, start)
         p = model.n_fixef
-        Ts = model.layout.templates(theta)
         u_list, b_list = [], []
         k = 0
-        for j, t in enumerate(model.design.terms):
-            q = t.n_ranef
+        scalar = all(s == 1 for s in model.layout.sizes)  # b = theta u, term by term
+        Ts = [] if scalar else model.layout.templates(theta)
+        for j, t in enumerate(model.terms_data):
+            q = t.nlevels * t.n_effects
             uj = state.u[k : k + q].reshape(t.nlevels, t.n_effects)
             u_list.append(uj)
-            b_list.append(uj @ Ts[j].T)
+            b_list.append(uj * theta[j] if scalar else uj @ Ts[j].T)
             k += q
         scale = _dispersion(model, mu, state.u)
         if p:
