@@ -768,12 +768,50 @@ def test_joint_start_in_one_call_matches_its_parts(name: str) -> None:
     factor at the modes reached."""
     model = glmer_model(name)
     theta0, _ = model.initial_theta()
-    st, R = model._joint_start(theta0)
+    st, R, start = model._joint_start(theta0)
     _, ref = model.criterion(theta0, None, model.initial_state())
     np.testing.assert_array_equal(st.u, ref.u)
     np.testing.assert_array_equal(st.beta, ref.beta)
     np.testing.assert_allclose(R, model._beta_transform(theta0, ref), rtol=1e-10, atol=1e-13)
     np.testing.assert_array_equal(R, np.triu(R))
+    np.testing.assert_array_equal(start, theta0)
+    # one EM step (one scalar term only): theta^2 (||u||^2 + sum 1 / D) / q, D the diagonal of
+    # the random effects' block of the penalized system at the modes
+    st2, R2, em = model._joint_start(theta0, refine=True)
+    np.testing.assert_array_equal(st2.u, st.u)
+    np.testing.assert_array_equal(R2, R)
+    if len(model.terms_data) > 1:
+        np.testing.assert_array_equal(em, theta0)
+        return
+    t = model.terms_data[0]
+    eta = model._eta(model.layout.templates(theta0), st.u, st.beta)
+    fam = model.family
+    mu = fam.linkinv(eta)
+    w = model.prior_weights * fam.mu_eta(eta) ** 2 / fam.variance(mu)
+    z = np.ones(model.nobs) if t.z is None else t.z[0]
+    D = 1 + theta0[0] ** 2 * np.bincount(t.refs, weights=w * z * z, minlength=t.nlevels)
+    expected = theta0[0] * np.sqrt((np.sum(st.u**2) + np.sum(1 / D)) / t.nlevels)
+    assert em[0] == pytest.approx(expected, rel=1e-10)
+    assert 0 < em[0] < theta0[0]  # toward the optimum (0.64 for cbpp, 0.49 Poisson)
+
+
+def test_glmer_starts_its_search_one_em_step_from_theta0(cbpp: pd.DataFrame) -> None:
+    """A fit without a start begins the joint search one EM step from theta0 (fewer
+    evaluations, the same optimum); a given start is kept."""
+    model = glmer_model("cbpp_laplace")
+    theta0, step = model.initial_theta()
+    plain = model.optimize(theta0, step)
+    refined = model.optimize(theta0, step, refine_start=True)
+    assert refined.opt.initial[0] < theta0[0]
+    assert refined.opt.feval < plain.opt.feval
+    assert refined.opt.fmin == pytest.approx(plain.opt.fmin, rel=1e-10)
+    np.testing.assert_allclose(refined.theta, plain.theta, rtol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        given = model.fit(start=[0.9])
+        free = model.fit()
+    assert given.optinfo.initial[0] == 0.9
+    assert free.optinfo.initial[0] == pytest.approx(refined.opt.initial[0], rel=1e-12)
 
 
 def test_level_order_is_a_stable_sort_by_level() -> None:

@@ -717,6 +717,7 @@ def laplace(
     const,
     c0,
     RX,
+    EM,
 ):  # pragma: no cover - compiled
     """lme4's Laplace criterion log|L_Z|^2 + ||u||^2 + aic(y, mu) after PIRLS.
 
@@ -724,7 +725,9 @@ def laplace(
     on y only, so the criterion is log|L_Z|^2 + penalized deviance + c0. With beta updated in
     PIRLS (``upd``) and a p x p ``RX``, RX receives L_X^-T, L_X the fixed effects' block of
     the factor PIRLS ends with (at the working weights of the modes; R R' is the unscaled
-    covariance of beta).
+    covariance of beta). With one scalar term and a one-entry ``EM``, EM receives theta after
+    one EM step, theta sqrt((||u||^2 + sum_l 1 / D_l) / q) with D_l = 1 + theta^2 sum w z^2:
+    the variance of the random effects' modes plus their conditional variances, averaged.
     """
     n = y.shape[0]
     q = u.shape[0]
@@ -769,6 +772,13 @@ def laplace(
     p = X.shape[1]
     if upd and p > 0 and RX.shape[0] == p:
         _lower_inverse_transposed(E, m - p, RX)
+    if EM.shape[0] == 1 and refs.shape[0] == 1 and q1 > 0:
+        acc = 0.0
+        for j in range(q):
+            acc += u[j] * u[j]
+        for lv in range(q1):
+            acc += 1.0 / (D1[lv] * D1[lv])
+        EM[0] = abs(lam[0]) * math.sqrt(acc / q1)
     if fam == BINOMIAL or fam == POISSON:
         return STATUS_OK, logdet + pdev + c0
     uu = 0.0
@@ -1172,7 +1182,7 @@ def optimum_state(
     status, dev = laplace(
         fam, link, canonical, y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu, pos,
         dense, u, beta, np.bool_(False), tol, tol_step, maxit, a1, a2, const, c0,
-        np.empty((0, 0)),
+        np.empty((0, 0)), np.empty(0),
     )  # fmt: skip
     if status != STATUS_OK:
         return status, dev, False

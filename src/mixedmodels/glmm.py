@@ -627,7 +627,7 @@ class GeneralizedLinearMixedModel:
                 fd["fam"], fd["link"], fd["canonical"], fd["y"], fd["wt"], fd["offset"], fd["X"],
                 fd["refs"], fd["zv"], lam, fd["off"], fd["q1"], fd["cptr"], fd["ccol"], fd["nu"],
                 fd["pos"], fd["dense"], u, b, upd, self.tol_pirls, self.tol_step, self.maxit_pirls,
-                fd["a1"], fd["a2"], fd["const"], fd["c0"], _NO_MATRIX,
+                fd["a1"], fd["a2"], fd["const"], fd["c0"], _NO_MATRIX, _NO_ROWS,
             )  # fmt: skip
         if status != K.STATUS_OK:
             raise PirlsError(_PIRLS_MESSAGES[status])
@@ -740,7 +740,7 @@ class GeneralizedLinearMixedModel:
             theta0 = np.asarray(start, dtype=float)
         with self._blas_threads():
             with FitProgress("glmer", progress) as bar:
-                found = self.optimize(theta0, step, progress=bar)
+                found = self.optimize(theta0, step, progress=bar, refine_start=start is None)
             theta_hat, beta_hat, opt, counts = found.theta, found.beta, found.opt, found.counts
             if not math.isfinite(opt.fmin):
                 raise PirlsError(
@@ -788,9 +788,12 @@ class GeneralizedLinearMixedModel:
         beta0: np.ndarray | None = None,
         se0: np.ndarray | None = None,
         progress: FitProgress | None = None,
+        refine_start: bool = False,
     ) -> Optimum:
         """Optimize the criterion from theta0 (``step``: the natural size of each theta;
-        ``progress``: counts the evaluations and shows them on long fits).
+        ``progress``: counts the evaluations and shows them on long fits; ``refine_start``:
+        the joint search may start from theta0 moved by one EM step, see
+        :meth:`_joint_start`).
 
         Where the exact gradient is available (:attr:`has_gradient`) the Laplace criterion is
         minimized jointly over (theta, beta) by L-BFGS-B, started at theta0 and the fixed
@@ -808,20 +811,22 @@ class GeneralizedLinearMixedModel:
         if self.has_gradient:
             start: tuple[np.ndarray, np.ndarray] | None = None
             u0 = None
+            theta_s = theta0  # where the joint search starts
             if beta0 is not None:
                 se = np.ones(p) if se0 is None else np.asarray(se0, dtype=float)
                 start = (np.asarray(beta0, dtype=float), se)
             else:
                 try:
                     # PIRLS with beta at theta0, and the scale of each beta
-                    st0, R0 = self._joint_start(theta0)
+                    st0, R0, theta_s = self._joint_start(theta0, refine_start)
                     counts["stage1"] = 1
                     start = (st0.beta, R0)
-                    u0 = st0.u  # the modes at the search's first point
+                    u0 = st0.u  # the modes PIRLS starts from at the search's first point
                 except PirlsError:
                     start = None
             if start is not None:
-                done = self._optimize_gradient(theta0, start[0], start[1], step, counts, bar, u0=u0)
+                beta_s, R_s = start
+                done = self._optimize_gradient(theta_s, beta_s, R_s, step, counts, bar, u0=u0)
                 if done is not None:
                     return done
         return self._optimize_two_stage(theta0, step, beta0, se0, counts, bar)
@@ -1045,29 +1050,37 @@ class GeneralizedLinearMixedModel:
         opt = minimize_theta(bar.wrap(f2), x0, lower2, initial_step=step2)
         return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
 
-    def _joint_start(self, theta: np.ndarray) -> tuple[_State, np.ndarray]:
-        """PIRLS with beta from the GLM start at theta, and :meth:`_beta_transform` there: in
+    def _joint_start(
+        self, theta: np.ndarray, refine: bool = False
+    ) -> tuple[_State, np.ndarray, np.ndarray]:
+        """PIRLS with beta from the GLM start at theta, :meth:`_beta_transform` there, and the
+        search's starting theta: ``theta``, or with ``refine`` and one scalar term theta after
+        one EM step from the modes reached (their variance plus their conditional variances;
+        cbpp's 1 -> 0.76 against an optimum of 0.64, which saves two of ten evaluations). In
         one compiled call where the compiled criterion applies (R from the factor PIRLS ends
         with, at the working weights of the modes reached)."""
         fd = self._fast()
         state = self.initial_state()
         p = self.n_fixef
+        theta = np.asarray(theta, dtype=float)
         if fd is None or self.nAGQ > 1 or p == 0:
             _, st = self.criterion(theta, None, state)
-            return st, self._beta_transform(theta, st)
+            return st, self._beta_transform(theta, st), theta
         from mixedmodels import _glmm_kernels as K
 
         u, b = state.u, state.beta  # (copies)
         R = np.empty((p, p))
+        em = np.empty(1 if refine and fd["refs"].shape[0] == 1 else 0)
         status, _ = K.laplace(
             fd["fam"], fd["link"], fd["canonical"], fd["y"], fd["wt"], fd["offset"], fd["X"],
-            fd["refs"], fd["zv"], np.asarray(theta, dtype=float), fd["off"], fd["q1"], fd["cptr"],
-            fd["ccol"], fd["nu"], fd["pos"], fd["dense"], u, b, np.bool_(True), self.tol_pirls,
-            self.tol_step, self.maxit_pirls, fd["a1"], fd["a2"], fd["const"], fd["c0"], R,
+            fd["refs"], fd["zv"], theta, fd["off"], fd["q1"], fd["cptr"], fd["ccol"], fd["nu"],
+            fd["pos"], fd["dense"], u, b, np.bool_(True), self.tol_pirls, self.tol_step,
+            self.maxit_pirls, fd["a1"], fd["a2"], fd["const"], fd["c0"], R, em,
         )  # fmt: skip
         if status != K.STATUS_OK:
             raise PirlsError(_PIRLS_MESSAGES[status])
-        return _State(u, b), R
+        start = em if em.size and math.isfinite(em[0]) and em[0] > 0 else theta
+        return _State(u, b), R, start
 
     def _beta_transform(self, theta: np.ndarray, state: _State) -> np.ndarray:
         """:meth:`_rx_transform` of the factor at the working weights of ``state``: the search
