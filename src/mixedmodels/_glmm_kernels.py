@@ -23,7 +23,7 @@ from numba import types
 from numba.extending import overload
 
 from mixedmodels.linalg import small_fit
-from mixedmodels.linalg.lmm_kernels import _cholesky_solve
+from mixedmodels.linalg.lmm_kernels import _cholesky_solve, _level_factor_inverse
 
 # family codes
 BINOMIAL, POISSON, GAMMA, INVERSE_GAUSSIAN, GAUSSIAN = 0, 1, 2, 3, 4
@@ -675,16 +675,11 @@ def pirls(
 def _lower_inverse_transposed(E, o, RX):  # pragma: no cover - compiled
     """RX = L^-T for the lower-triangular L = E[o:, o:] (p x p, p = RX's size)."""
     p = RX.shape[0]
+    Li = np.empty((p, p))
+    _level_factor_inverse(np.ascontiguousarray(E[o:, o:]).reshape(1, p, p), 0, Li)
     for a in range(p):
         for b in range(p):
-            RX[a, b] = 0.0
-    for c in range(p):  # column c of L^-1 is row c of RX
-        RX[c, c] = 1.0 / E[o + c, o + c]
-        for a in range(c + 1, p):
-            acc = 0.0
-            for b in range(c, a):
-                acc -= E[o + a, o + b] * RX[c, b]
-            RX[c, a] = acc / E[o + a, o + a]
+            RX[a, b] = Li[b, a]
 
 
 @_jit
@@ -1004,14 +999,8 @@ def laplace_gradient(
     # S^-1 from its Cholesky factor (left in E)
     Sinv = np.zeros((m, m))
     if m > 0:
-        Linv = np.zeros((m, m))
-        for c in range(m):
-            Linv[c, c] = 1.0 / E[c, c]
-            for a in range(c + 1, m):
-                acc = 0.0
-                for b in range(c, a):
-                    acc -= E[a, b] * Linv[b, c]
-                Linv[a, c] = acc / E[a, a]
+        Linv = np.empty((m, m))
+        _level_factor_inverse(E.reshape(1, m, m), 0, Linv)
         Sinv = np.dot(Linv.T.copy(), Linv)
     rho = np.zeros(q)
     t = np.empty(n)
@@ -1390,6 +1379,19 @@ _laplace_point = _jit(laplace_search_point)
 
 
 @_jit
+def _copy_point(u, J, beta, theta, u_to, J_to, beta_to, theta_to):  # pragma: no cover
+    """Copy a point's modes, their derivatives, beta and theta into the second four arrays."""
+    for j in range(u.shape[0]):
+        u_to[j] = u[j]
+        for k in range(J.shape[1]):
+            J_to[j, k] = J[j, k]
+    for j in range(beta.shape[0]):
+        beta_to[j] = beta[j]
+    for k in range(theta.shape[0]):
+        theta_to[k] = theta[k]
+
+
+@_jit
 def laplace_gradients(points, data, u_start, values, grads):  # pragma: no cover - compiled
     """:func:`laplace_search_point` at each row of ``points`` (values and gradients into
     ``values`` and the rows of ``grads``; a gradient of NaN where PIRLS fails), PIRLS starting
@@ -1412,14 +1414,7 @@ def laplace_gradients(points, data, u_start, values, grads):  # pragma: no cover
     ok0 = False
     for i in range(points.shape[0]):
         if ok0:  # the first row's modes, their derivatives and that row's parameters
-            for j in range(q):
-                u[j] = u0[j]
-                for k in range(J.shape[1]):
-                    J[j, k] = J0[j, k]
-            for j in range(p):
-                beta[j] = b0[j]
-            for k in range(nth):
-                thlast[k] = t0[k]
+            _copy_point(u0, J0, b0, t0, u, J, beta, thlast)
             valid[0] = 1
         else:
             for j in range(q):
@@ -1432,11 +1427,4 @@ def laplace_gradients(points, data, u_start, values, grads):  # pragma: no cover
                 grads[i, j] = math.nan
         elif i == 0 and valid[0] == 1:
             ok0 = True
-            for j in range(q):
-                u0[j] = u[j]
-                for k in range(J.shape[1]):
-                    J0[j, k] = J[j, k]
-            for j in range(p):
-                b0[j] = beta[j]
-            for k in range(nth):
-                t0[k] = thlast[k]
+            _copy_point(u, J, beta, thlast, u0, J0, b0, t0)
