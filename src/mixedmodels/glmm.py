@@ -173,14 +173,10 @@ class GeneralizedLinearMixedModel:
             prior = prior * trials
         else:
             trials = np.ones(n)
-        # a cbind() response's counts were checked (and warned about) with the design
-        family.check(
-            design.y,
-            trials,
-            prior,
-            design.response_name,
-            warn_non_integer=design.trials is None,
-        )
+        # a cbind() response's counts were checked (and warned about) with the design, and
+        # its proportions lie in [0, 1]: nothing left to check
+        if design.trials is None:
+            family.check(design.y, trials, prior, design.response_name)
         if not family.established:
             warnings.warn(
                 f"the {family.name} family is fitted with lme4's Laplace criterion, whose accuracy "
