@@ -693,7 +693,10 @@ class GeneralizedLinearMixedModel:
         models, :meth:`~mixedmodels.linalg.cholesky.ThetaLayout.scaled_start`)."""
         start = self._cache.get("initial")
         if start is None:
-            start = self.layout.scaled_start(column_scales(self.terms_data))
+            if all(t.z is None for t in self.terms_data):  # intercepts: every scale is 1
+                start = self.layout.unit_start()
+            else:
+                start = self.layout.scaled_start(column_scales(self.terms_data))
             self._cache["initial"] = start
         return start[0].copy(), start[1].copy()
 

@@ -211,3 +211,16 @@ def test_diagonal_positions_are_where_is_diagonal_is_true():
     for sizes in [(1,), (2,), (2, 1, 3), (4, 4)]:
         layout = ThetaLayout(sizes)
         assert layout.diagonal_positions() == tuple(np.flatnonzero(layout.is_diagonal()))
+
+
+@pytest.mark.parametrize("sizes", [(1,), (2, 1), (3, 1, 2)])
+def test_unit_start_is_the_scaled_start_with_unit_scales(sizes: tuple[int, ...]) -> None:
+    from mixedmodels.linalg.cholesky import ThetaLayout
+
+    layout = ThetaLayout(sizes)
+    theta, step = layout.unit_start()
+    ref = layout.scaled_start([np.ones(s) for s in sizes])
+    np.testing.assert_array_equal(theta, ref[0])
+    np.testing.assert_array_equal(step, ref[1])
+    assert not theta.flags.writeable and not step.flags.writeable
+    assert layout.unit_start()[0] is theta  # made once per sizes

@@ -100,6 +100,11 @@ class ThetaLayout:
         inv = 1.0 / np.concatenate(scales).astype(float, copy=False)[row]
         return np.where(diagonal, inv, 0.0), np.where(diagonal, 0.75, 1.0) * inv
 
+    def unit_start(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`scaled_start` with every column's scale 1 (intercepts, indicator columns):
+        read-only arrays, made once per template sizes."""
+        return _unit_start(self.sizes)
+
     def names(self, terms: Sequence[Any]) -> list[str]:
         """lme4's names for theta, e.g. ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``
         (``terms``: the design's random-effects terms)."""
@@ -158,6 +163,14 @@ def _entries(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray
         np.where(is_diag, 0.0, -np.inf),
         np.concatenate(row) if row else np.zeros(0, dtype=np.intp),
     )
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_start(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    out = ThetaLayout(sizes).scaled_start([np.ones(s) for s in sizes])
     for a in out:
         a.flags.writeable = False
     return out
