@@ -851,7 +851,7 @@ class GeneralizedLinearMixedModel:
         nth = self.ntheta
         p = self.n_fixef
         first_u = np.zeros(self.q) if u0 is None else np.array(u0, dtype=float)
-        state_box = [_State(first_u, np.asarray(beta0, dtype=float).copy())]
+        state_box: list[_State] = []
 
         def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
             counts["stage2"] += 1
@@ -883,22 +883,26 @@ class GeneralizedLinearMixedModel:
             dev, g = fg(to_x(z))
             return dev, np.concatenate([g[:nth], R.T @ g[nth:]])
 
-        z0 = np.concatenate([theta0, np.zeros(p)])
-        lower = np.concatenate([self.lower_bounds, np.full(p, -np.inf)])
-        zscale = np.concatenate([theta_unit, np.ones(p)])
+        z0 = np.zeros(nth + p)
+        z0[:nth] = theta0
+        lower = np.full(nth + p, -np.inf)
+        lower[:nth] = self.lower_bounds
+        zscale = np.ones(nth + p)
+        zscale[:nth] = theta_unit
         if self._compiled_search():
             optz, last = self._search_compiled(z0, lower, zscale, beta0, R, first_u)
             counts["stage2"] += optz.feval
-            state_box[0] = last
+            state_box.append(last)
         else:
+            state_box.append(_State(first_u, beta0.copy()))
             optz = minimize_with_gradient(bar.wrap(fgz), z0, lower, zscale)
         if optz.return_code < 0 or not math.isfinite(optz.fmin):
             return None
         grad = None
         if optz.gradient is not None:  # back to (theta, beta): g_beta = R^-T g_z
-            gz = np.asarray(optz.gradient, dtype=float)
-            gb = _upper_transposed_solve(R, gz[nth:]) if p else gz[nth:]
-            grad = np.concatenate([gz[:nth], gb])
+            grad = np.array(optz.gradient, dtype=float)
+            if p:
+                grad[nth:] = _upper_transposed_solve(R, grad[nth:])
         path = np.asarray(optz.theta_path, dtype=float)
         opt = optz.updated(
             initial=np.concatenate([theta0, beta0]),  # (z0's fixed effects are 0)
