@@ -660,7 +660,10 @@ def forward_difference_points(x: np.ndarray, step: np.ndarray) -> np.ndarray:
     """The points whose gradients give the Hessian by forward differences: x, then x with
     its i-th component moved up by ``step[i]``, one row each."""
     x = np.asarray(x, dtype=float)
-    return np.vstack([x, x + np.diag(np.asarray(step, dtype=float))])
+    d = x.size
+    points = np.tile(x, (d + 1, 1))
+    points.ravel()[d :: d + 1] += np.asarray(step, dtype=float)  # entry (i + 1, i)
+    return points
 
 
 def hessian_from_forward_gradients(

@@ -136,18 +136,11 @@ class GlmerResult(_MixedResult):
         if check_convergence and model.nAGQ >= 1 and nth + p <= 60:
             x = np.concatenate([theta, beta])
             start = state
-
-            def f(z: np.ndarray) -> float:
-                try:
-                    return model.criterion(z[:nth], z[nth:], start)[0]
-                except PirlsError:
-                    return math.inf
-
             # steps in the units of each parameter: relative for theta (in the units of its
             # column) and a fraction of a standard error for beta; forward differences of the
             # exact gradient need smaller steps than central ones (or differences of values)
             _, theta_scale = model.initial_theta()
-            se_unscaled = np.sqrt(np.diag(vcov_rx) / scale) if p else np.zeros(0)
+            se_unscaled = np.sqrt(vcov_rx.diagonal() / scale) if p else np.zeros(0)
             rel_theta, rel_beta = (1e-5, 1e-5) if model.has_gradient else (1e-4, 1e-3)
             steps = np.concatenate(
                 [rel_theta * np.maximum(np.abs(theta), theta_scale), rel_beta * se_unscaled]
@@ -168,6 +161,13 @@ class GlmerResult(_MixedResult):
                 lower = np.concatenate([model.lower_bounds, np.full(p, -np.inf)])
                 grad, H = hessian_from_gradient(fg, x, lower, steps, central=False)
             else:
+
+                def f(z: np.ndarray) -> float:
+                    try:
+                        return model.criterion(z[:nth], z[nth:], start)[0]
+                    except PirlsError:
+                        return math.inf
+
                 lower = np.concatenate([model.lower_bounds, np.full(p, -np.inf)])
                 grad, H = finite_difference_derivatives(f, x, lower, hessian=True, step=steps)
             hessian = H
