@@ -221,6 +221,13 @@ def test_compiled_glm_start_and_fixed_factor_match_python(
         m.setattr(K, "glm_irls", lambda *args: False)
         slow = model._glm_beta()
     np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+    # the GLM start made with the criterion's constant (binomial and Poisson, canonical links)
+    other = glmer_model(name)
+    other._fast()
+    if "glm_start" in other._cache:
+        np.testing.assert_allclose(other._cache["glm_start"].beta, fast, rtol=1e-10, atol=1e-13)
+    elif other.family.name in ("binomial", "poisson") and other.family.canonical:
+        raise AssertionError("the compiled data should have made the GLM start")
     # L_X at lme4's estimates and the modes there: compiled and blocked factorizations
     par = _values(c["tight"]["par"])
     nth = model.ntheta

@@ -1059,9 +1059,10 @@ def laplace_gradient(
 
 
 @_jit
-def glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, maxit):  # pragma: no cover - compiled
+def glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, maxit, dev0):  # pragma: no cover
     """IRLS for the fixed effects alone (the GLM without random effects), from eta and
-    mu = linkinv(eta) (R's mustart), into ``beta``. Each step solves the weighted normal
+    mu = linkinv(eta) (R's mustart), into ``beta`` (``dev0``: :func:`deviance_shift` of the
+    response). Each step solves the weighted normal
     equations of X with unit-norm columns by a Cholesky factor; returns False when they are
     ill-conditioned (a pivot of the equilibrated factor below 1e-6) or singular, for the
     caller to solve the steps by least squares instead. Stops when the deviance changes by
@@ -1073,7 +1074,6 @@ def glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, maxit):  # pragma: no c
     dev_old = math.inf
     # the deviance as PIRLS computes it (:func:`_trial`), with its part in y alone added back
     shifted = _shifted(fam, link)
-    dev0 = deviance_shift(fam, link, y, wt)
     for it in range(maxit):
         for i in range(n):
             # (d mu / d eta from mu after the first step, where mu = linkinv(eta))
@@ -1269,13 +1269,14 @@ def response_start(fam, link, y, wt, ntr, offset, X, beta, with_beta):  # pragma
     for i in range(n):
         m = max(mu[i], 1e-3)
         mu0[i] = min(m, 1.0 - 1e-3) if fam == BINOMIAL else m
-    c0 = aic_minus_deviance(fam, y, mu0, wt, a1, a2, const) + deviance_shift(fam, link, y, wt)
+    dev0 = deviance_shift(fam, link, y, wt)
+    c0 = aic_minus_deviance(fam, y, mu0, wt, a1, a2, const) + dev0
     if not with_beta or X.shape[1] == 0:
         return c0, True
     eta = np.empty(n)
     for i in range(n):
         eta[i] = math.log(mu[i] / (1.0 - mu[i])) if link == LOGIT else math.log(mu[i])
-    return c0, glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, 50)
+    return c0, glm_irls(fam, link, y, wt, offset, X, eta, mu, beta, 50, dev0)
 
 
 # -- the joint search over (theta, beta) in one compiled call ---------------------------------

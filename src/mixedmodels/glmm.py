@@ -336,10 +336,12 @@ class GeneralizedLinearMixedModel:
 
         if fam.name in K.FAMILY_CODES and fam.link.name in K.LINK_CODES:
             beta = np.zeros(X.shape[1])
+            code, link = K.FAMILY_CODES[fam.name], K.LINK_CODES[fam.link.name]
+            yv, wv = np.asarray(y, float), np.asarray(wt, float)
             if K.glm_irls(
-                K.FAMILY_CODES[fam.name], K.LINK_CODES[fam.link.name], np.asarray(y, float),
-                np.asarray(wt, float), np.asarray(self.offset, float), np.ascontiguousarray(X),
+                code, link, yv, wv, np.asarray(self.offset, float), np.ascontiguousarray(X),
                 np.array(eta, dtype=float), np.array(mu, dtype=float), beta, 50,
+                K.deviance_shift(code, link, yv, wv),
             ):  # fmt: skip
                 return beta
         # the same iteration in Python, with least-squares steps where the normal equations
