@@ -306,6 +306,42 @@ def test_gradients_in_one_call_match_the_criterion_gradient(name: str) -> None:
         np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["cbpp_laplace", "cbpp_poisson_offset", "grouseticks_two"])
+def test_state_and_hessian_gradients_in_one_call_match_their_parts(name: str) -> None:
+    """The state at an optimum and the gradients at the forward-difference points (one
+    compiled call) are state_at's criterion, modes, means and (L_X L_X')^-1, the steps made
+    from them, and gradients_at's gradients at those points."""
+    from mixedmodels.linalg.lmm_kernels import cholesky_inverse
+    from mixedmodels.optim import forward_difference_points
+
+    model = glmer_model(name)
+    fit = fitted_glmer(name)
+    p = model.n_fixef
+    _, start = model.criterion(fit.theta, fit.beta, model.initial_state())
+    x = np.concatenate([fit.theta, fit.beta])
+    size = np.array([0.3] * model.ntheta)
+    before = start.u.copy()
+    found = model.optimum_gradients(x, start, size, 1e-5)
+    assert found is not None
+    dev, st, mu, cov, steps, grads = found
+    np.testing.assert_array_equal(start.u, before)  # the start is not modified
+    ref_dev, ref_st, ref_mu, L_X = model.state_at(fit.theta, fit.beta, start)
+    assert dev == ref_dev
+    np.testing.assert_array_equal(st.u, ref_st.u)
+    np.testing.assert_array_equal(st.beta, fit.beta)
+    np.testing.assert_array_equal(mu, ref_mu)
+    np.testing.assert_allclose(cov, cholesky_inverse(L_X, p), rtol=1e-14)
+    ref_steps = np.concatenate(
+        [1e-5 * np.maximum(np.abs(fit.theta), size), 1e-5 * np.sqrt(np.diag(cov))]
+    )
+    np.testing.assert_array_equal(steps, ref_steps)
+    values, ref_grads = model.gradients_at(forward_difference_points(x, steps), start)
+    assert values[0] == dev
+    np.testing.assert_allclose(grads, ref_grads, rtol=1e-9, atol=1e-9)
+    # PIRLS failing at the optimum: no state, and the fit's own path takes over
+    assert model.optimum_gradients(np.full(x.size, np.nan), start, size, 1e-5) is None
+
+
 def test_vector_valued_terms_use_the_python_path() -> None:
     assert glmer_model("verbagg_slope")._fast() is None
 
@@ -725,6 +761,18 @@ def test_compiled_deviance_less_its_response_part(family: str, link: str) -> Non
     assert K.deviance_shift(fc, K.LINK_CODES[other], y, wt) == 0.0
 
 
+def _laplace_gradients(
+    points: np.ndarray, data: tuple, u: np.ndarray, values: np.ndarray, grads: np.ndarray
+) -> None:
+    """The compiled criterion and gradient at given points (no state at an optimum asked)."""
+    from mixedmodels import _glmm_kernels as K
+
+    none, no_matrix = np.zeros(0), np.zeros((0, 0))
+    K.laplace_gradients(
+        points, data, u, values, grads, none, 0.0, 0.0, none, none, no_matrix, no_matrix
+    )
+
+
 @pytest.mark.parametrize("name", ["cbpp_laplace", "cbpp_poisson_offset"])
 def test_mode_derivatives_match_differences_of_the_modes(name: str) -> None:
     """d u / d(theta, beta) of one scalar term, which the compiled criterion leaves in the
@@ -742,7 +790,7 @@ def test_mode_derivatives_match_differences_of_the_modes(name: str) -> None:
 
     def modes(z: np.ndarray) -> np.ndarray:  # (the criterion at one point, from state.u)
         values = np.empty(1)
-        K.laplace_gradients(z[None, :].copy(), data, state.u, values, np.empty((1, z.size)))
+        _laplace_gradients(z[None, :].copy(), data, state.u, values, np.empty((1, z.size)))
         assert np.isfinite(values[0]) and valid[0] == 1
         return u.copy()
 
@@ -763,7 +811,7 @@ def test_mode_derivatives_match_differences_of_the_modes(name: str) -> None:
     data2 = two._search_data(np.zeros(two.n_fixef), np.eye(two.n_fixef), st2.u)
     x2 = np.concatenate([fit2.theta, fit2.beta])
     values = np.empty(1)
-    K.laplace_gradients(x2[None, :], data2, st2.u, values, np.empty((1, x2.size)))
+    _laplace_gradients(x2[None, :], data2, st2.u, values, np.empty((1, x2.size)))
     assert np.isfinite(values[0])
     assert data2[K.SEARCH_J].size == 0 and data2[K.SEARCH_VALID][0] == 0
 

@@ -23,7 +23,11 @@ from numba import types
 from numba.extending import overload
 
 from mixedmodels.linalg import small_fit
-from mixedmodels.linalg.lmm_kernels import _cholesky_solve, _level_factor_inverse
+from mixedmodels.linalg.lmm_kernels import (
+    _cholesky_solve,
+    _level_factor_inverse,
+    cholesky_inverse,
+)
 
 # family codes
 BINOMIAL, POISSON, GAMMA, INVERSE_GAUSSIAN, GAUSSIAN = 0, 1, 2, 3, 4
@@ -1393,13 +1397,25 @@ def _copy_point(u, J, beta, theta, u_to, J_to, beta_to, theta_to):  # pragma: no
 
 
 @_jit
-def laplace_gradients(points, data, u_start, values, grads):  # pragma: no cover - compiled
+def laplace_gradients(
+    points, data, u_start, values, grads, steps, rel_theta, rel_beta, u_opt, mu, LX, cov
+):  # pragma: no cover - compiled  # fmt: skip
     """:func:`laplace_search_point` at each row of ``points`` (values and gradients into
     ``values`` and the rows of ``grads``; a gradient of NaN where PIRLS fails), PIRLS starting
     each from the modes ``u_start`` (those of the first row): the gradients that give the
     Hessian at the optimum. With one scalar term the rows after the first start from the first
     row's modes moved to first order: for the Hessian's small steps within rounding of the
-    modes, and PIRLS stops after one step instead of two or three."""
+    modes, and PIRLS stops after one step instead of two or three.
+
+    With ``steps`` of the points' width, the first row is an optimum and the rows after it are
+    made here, from its state: its modes go to ``u_opt``, its means to ``mu``, the fixed
+    effects' block of the factor with X to ``LX`` (:func:`factor_x`) and cov = (L_X L_X')^-1
+    (beta's unscaled covariance); ``steps`` holds theta's typical sizes on entry and the
+    forward-difference steps on return, rel_theta max(|theta|, size) and rel_beta times the
+    square root of cov's diagonal; row r + 1 is the first row moved by steps[r] in its r-th
+    entry. Returns False when the first row fails or L_X cannot be formed (the rows after it
+    are then not evaluated), True otherwise.
+    """
     u = data[SEARCH_U]
     beta = data[SEARCH_BETA]
     J = data[SEARCH_J]
@@ -1408,6 +1424,8 @@ def laplace_gradients(points, data, u_start, values, grads):  # pragma: no cover
     q = u.shape[0]
     p = beta.shape[0]
     nth = thlast.shape[0]
+    d = points.shape[1]
+    derive = steps.shape[0] == d and d > 0
     J0 = np.empty(J.shape)
     u0 = np.empty(q)
     b0 = np.empty(p)
@@ -1429,3 +1447,46 @@ def laplace_gradients(points, data, u_start, values, grads):  # pragma: no cover
         elif i == 0 and valid[0] == 1:
             ok0 = True
             _copy_point(u, J, beta, thlast, u0, J0, b0, t0)
+        if i == 0 and derive:
+            if not math.isfinite(f) or not _optimum_steps(
+                points, data, steps, rel_theta, rel_beta, u_opt, mu, LX, cov
+            ):
+                return False
+    return True
+
+
+@_jit
+def _optimum_steps(
+    points, data, steps, rel_theta, rel_beta, u_opt, mu, LX, cov
+):  # pragma: no cover
+    """The state at the first row of ``points`` just evaluated (its modes and beta in
+    ``data``) and the Hessian's rows after it (see :func:`laplace_gradients`)."""
+    (fam, link, y, wt, offset, X, refs, zv, off, q1, cptr, ccol, nu, pos, dense, u, _ubak, _tol,
+     _tol_step, _maxit, _c0, _order, _rptr, nth, _beta0, _R, _gfull, beta, _J, _thlast,
+     _valid) = data  # fmt: skip
+    p = beta.shape[0]
+    d = points.shape[1]
+    for j in range(u.shape[0]):
+        u_opt[j] = u[j]
+    lam = np.ascontiguousarray(points[0, :nth])
+    eta = np.empty(y.shape[0])
+    _trial(fam, link, y, wt, offset, X, beta, refs, zv, lam, off, u, eta, mu)
+    if p > 0:
+        if not factor_x(
+            fam, link, y, wt, offset, X, refs, zv, lam, off, q1, cptr, ccol, nu, pos, dense, u,
+            beta, LX,
+        ):  # fmt: skip
+            return False
+        C = cholesky_inverse(LX, p)
+        for a in range(p):
+            for b in range(p):
+                cov[a, b] = C[a, b]
+    for k in range(nth):
+        steps[k] = rel_theta * max(abs(points[0, k]), steps[k])
+    for j in range(p):
+        steps[nth + j] = rel_beta * math.sqrt(cov[j, j])
+    for r in range(1, points.shape[0]):
+        for k in range(d):
+            points[r, k] = points[0, k]
+        points[r, r - 1] += steps[r - 1]
+    return True

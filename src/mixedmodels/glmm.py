@@ -34,6 +34,7 @@ optimizes theta with beta estimated inside PIRLS; for nAGQ >= 1 stage 2 then opt
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -74,6 +75,15 @@ _DRIFT_ITERATIONS = 25
 _NO_ROWS = np.zeros(0)
 #: no matrix asked for from a compiled kernel (the derivatives of the modes, L_X^-T)
 _NO_MATRIX = np.zeros((0, 0))
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_units(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """beta0 = 0 and R = I of size p: the search's units of beta that leave beta as it is, for
+    the compiled criterion at given points (shared; the kernels only read them, and they stay
+    writable so that the kernels' signatures are those of the search's own arrays)."""
+    return np.zeros(p), np.eye(p)
+
 
 _PIRLS_MESSAGES = {
     1: "the penalized weighted least-squares system could not be factored",
@@ -960,11 +970,49 @@ class GeneralizedLinearMixedModel:
 
         p = self.n_fixef
         points = np.ascontiguousarray(points, dtype=float)
-        data = self._search_data(np.zeros(p), np.eye(p), state.u)
+        data = self._search_data(*_plain_units(p), state.u)
         values = np.empty(points.shape[0])
         grads = np.empty(points.shape)
-        K.laplace_gradients(points, data, np.asarray(state.u, dtype=float), values, grads)
+        K.laplace_gradients(
+            points, data, np.asarray(state.u, dtype=float), values, grads, _NO_ROWS, 0.0, 0.0,
+            _NO_ROWS, _NO_ROWS, _NO_MATRIX, _NO_MATRIX,
+        )  # fmt: skip
         return values, grads
+
+    def optimum_gradients(
+        self, x: np.ndarray, start: _State, theta_size: np.ndarray, rel: float
+    ) -> tuple[float, _State, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The state at an optimum x = (theta, beta) and the gradients that give the Hessian
+        there by forward differences, in one compiled call (a model of
+        :meth:`_compiled_search`): PIRLS from the modes of ``start`` at x, then at x moved
+        by each step in turn, the steps rel max(|theta|, ``theta_size``) and rel times the
+        unscaled standard errors of beta from the factor at x.
+
+        Returns (criterion, state, means, unscaled covariance of beta from the factor
+        (:meth:`fixed_factor`'s (L_X L_X')^-1), steps, gradients at x and at each moved point,
+        one row each), or None when PIRLS fails at x or the factor cannot be formed.
+        """
+        from mixedmodels import _glmm_kernels as K
+
+        p = self.n_fixef
+        d = x.size
+        points = np.empty((d + 1, d))
+        points[0] = x
+        data = self._search_data(*_plain_units(p), start.u)
+        values = np.empty(d + 1)
+        grads = np.empty((d + 1, d))
+        steps = np.empty(d)
+        steps[: d - p] = theta_size
+        u = np.empty(self.q)
+        mu = np.empty(self.nobs)
+        LX = np.zeros((p, p))
+        cov = np.empty((p, p))
+        if not K.laplace_gradients(
+            points, data, np.asarray(start.u, dtype=float), values, grads, steps, rel, rel, u,
+            mu, LX, cov,
+        ):  # fmt: skip
+            return None
+        return float(values[0]), _State(u, points[0, d - p :].copy()), mu, cov, steps, grads
 
     def _search_compiled(
         self,

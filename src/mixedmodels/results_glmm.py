@@ -107,8 +107,31 @@ class GlmerResult(_MixedResult):
     ) -> GlmerResult:
         theta = np.asarray(theta, dtype=float)
         beta = np.asarray(beta, dtype=float)
-        dev, state, mu, L_X = model.state_at(theta, beta, start)
         p = model.n_fixef
+        nth = model.ntheta
+        hessian_wanted = check_convergence and model.nAGQ >= 1 and nth + p <= 60
+        # steps in the units of each parameter: relative for theta (in the units of its column)
+        # and a fraction of a standard error for beta; forward differences of the exact
+        # gradient need smaller steps than central ones (or differences of values)
+        rel_theta, rel_beta = (1e-5, 1e-5) if model.has_gradient else (1e-4, 1e-3)
+        fused = None
+        if hessian_wanted and model.has_gradient and model._compiled_search():
+            # the state at the optimum and the Hessian's gradients in one compiled call
+            first = start if start is not None else model.initial_state()
+            _, theta_scale = model.initial_theta()
+            fused = model.optimum_gradients(
+                np.concatenate([theta, beta]), first, theta_scale, rel_theta
+            )
+        if fused is not None:
+            dev, state, mu, cov_rx, steps, G = fused
+        else:
+            dev, state, mu, L_X = model.state_at(theta, beta, start)
+            cov_rx = np.zeros((0, 0))
+            if p:
+                # (L_X L_X')^-1, compiled: LAPACK's wrappers cost more than a few-by-few inverse
+                from mixedmodels.linalg.lmm_kernels import cholesky_inverse
+
+                cov_rx = cholesky_inverse(np.ascontiguousarray(L_X, dtype=float), p)
         u_list, b_list = [], []
         k = 0
         scalar = all(s == 1 for s in model.layout.sizes)  # b = theta u, term by term
@@ -120,33 +143,25 @@ class GlmerResult(_MixedResult):
             b_list.append(uj * theta[j] if scalar else uj @ Ts[j].T)
             k += q
         scale = _dispersion(model, mu, state.u)
-        if p:
-            # (L_X L_X')^-1, compiled: LAPACK's wrappers cost more than a few-by-few inverse
-            from mixedmodels.linalg.lmm_kernels import cholesky_inverse
-
-            vcov_rx = scale * cholesky_inverse(np.ascontiguousarray(L_X, dtype=float), p)
-        else:
-            vcov_rx = np.zeros((0, 0))
+        vcov_rx = scale * cov_rx if p else np.zeros((0, 0))
         values = theta.tolist()
         singular = min([values[i] for i in model.layout.diagonal_positions()], default=1.0) < 1e-4
         conv: list[str] = list(opt.warnings)
         hessian = None
         vcov = vcov_rx
-        nth = model.ntheta
-        if check_convergence and model.nAGQ >= 1 and nth + p <= 60:
-            x = np.concatenate([theta, beta])
-            start = state
-            # steps in the units of each parameter: relative for theta (in the units of its
-            # column) and a fraction of a standard error for beta; forward differences of the
-            # exact gradient need smaller steps than central ones (or differences of values)
-            _, theta_scale = model.initial_theta()
-            se_unscaled = np.sqrt(vcov_rx.diagonal() / scale) if p else np.zeros(0)
-            rel_theta, rel_beta = (1e-5, 1e-5) if model.has_gradient else (1e-4, 1e-3)
-            steps = np.concatenate(
-                [rel_theta * np.maximum(np.abs(theta), theta_scale), rel_beta * se_unscaled]
-            )
+        if hessian_wanted:
             H: np.ndarray | None
-            if model.has_gradient and model._compiled_search():  # the gradients in one call
+            start = state
+            if fused is None:
+                x = np.concatenate([theta, beta])
+                _, theta_scale = model.initial_theta()
+                se_unscaled = np.sqrt(cov_rx.diagonal()) if p else np.zeros(0)
+                steps = np.concatenate(
+                    [rel_theta * np.maximum(np.abs(theta), theta_scale), rel_beta * se_unscaled]
+                )
+            if fused is not None:  # the gradients came with the state
+                grad, H = hessian_from_forward_gradients(G, steps)
+            elif model.has_gradient and model._compiled_search():  # the gradients in one call
                 _, G = model.gradients_at(forward_difference_points(x, steps), start)
                 grad, H = hessian_from_forward_gradients(G, steps)
             elif model.has_gradient:
