@@ -78,6 +78,22 @@ _NO_MATRIX = np.zeros((0, 0))
 
 
 @functools.lru_cache(maxsize=64)
+def _first_inverse_hessian(p: int) -> np.ndarray:
+    """The joint search's first inverse Hessian for one scalar term, in its units (theta over
+    its unit, beta in the units R with R R' its unscaled covariance; see
+    :meth:`GeneralizedLinearMixedModel._optimize_gradient`): 1/2 for each fixed effect (the
+    deviance's curvature in beta is twice the inverse covariance), 0.35 for theta (in these
+    units its curvature is about 4 r^2 with r the groups' shrinkage factor, and r is about 0.9
+    where the variance is clearly positive), no correlations. Against the identity rescaled
+    after the first step, the search takes fewer evaluations (cbpp 8 -> 7; 144 simulated
+    binomial and Poisson fits, 1722 -> 1434 in all, the same optima to 8 digits). Shared, read
+    only by the search."""
+    H0 = np.diag(np.full(p + 1, 0.5))
+    H0[0, 0] = 0.35
+    return H0
+
+
+@functools.lru_cache(maxsize=64)
 def _plain_units(p: int) -> tuple[np.ndarray, np.ndarray]:
     """beta0 = 0 and R = I of size p: the search's units of beta that leave beta as it is, for
     the compiled criterion at given points (shared; the kernels only read them, and they stay
@@ -884,9 +900,8 @@ class GeneralizedLinearMixedModel:
         # criterion's curvature in theta grows like the number of levels). On VerbAgg,
         # grouseticks and cbpp this halves the evaluations (36 -> 17, 30 -> 16, 16 -> 9).
         R = se0 if se0.ndim == 2 else np.diag(np.maximum(se0, 1e-4))
-        nlev = [float(t.nlevels) for t, s in zip(self.terms_data, self.layout.sizes, strict=True)
-                for _ in range(s * (s + 1) // 2)]  # fmt: skip
-        theta_unit = np.maximum(np.abs(theta0), step / 0.75) / np.sqrt(nlev)
+        root_levels, lower_x = self._search_bounds()
+        theta_unit = np.maximum(np.abs(theta0), step / 0.75) / root_levels
 
         def to_x(z: np.ndarray) -> np.ndarray:
             return np.concatenate([z[:nth], beta0 + R @ z[nth:]])
@@ -895,12 +910,9 @@ class GeneralizedLinearMixedModel:
             dev, g = fg(to_x(z))
             return dev, np.concatenate([g[:nth], R.T @ g[nth:]])
 
-        z0 = np.zeros(nth + p)
-        z0[:nth] = theta0
-        lower = np.full(nth + p, -np.inf)
-        lower[:nth] = self.lower_bounds
-        zscale = np.ones(nth + p)
-        zscale[:nth] = theta_unit
+        z0 = np.concatenate((theta0, np.zeros(p)))
+        lower = lower_x.copy()
+        zscale = np.concatenate((theta_unit, np.ones(p)))
         if self._compiled_search():
             optz, last = self._search_compiled(z0, lower, zscale, beta0, R, first_u)
             counts["stage2"] += optz.feval
@@ -915,14 +927,26 @@ class GeneralizedLinearMixedModel:
             grad = np.array(optz.gradient, dtype=float)
             if p:
                 grad[nth:] = _upper_transposed_solve(R, grad[nth:])
-        path = np.asarray(optz.theta_path, dtype=float)
+        final = to_x(optz.final)
         opt = optz.updated(
             initial=np.concatenate([theta0, beta0]),  # (z0's fixed effects are 0)
-            final=to_x(optz.final),
-            theta_path=_beta_columns_back(path, nth, beta0, R),
+            final=final,
+            theta_path=_beta_columns_back(optz.theta_path, nth, beta0, R),
             gradient=grad,
         )
-        return Optimum(opt.final[:nth].copy(), opt.final[nth:].copy(), opt, counts, state_box[0])
+        return Optimum(final[:nth].copy(), final[nth:].copy(), opt, counts, state_box[0])
+
+    def _search_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The square root of each theta's term's number of levels (theta's unit in the joint
+        search is its size over it) and the lower bounds of (theta, beta); made once per model
+        (not to be modified)."""
+        found = self._cache.get("search_bounds")
+        if found is None:
+            nlev = [float(t.nlevels) for t, s in zip(self.terms_data, self.layout.sizes, strict=True)
+                    for _ in range(s * (s + 1) // 2)]  # fmt: skip
+            lower = np.concatenate((self.lower_bounds, np.full(self.n_fixef, -np.inf)))
+            found = self._cache["search_bounds"] = (np.sqrt(nlev), lower)
+        return found
 
     #: the joint search runs as one compiled call (no Python between evaluations) for models
     #: with at most this many rows, whose evaluations cost less than a Python optimizer's
@@ -1035,9 +1059,12 @@ class GeneralizedLinearMixedModel:
 
         data = self._search_data(beta0, R, u0)
         u, beta = data[K.SEARCH_U], data[K.SEARCH_BETA]
+        one_scalar = len(self.terms_data) == 1 and self.ntheta == 1
         opt = small_fit.search(
-            data, z0, lower, scale, gtol=1e-5, decrease=(1e-10, 1e-12), maxeval=1000
-        )
+            data, z0, lower, scale, gtol=1e-5, decrease=(1e-10, 1e-12), maxeval=1000,
+            inverse_hessian=_first_inverse_hessian(self.n_fixef) if one_scalar else None,
+            boundary_tol=1e-3 if one_scalar else 1e-5,
+        )  # fmt: skip
         return opt, _State(u, beta.copy())
 
     def _optimize_two_stage(
@@ -1416,8 +1443,9 @@ def _upper_transposed_solve(R: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 def _beta_columns_back(path: np.ndarray, nth: int, beta0: np.ndarray, R: np.ndarray) -> np.ndarray:
     """The search's path in (theta, beta): the columns after the first ``nth`` (z, the fixed
-    effects in the units R) mapped back to beta = beta0 + R z."""
-    out = np.array(path, dtype=float)
-    if out.size:
-        out[:, nth:] = beta0 + path[:, nth:] @ R.T
+    effects in the units R) mapped back to beta = beta0 + R z (in place when ``path`` is a
+    float array, which is returned)."""
+    out = np.asarray(path, dtype=float)
+    if out.size and nth < out.shape[1]:
+        out[:, nth:] = beta0 + out[:, nth:] @ R.T
     return out
