@@ -709,18 +709,34 @@ def test_binomial_constants_match_scipys_log_binomial_coefficients() -> None:
         assert const == pytest.approx(float(np.sum(ratio * lchoose)), rel=1e-13)
 
 
-@pytest.mark.parametrize("order", ["C", "F"])
-def test_upper_transposed_solve_is_scipys(order):
+@pytest.mark.parametrize("nth", [0, 2])
+def test_search_mapped_back_to_beta(nth: int) -> None:
+    """affine_back: the search's final point and path in (theta, z) are (theta, beta0 + R z),
+    and its gradient R^-T g_z (scipy's triangular solve), for an upper-triangular R."""
     import scipy.linalg as sla
 
-    from mixedmodels.glmm import _upper_transposed_solve
+    from mixedmodels.linalg.kernels import affine_back
 
     rng = np.random.default_rng(3)
-    R = np.asarray(np.triu(rng.normal(size=(4, 4))) + 3 * np.eye(4), order=order)
-    g = rng.normal(size=4)
-    np.testing.assert_array_equal(
-        _upper_transposed_solve(R, g), sla.solve_triangular(R, g, trans=1)
-    )
+    p = 4
+    R = np.triu(rng.normal(size=(p, p))) + 3 * np.eye(p)
+    beta0 = rng.normal(size=p)
+    final = rng.normal(size=nth + p)
+    path = rng.normal(size=(6, nth + p))
+    grad = rng.normal(size=nth + p)
+    ref_path = np.hstack([path[:, :nth], beta0 + path[:, nth:] @ R.T])
+    ref_grad = np.concatenate([grad[:nth], sla.solve_triangular(R, grad[nth:], trans=1)])
+    out = np.empty(nth + p)
+    assert affine_back(nth, beta0, R, final, path, grad, out)
+    np.testing.assert_allclose(out[:nth], final[:nth], rtol=0)
+    np.testing.assert_allclose(out[nth:], beta0 + R @ final[nth:], rtol=1e-14)
+    np.testing.assert_allclose(path, ref_path, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-13)
+    # a zero unit: the point and the path mapped, the gradient left alone
+    R[1, 1] = 0.0
+    g = grad.copy()
+    assert not affine_back(nth, beta0, R, final, path, g, out)
+    np.testing.assert_array_equal(g, grad)
 
 
 @pytest.mark.parametrize("family,link", [("binomial", "logit"), ("poisson", "log")])

@@ -45,7 +45,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.linalg import lapack
 
 from mixedmodels._progress import FitProgress
 from mixedmodels.errors import ModelSpecError
@@ -75,6 +74,21 @@ _DRIFT_ITERATIONS = 25
 _NO_ROWS = np.zeros(0)
 #: no matrix asked for from a compiled kernel (the derivatives of the modes, L_X^-T)
 _NO_MATRIX = np.zeros((0, 0))
+
+
+@functools.lru_cache(maxsize=256)
+def _search_bounds(
+    sizes: tuple[int, ...], nlevels: tuple[int, ...], p: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`GeneralizedLinearMixedModel._search_bounds` (read-only arrays, shared)."""
+    nlev = [
+        float(nl) for s, nl in zip(sizes, nlevels, strict=True) for _ in range(s * (s + 1) // 2)
+    ]
+    lower = np.concatenate((ThetaLayout(sizes).lower_bounds(), np.full(p, -np.inf)))
+    root = np.sqrt(nlev)
+    root.flags.writeable = False
+    lower.flags.writeable = False
+    return root, lower
 
 
 @functools.lru_cache(maxsize=64)
@@ -922,16 +936,20 @@ class GeneralizedLinearMixedModel:
             optz = minimize_with_gradient(bar.wrap(fgz), z0, lower, zscale)
         if optz.return_code < 0 or not math.isfinite(optz.fmin):
             return None
-        grad = None
-        if optz.gradient is not None:  # back to (theta, beta): g_beta = R^-T g_z
-            grad = np.array(optz.gradient, dtype=float)
-            if p:
-                grad[nth:] = _upper_transposed_solve(R, grad[nth:])
-        final = to_x(optz.final)
+        # back to (theta, beta): beta = beta0 + R z, g_beta = R^-T g_z
+        from mixedmodels.linalg.kernels import affine_back
+
+        final = np.empty(nth + p)
+        grad = None if optz.gradient is None else np.array(optz.gradient, dtype=float)
+        path = np.asarray(optz.theta_path, dtype=float).reshape(-1, nth + p)  # (its own)
+        R = np.ascontiguousarray(R, dtype=float)
+        zf = np.asarray(optz.final, dtype=float)
+        if not affine_back(nth, beta0, R, zf, path, _NO_ROWS if grad is None else grad, final):
+            grad = None  # (a singular R: no unit of beta is zero where it is made)
         opt = optz.updated(
             initial=np.concatenate([theta0, beta0]),  # (z0's fixed effects are 0)
             final=final,
-            theta_path=_beta_columns_back(optz.theta_path, nth, beta0, R),
+            theta_path=path,
             gradient=grad,
         )
         return Optimum(final[:nth].copy(), final[nth:].copy(), opt, counts, state_box[0])
@@ -940,13 +958,8 @@ class GeneralizedLinearMixedModel:
         """The square root of each theta's term's number of levels (theta's unit in the joint
         search is its size over it) and the lower bounds of (theta, beta); made once per model
         (not to be modified)."""
-        found = self._cache.get("search_bounds")
-        if found is None:
-            nlev = [float(t.nlevels) for t, s in zip(self.terms_data, self.layout.sizes, strict=True)
-                    for _ in range(s * (s + 1) // 2)]  # fmt: skip
-            lower = np.concatenate((self.lower_bounds, np.full(self.n_fixef, -np.inf)))
-            found = self._cache["search_bounds"] = (np.sqrt(nlev), lower)
-        return found
+        nlevels = tuple(t.nlevels for t in self.terms_data)
+        return _search_bounds(self.layout.sizes, nlevels, self.n_fixef)
 
     #: the joint search runs as one compiled call (no Python between evaluations) for models
     #: with at most this many rows, whose evaluations cost less than a Python optimizer's
@@ -1424,28 +1437,3 @@ def glmer(
         formula, data, family, link=link, nAGQ=nAGQ, weights=weights, offset=offset
     )
     return model.fit(start=start, check_convergence=check_convergence, warn=warn, progress=progress)
-
-
-def _upper_transposed_solve(R: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """x with R' x = g for an upper-triangular R: ``scipy.linalg.solve_triangular(R, g,
-    trans=1)``, the same LAPACK call (``trtrs``) without the wrapper's checks, which cost more
-    than the solve for a few fixed effects."""
-    R = np.asarray(R, dtype=np.float64)
-    g = np.asarray(g, dtype=np.float64)
-    if R.flags.f_contiguous:
-        x, info = lapack.dtrtrs(R, g, lower=0, trans=1)
-    else:  # the transposed system, as solve_triangular solves it for C-ordered input
-        x, info = lapack.dtrtrs(R.T, g, lower=1, trans=0)
-    if info != 0:  # pragma: no cover - singular: let scipy raise its error
-        return np.asarray(sla.solve_triangular(R, g, trans=1, check_finite=False))
-    return np.asarray(x)
-
-
-def _beta_columns_back(path: np.ndarray, nth: int, beta0: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """The search's path in (theta, beta): the columns after the first ``nth`` (z, the fixed
-    effects in the units R) mapped back to beta = beta0 + R z (in place when ``path`` is a
-    float array, which is returned)."""
-    out = np.asarray(path, dtype=float)
-    if out.size and nth < out.shape[1]:
-        out[:, nth:] = beta0 + out[:, nth:] @ R.T
-    return out

@@ -339,6 +339,41 @@ def binomial_counts(succ, fail, y, trials):  # pragma: no cover - compiled
 
 
 @_jit
+def affine_back(nth, beta0, R, final, path, grad, out):  # pragma: no cover - compiled
+    """A search in (theta, z) back in (theta, beta), beta = beta0 + R z with R upper
+    triangular: ``final`` into ``out``, each row of ``path`` in place, and the gradient
+    ``grad`` in place (d/dbeta = R^-T d/dz, by forward substitution). False (the gradient
+    left as it is) where R has a zero diagonal entry."""
+    p = beta0.shape[0]
+    for k in range(nth):
+        out[k] = final[k]
+    for j in range(p):
+        acc = beta0[j]
+        for k in range(p):
+            acc += R[j, k] * final[nth + k]
+        out[nth + j] = acc
+    z = np.empty(p)
+    for r in range(path.shape[0]):
+        for k in range(p):
+            z[k] = path[r, nth + k]
+        for j in range(p):
+            acc = beta0[j]
+            for k in range(p):
+                acc += R[j, k] * z[k]
+            path[r, nth + j] = acc
+    for j in range(p):
+        if R[j, j] == 0.0:
+            return False
+    if grad.shape[0] == nth + p:
+        for j in range(p):
+            acc = grad[nth + j]
+            for k in range(j):
+                acc -= R[k, j] * grad[nth + k]
+            grad[nth + j] = acc / R[j, j]
+    return True
+
+
+@_jit
 def hessian_parts(H, nth):  # pragma: no cover - compiled
     """What the checks of a finite-difference Hessian H at an optimum need, in one call: whether
     H is finite, the eigenvalues of its symmetric part (ascending), whether H (its lower
