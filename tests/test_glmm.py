@@ -312,7 +312,7 @@ def test_state_and_hessian_gradients_in_one_call_match_their_parts(name: str) ->
     compiled call) are state_at's criterion, modes, means and (L_X L_X')^-1, the steps made
     from them, and gradients_at's gradients at those points."""
     from mixedmodels.linalg.lmm_kernels import cholesky_inverse
-    from mixedmodels.optim import forward_difference_points
+    from mixedmodels.optim import forward_difference_points, hessian_from_forward_gradients
 
     model = glmer_model(name)
     fit = fitted_glmer(name)
@@ -323,7 +323,7 @@ def test_state_and_hessian_gradients_in_one_call_match_their_parts(name: str) ->
     before = start.u.copy()
     found = model.optimum_gradients(x, start, size, 1e-5)
     assert found is not None
-    dev, st, mu, cov, steps, grads = found
+    dev, st, mu, cov, steps, grads, H = found
     np.testing.assert_array_equal(start.u, before)  # the start is not modified
     ref_dev, ref_st, ref_mu, L_X = model.state_at(fit.theta, fit.beta, start)
     assert dev == ref_dev
@@ -338,6 +338,7 @@ def test_state_and_hessian_gradients_in_one_call_match_their_parts(name: str) ->
     values, ref_grads = model.gradients_at(forward_difference_points(x, steps), start)
     assert values[0] == dev
     np.testing.assert_allclose(grads, ref_grads, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(H, hessian_from_forward_gradients(grads, steps)[1])
     # PIRLS failing at the optimum: no state, and the fit's own path takes over
     assert model.optimum_gradients(np.full(x.size, np.nan), start, size, 1e-5) is None
 
@@ -785,7 +786,19 @@ def _laplace_gradients(
 
     none, no_matrix = np.zeros(0), np.zeros((0, 0))
     K.laplace_gradients(
-        points, data, u, values, grads, none, 0.0, 0.0, none, none, no_matrix, no_matrix
+        points,
+        data,
+        u,
+        values,
+        grads,
+        none,
+        0.0,
+        0.0,
+        none,
+        none,
+        no_matrix,
+        no_matrix,
+        no_matrix,
     )
 
 

@@ -1398,7 +1398,7 @@ def _copy_point(u, J, beta, theta, u_to, J_to, beta_to, theta_to):  # pragma: no
 
 @_jit
 def laplace_gradients(
-    points, data, u_start, values, grads, steps, rel_theta, rel_beta, u_opt, mu, LX, cov
+    points, data, u_start, values, grads, steps, rel_theta, rel_beta, u_opt, mu, LX, cov, H
 ):  # pragma: no cover - compiled  # fmt: skip
     """:func:`laplace_search_point` at each row of ``points`` (values and gradients into
     ``values`` and the rows of ``grads``; a gradient of NaN where PIRLS fails), PIRLS starting
@@ -1413,8 +1413,10 @@ def laplace_gradients(
     (beta's unscaled covariance); ``steps`` holds theta's typical sizes on entry and the
     forward-difference steps on return, rel_theta max(|theta|, size) and rel_beta times the
     square root of cov's diagonal; row r + 1 is the first row moved by steps[r] in its r-th
-    entry. Returns False when the first row fails or L_X cannot be formed (the rows after it
-    are then not evaluated), True otherwise.
+    entry; ``H`` (d x d) receives the Hessian by forward differences of the gradients,
+    symmetrized (:func:`mixedmodels.optim.hessian_from_forward_gradients`). Returns False when
+    the first row fails or L_X cannot be formed (the rows after it are then not evaluated),
+    True otherwise.
     """
     u = data[SEARCH_U]
     beta = data[SEARCH_BETA]
@@ -1452,6 +1454,12 @@ def laplace_gradients(
                 points, data, steps, rel_theta, rel_beta, u_opt, mu, LX, cov
             ):
                 return False
+    if derive:
+        for a in range(d):
+            for b in range(d):
+                ja = (grads[a + 1, b] - grads[0, b]) / steps[a]
+                jb = (grads[b + 1, a] - grads[0, a]) / steps[b]
+                H[a, b] = 0.5 * (ja + jb)
     return True
 
 

@@ -1014,13 +1014,13 @@ class GeneralizedLinearMixedModel:
         grads = np.empty(points.shape)
         K.laplace_gradients(
             points, data, np.asarray(state.u, dtype=float), values, grads, _NO_ROWS, 0.0, 0.0,
-            _NO_ROWS, _NO_ROWS, _NO_MATRIX, _NO_MATRIX,
+            _NO_ROWS, _NO_ROWS, _NO_MATRIX, _NO_MATRIX, _NO_MATRIX,
         )  # fmt: skip
         return values, grads
 
     def optimum_gradients(
         self, x: np.ndarray, start: _State, theta_size: np.ndarray, rel: float
-    ) -> tuple[float, _State, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    ) -> tuple[float, _State, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         """The state at an optimum x = (theta, beta) and the gradients that give the Hessian
         there by forward differences, in one compiled call (a model of
         :meth:`_compiled_search`): PIRLS from the modes of ``start`` at x, then at x moved
@@ -1029,7 +1029,9 @@ class GeneralizedLinearMixedModel:
 
         Returns (criterion, state, means, unscaled covariance of beta from the factor
         (:meth:`fixed_factor`'s (L_X L_X')^-1), steps, gradients at x and at each moved point,
-        one row each), or None when PIRLS fails at x or the factor cannot be formed.
+        one row each, and the Hessian they give,
+        :func:`~mixedmodels.optim.hessian_from_forward_gradients`), or None when PIRLS fails
+        at x or the factor cannot be formed.
         """
         from mixedmodels import _glmm_kernels as K
 
@@ -1046,12 +1048,13 @@ class GeneralizedLinearMixedModel:
         mu = np.empty(self.nobs)
         LX = np.zeros((p, p))
         cov = np.empty((p, p))
+        H = np.empty((d, d))
         if not K.laplace_gradients(
             points, data, np.asarray(start.u, dtype=float), values, grads, steps, rel, rel, u,
-            mu, LX, cov,
+            mu, LX, cov, H,
         ):  # fmt: skip
             return None
-        return float(values[0]), _State(u, points[0, d - p :].copy()), mu, cov, steps, grads
+        return float(values[0]), _State(u, points[0, d - p :].copy()), mu, cov, steps, grads, H
 
     def _search_compiled(
         self,

@@ -123,7 +123,7 @@ class GlmerResult(_MixedResult):
                 np.concatenate([theta, beta]), first, theta_scale, rel_theta
             )
         if fused is not None:
-            dev, state, mu, cov_rx, steps, G = fused
+            dev, state, mu, cov_rx, steps, G, H_fused = fused
         else:
             dev, state, mu, L_X = model.state_at(theta, beta, start)
             cov_rx = np.zeros((0, 0))
@@ -159,8 +159,8 @@ class GlmerResult(_MixedResult):
                 steps = np.concatenate(
                     [rel_theta * np.maximum(np.abs(theta), theta_scale), rel_beta * se_unscaled]
                 )
-            if fused is not None:  # the gradients came with the state
-                grad, H = hessian_from_forward_gradients(G, steps)
+            if fused is not None:  # the gradients and the Hessian came with the state
+                grad, H = G[0], H_fused
             elif model.has_gradient and model._compiled_search():  # the gradients in one call
                 _, G = model.gradients_at(forward_difference_points(x, steps), start)
                 grad, H = hessian_from_forward_gradients(G, steps)

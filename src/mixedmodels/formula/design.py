@@ -439,8 +439,20 @@ class NumericSpec:
 
     def term_widths(self) -> list[int]:
         """The number of columns of each term."""
-        coding = {name: len(levels) - (not full) for name, levels, full in self.factors}
-        return [coding.get(t[0], 1) if len(t) == 1 else 1 for t in self.terms]
+        return list(self._layout[1])
+
+    @functools.cached_property
+    def _layout(self) -> tuple[dict[str, bool], tuple[int, ...], tuple[np.ndarray | None, ...]]:
+        """Whether each factor is coded fully, each term's number of columns, and for each
+        factor term the level codes its columns stand for (made once per spec)."""
+        coding = {name: full for name, _, full in self.factors}
+        widths = {name: len(levels) - (not full) for name, levels, full in self.factors}
+        per_term = tuple(widths.get(t[0], 1) if len(t) == 1 else 1 for t in self.terms)
+        codes = []
+        for t, w in zip(self.terms, per_term, strict=True):
+            first = 0 if len(t) == 1 and coding.get(t[0], True) else 1
+            codes.append(np.arange(first, first + w) if len(t) == 1 and t[0] in coding else None)
+        return coding, per_term, tuple(codes)
 
     def get_model_matrix(self, frame: pd.DataFrame, na_action: str | None = None) -> np.ndarray:
         factor_levels = {name: levels for name, levels, _ in self.factors}
@@ -479,22 +491,20 @@ def _numeric_matrix(
     """The model matrix of products of numeric columns, (n, terms) or with ``rows`` its
     transpose (terms, n), C-ordered; ``column`` gives a column's values. With ``spec`` the
     factors it names are coded as it says, from their level codes (``codes``)."""
-    coding = {name: full for name, _, full in spec.factors} if spec is not None else {}
-    widths = spec.term_widths() if spec is not None else [1] * len(terms)
+    if spec is not None:
+        coding, widths, level_codes = spec._layout
+    else:
+        coding, widths, level_codes = {}, (1,) * len(terms), (None,) * len(terms)
     p = sum(widths)
     out = np.empty((p, n) if rows else (n, p))
     j = 0
-    for term, width in zip(terms, widths, strict=True):
+    for k, (term, width) in enumerate(zip(terms, widths, strict=True)):
         if len(term) == 1 and term[0] in coding:
-            assert codes is not None and not rows
-            c = codes(term[0])
-            block = out[:, j : j + width]
-            block[...] = 0.0
-            if coding[term[0]]:
-                block[np.arange(n), c] = 1.0
-            else:
-                hit = np.flatnonzero(c)
-                block[hit, c[hit] - 1] = 1.0
+            stand_for = level_codes[k]
+            assert codes is not None and not rows and stand_for is not None
+            # the indicators of the levels the columns stand for (all, or all but the first)
+            np.equal(codes(term[0])[:, None], stand_for, out=out[:, j : j + width],
+                     casting="unsafe")  # fmt: skip
             j += width
             continue
         dst = out[j] if rows else out[:, j]
