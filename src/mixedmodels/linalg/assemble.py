@@ -34,8 +34,10 @@ __all__ = [
     "transform_xy",
 ]
 
-#: Above this many block positions (l_k * l_j) the off-diagonal pattern is found by sorting the
-#: row keys instead of counting into a dense array.
+#: The off-diagonal pattern of two terms is found by counting the rows' level pairs into a dense
+#: array of all l_k * l_j block positions only where there are at most about four of them per
+#: row and at most this many; otherwise by sorting the rows' keys (InstEval's 2972 x 1128
+#: positions from 73,421 rows: 2 ms to sort against 11 ms to count, before the values).
 _DENSE_COUNT_LIMIT = 50_000_000
 #: placeholders the compiled passes take for an intercept's columns and for no prior weights
 _ONE = np.ones((1, 1))
@@ -147,7 +149,7 @@ def _off_block(tk: TermData, tj: TermData, w: np.ndarray | None) -> tuple[np.nda
     nrow = tk.nlevels
     key = tj.refs.astype(np.int64) * nrow + tk.refs
     total = nrow * tj.nlevels
-    if total <= _DENSE_COUNT_LIMIT and total <= 64 * len(key) + 1_000_000:
+    if total <= _DENSE_COUNT_LIMIT and total <= 4 * len(key) + 100_000:
         counts = np.bincount(key, minlength=total)
         keys = np.flatnonzero(counts)
         inverse = None
