@@ -947,7 +947,7 @@ class GeneralizedLinearMixedModel:
         R = np.ascontiguousarray(R, dtype=float)
         zf = np.asarray(optz.final, dtype=float)
         if not affine_back(nth, beta0, R, zf, path, _NO_ROWS if grad is None else grad, final):
-            grad = None  # (a singular R: no unit of beta is zero where it is made)
+            grad = None  # (R with a zero on its diagonal: no gradient in beta)
         opt = optz.updated(
             initial=np.concatenate([theta0, beta0]),  # (z0's fixed effects are 0)
             final=final,
@@ -958,8 +958,8 @@ class GeneralizedLinearMixedModel:
 
     def _search_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """The square root of each theta's term's number of levels (theta's unit in the joint
-        search is its size over it) and the lower bounds of (theta, beta); made once per model
-        (not to be modified)."""
+        search is its size over it) and the lower bounds of (theta, beta): read-only arrays,
+        made once per template sizes, numbers of levels and number of fixed effects."""
         nlevels = tuple(t.nlevels for t in self.terms_data)
         return _search_bounds(self.layout.sizes, nlevels, self.n_fixef)
 
