@@ -123,7 +123,7 @@ class GlmerResult(_MixedResult):
                 np.concatenate([theta, beta]), first, theta_scale, rel_theta
             )
         if fused is not None:
-            dev, state, mu, cov_rx, steps, G, H_fused = fused
+            dev, state, mu, cov_rx, _, G, H_fused = fused
         else:
             dev, state, mu, L_X = model.state_at(theta, beta, start)
             cov_rx = np.zeros((0, 0))
@@ -151,40 +151,12 @@ class GlmerResult(_MixedResult):
         vcov = vcov_rx
         if hessian_wanted:
             H: np.ndarray | None
-            start = state
-            if fused is None:
-                x = np.concatenate([theta, beta])
-                _, theta_scale = model.initial_theta()
-                se_unscaled = np.sqrt(cov_rx.diagonal()) if p else np.zeros(0)
-                steps = np.concatenate(
-                    [rel_theta * np.maximum(np.abs(theta), theta_scale), rel_beta * se_unscaled]
-                )
             if fused is not None:  # the gradients and the Hessian came with the state
                 grad, H = G[0], H_fused
-            elif model.has_gradient and model._compiled_search():  # the gradients in one call
-                _, G = model.gradients_at(forward_difference_points(x, steps), start)
-                grad, H = hessian_from_forward_gradients(G, steps)
-            elif model.has_gradient:
-
-                def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
-                    try:
-                        dev, g, _ = model.criterion_gradient(z[:nth], z[nth:], start)
-                    except PirlsError:
-                        return math.inf, np.full(z.size, np.nan)
-                    return dev, g
-
-                lower = np.concatenate([model.lower_bounds, np.full(p, -np.inf)])
-                grad, H = hessian_from_gradient(fg, x, lower, steps, central=False)
             else:
-
-                def f(z: np.ndarray) -> float:
-                    try:
-                        return model.criterion(z[:nth], z[nth:], start)[0]
-                    except PirlsError:
-                        return math.inf
-
-                lower = np.concatenate([model.lower_bounds, np.full(p, -np.inf)])
-                grad, H = finite_difference_derivatives(f, x, lower, hessian=True, step=steps)
+                grad, H = _gradient_and_hessian(
+                    model, theta, beta, state, cov_rx, rel_theta, rel_beta
+                )
             hessian = H
             parts = None if H is None else hessian_parts(H, nth)
             if parts is not None and parts.finite and parts.inverted:
@@ -432,6 +404,53 @@ class GlmerResult(_MixedResult):
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
+
+
+def _gradient_and_hessian(
+    model: Any,
+    theta: np.ndarray,
+    beta: np.ndarray,
+    state: Any,
+    cov_rx: np.ndarray,
+    rel_theta: float,
+    rel_beta: float,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The criterion's gradient and Hessian in (theta, beta) at an optimum whose state did not
+    come with them (:meth:`GeneralizedLinearMixedModel.optimum_gradients`): forward differences
+    of the exact gradient where it is available (in one compiled call for the models of the
+    compiled search), finite differences of the criterion otherwise, PIRLS starting from the
+    optimum's modes; steps rel_theta max(|theta|, its typical size) and rel_beta times beta's
+    unscaled standard errors (``cov_rx``: their covariance from the factor)."""
+    p = model.n_fixef
+    nth = model.ntheta
+    x = np.concatenate([theta, beta])
+    _, theta_scale = model.initial_theta()
+    se_unscaled = np.sqrt(cov_rx.diagonal()) if p else np.zeros(0)
+    steps = np.concatenate(
+        [rel_theta * np.maximum(np.abs(theta), theta_scale), rel_beta * se_unscaled]
+    )
+    if model.has_gradient and model._compiled_search():  # the gradients in one call
+        _, G = model.gradients_at(forward_difference_points(x, steps), state)
+        return hessian_from_forward_gradients(G, steps)
+    lower = np.concatenate([model.lower_bounds, np.full(p, -np.inf)])
+    if model.has_gradient:
+
+        def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
+            try:
+                dev, g, _ = model.criterion_gradient(z[:nth], z[nth:], state)
+            except PirlsError:
+                return math.inf, np.full(z.size, np.nan)
+            return dev, g
+
+        return hessian_from_gradient(fg, x, lower, steps, central=False)
+
+    def f(z: np.ndarray) -> float:
+        try:
+            return float(model.criterion(z[:nth], z[nth:], state)[0])
+        except PirlsError:
+            return math.inf
+
+    return finite_difference_derivatives(f, x, lower, hessian=True, step=steps)
 
 
 def _dispersion(model: Any, mu: np.ndarray, u: np.ndarray) -> float:

@@ -339,28 +339,31 @@ def binomial_counts(succ, fail, y, trials):  # pragma: no cover - compiled
 
 
 @_jit
+def _affine_row(nth, beta0, R, src, dst, z):  # pragma: no cover - compiled
+    """dst = (src[:nth], beta0 + R src[nth:]); ``dst`` may be ``src`` (``z``: room for p)."""
+    p = beta0.shape[0]
+    for k in range(p):
+        z[k] = src[nth + k]
+    for k in range(nth):
+        dst[k] = src[k]
+    for j in range(p):
+        acc = beta0[j]
+        for k in range(p):
+            acc += R[j, k] * z[k]
+        dst[nth + j] = acc
+
+
+@_jit
 def affine_back(nth, beta0, R, final, path, grad, out):  # pragma: no cover - compiled
     """A search in (theta, z) back in (theta, beta), beta = beta0 + R z with R upper
     triangular: ``final`` into ``out``, each row of ``path`` in place, and the gradient
     ``grad`` in place (d/dbeta = R^-T d/dz, by forward substitution). False (the gradient
     left as it is) where R has a zero diagonal entry."""
     p = beta0.shape[0]
-    for k in range(nth):
-        out[k] = final[k]
-    for j in range(p):
-        acc = beta0[j]
-        for k in range(p):
-            acc += R[j, k] * final[nth + k]
-        out[nth + j] = acc
     z = np.empty(p)
+    _affine_row(nth, beta0, R, final, out, z)
     for r in range(path.shape[0]):
-        for k in range(p):
-            z[k] = path[r, nth + k]
-        for j in range(p):
-            acc = beta0[j]
-            for k in range(p):
-                acc += R[j, k] * z[k]
-            path[r, nth + j] = acc
+        _affine_row(nth, beta0, R, path[r], path[r], z)
     for j in range(p):
         if R[j, j] == 0.0:
             return False
