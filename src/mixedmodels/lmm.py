@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -417,7 +417,8 @@ class LinearMixedModel:
             ``"auto"`` (default): a quasi-Newton search with the exact gradient of the objective
             where it is available (every term after the first small enough for a dense block,
             see :class:`~mixedmodels.linalg.fast_lmm.FastObjective`) -- compiled as a whole
-            for a small model (:mod:`~mixedmodels.linalg.small_fit`), L-BFGS-B otherwise --
+            for a small model (:mod:`~mixedmodels.linalg.small_fit`), the same search started
+            from each theta's information where every term is scalar, L-BFGS-B otherwise --
             and BOBYQA where it is not; ``"lbfgs"`` (L-BFGS-B) or ``"bobyqa"`` to choose.
         check_convergence
             Compute the finite-difference gradient at the optimum and warn if it is large.
@@ -482,7 +483,13 @@ class LinearMixedModel:
                 else:
                     with FitProgress("lmer", progress) as bar:
                         fg = bar.wrap(fast.objective_gradient)
-                        opt = minimize_with_gradient(fg, x0, self.lower_bounds, scale)
+                        if optimizer == "auto" and fast.scalar_terms:
+                            opt = _information_search(
+                                fg, bar.wrap(fast.objective_gradient_information), x0,
+                                self.lower_bounds, scale,
+                            )  # fmt: skip
+                        else:
+                            opt = minimize_with_gradient(fg, x0, self.lower_bounds, scale)
                 if opt.return_code < 0 or not np.isfinite(opt.fmin):
                     opt = None  # fall back to the derivative-free optimizer
             if optimize and opt is None:
@@ -588,6 +595,52 @@ def _gradient_check(
         return None
     _, H = finite_difference_derivatives(f, theta, lower, hessian=True)
     return gradient_message(grad, H, tol)
+
+
+def _information_search(
+    fg: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    fgi: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray | None]],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    scale: np.ndarray,
+) -> OptSummary:
+    """Minimize the criterion of a model whose terms are all scalar by the quasi-Newton search
+    of :mod:`~mixedmodels.linalg.small_fit` (run uncompiled around ``fg``), its first inverse
+    Hessian from each theta's expected information at x0 (``fgi``; :meth:`FastObjective.
+    objective_gradient_information <mixedmodels.linalg.fast_lmm.FastObjective.
+    objective_gradient_information>`).
+
+    The information I of log theta (4 sum r_i^2 over a term's levels, r_i the shrinkage
+    factors) gives the curvature in theta, I / theta^2: the first step is then a scoring step,
+    which lands next to the minimum (InstEval: 9 evaluations with L-BFGS-B and one unit of
+    ``scale`` as first step, 6 with this start). A theta next to zero, whose information
+    vanishes, gets at most four units of ``scale`` squared. The stopping rules are
+    :func:`~mixedmodels.optim.minimize_with_gradient`'s."""
+    from mixedmodels.linalg import small_fit
+
+    f0, g0, info = fgi(x0)
+    cap = 4.0 * scale * scale
+    if info is None:
+        h = cap
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = np.where((x0 > 0) & (info > 0), x0 * x0 / info, np.inf)
+        h = np.minimum(h, cap)
+    key = x0.tobytes()
+    g0 = np.asarray(g0, dtype=float)
+
+    def criterion(x: np.ndarray, grad: np.ndarray) -> float:
+        if x.tobytes() == key:  # the start, evaluated above
+            f, g = f0, g0
+        else:
+            f, g = fg(x)
+        grad[:] = g
+        return float(f)
+
+    return small_fit.search(
+        criterion, x0, lower, scale, inverse_hessian=np.diag(h / (scale * scale)), gtol=1e-5,
+        decrease=(1e-10, 1e-12), maxeval=1000, boundary_tol=1e-3,
+    )  # fmt: skip
 
 
 def lmer(

@@ -268,3 +268,39 @@ def test_coupling_layout_is_the_coupling_of_each_level(case, heavy_share, monkey
     np.testing.assert_array_equal(seen, light.astype(int))
     if heavy_share == 0.0 and fo.m >= 200:
         assert fo.heavy.size == l1 and fo.plev.size == 0
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+@pytest.mark.parametrize("case", ["crossed", "weighted"])
+def test_scalar_information_from_the_dense_inverse(case, reml):
+    """Each theta's information in log theta, 4 sum_i (1 - Sigma_ii)^2 over its term's
+    levels, against Sigma computed densely: the inverse of Lambda'Z'WZ Lambda + I (ML) or of
+    the (Z, X) block of the whole system (REML)."""
+    model = _model(case, reml)
+    fo = FastObjective(model.A, model.layout, reml)
+    assert not fo.small and fo.scalar_terms
+    theta = _theta(model)
+    value, grad, info = fo.objective_gradient_information(theta)
+    ref_value, ref_grad = fo.objective_gradient(theta)
+    assert value == ref_value
+    np.testing.assert_array_equal(grad, ref_grad)
+    design = model.design
+    w = np.ones(design.nobs) if design.weights is None else np.asarray(design.weights)
+    Z = np.hstack([np.eye(t.nlevels)[t.refs] * theta[k] for k, t in enumerate(model.terms_data)])
+    q = Z.shape[1]
+    W = np.hstack([Z, design.X]) if reml else Z
+    M = W.T @ (w[:, None] * W)
+    M[:q, :q] += np.eye(q)
+    r = 1.0 - np.diag(np.linalg.inv(M))[:q]
+    term = np.repeat(np.arange(len(model.terms_data)), [t.nlevels for t in model.terms_data])
+    expected = [4.0 * np.sum(r[term == k] ** 2) for k in range(theta.size)]
+    np.testing.assert_allclose(info, expected, rtol=1e-10)
+
+
+def test_no_information_where_a_term_is_vector_valued_or_the_model_small():
+    for case in ("crossed_slopes", "crossed_small"):
+        model = _model(case, True)
+        fo = FastObjective(model.A, model.layout, True)
+        value, _, info = fo.objective_gradient_information(_theta(model))
+        assert info is None
+        assert value == pytest.approx(model.objective(_theta(model)), rel=1e-11)

@@ -137,3 +137,76 @@ def test_lmer_uses_it_and_agrees_with_lbfgs():
     # theta's correlation entry (0.015) is the least determined: 1e-6 in it moves the
     # criterion by about 1e-12
     np.testing.assert_allclose(fit.theta, lbfgs.theta, rtol=2e-4)
+
+
+@pytest.mark.parametrize("case", ["crossed_small", "singular", "slope"])
+def test_a_python_criterion_runs_the_same_search(case):
+    """With a Python function as its criterion the search runs uncompiled, step for step as
+    compiled (the singular case through its checks at the bound and a restart)."""
+    model = _model(case, False)
+    fast = model.fast_objective()
+    data = fast.search_data()
+    theta0, scale = _units(model)
+    calls = []
+
+    def criterion(x, grad):
+        calls.append(x.copy())
+        f, g = small_fit.criterion_at(x, data)
+        grad[:] += g
+        return f
+
+    settings = dict(gtol=1e-6, decrease=(1e-12, 1e-14), maxeval=200)
+    compiled = small_fit.search(data, theta0, model.lower_bounds, scale, **settings)
+    python = small_fit.search(criterion, theta0, model.lower_bounds, scale, **settings)
+    assert python.feval == compiled.feval == len(calls)
+    np.testing.assert_allclose(python.theta_path, compiled.theta_path, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(python.objective_path, compiled.objective_path, rtol=1e-13)
+    assert python.fmin == pytest.approx(compiled.fmin, rel=1e-14)
+    assert (python.return_code, python.message) == (compiled.return_code, compiled.message)
+
+
+def _three_crossed(seed: int, n: int, levels: tuple[int, int, int], sd: tuple[float, ...]):
+    """Three crossed factors, the second with power-law counts."""
+    rng = np.random.default_rng(seed)
+    la, lb, lc = levels
+    a = rng.integers(0, la, n)
+    b = (rng.pareto(1.5, n) * lb / 10).astype(int) % lb
+    c = rng.integers(0, lc, n)
+    x = rng.normal(size=n)
+    y = (
+        1.0 + 0.5 * x + sd[0] * rng.normal(size=la)[a] + sd[1] * rng.normal(size=lb)[b]
+        + sd[2] * rng.normal(size=lc)[c] + rng.normal(size=n)
+    )  # fmt: skip
+    return {"y": y, "x": x, "a": a, "b": b, "c": c}
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_large_scalar_models_start_from_the_information(reml):
+    """A model whose terms are all scalar but too large for the compiled search: the same
+    search, its first inverse Hessian from each theta's information in log theta. It ends
+    where L-BFGS-B does, in fewer evaluations."""
+    data = _three_crossed(3, 8000, (1000, 150, 12), (0.6, 0.4, 0.8))
+    model = LinearMixedModel.from_formula("y ~ x + (1 | a) + (1 | b) + (1 | c)", data, reml=reml)
+    assert not model.fast_objective().small
+    fit = model.fit()
+    assert fit.optinfo.optimizer == "BFGS-B"
+    lbfgs = model.fit(optimizer="lbfgs")
+    assert lbfgs.optinfo.optimizer == "L-BFGS-B"
+    assert fit.optinfo.fmin <= lbfgs.optinfo.fmin + 1e-10 * abs(lbfgs.optinfo.fmin)
+    np.testing.assert_allclose(fit.theta, lbfgs.theta, rtol=1e-4)
+    assert fit.optinfo.feval < lbfgs.optinfo.feval
+
+
+def test_a_variance_stopped_next_to_zero_is_freed():
+    """The criterion is even in each theta, so a search that reaches a theta next to zero sees
+    a vanishing gradient there: the search tries it a little inside and restarts with a step
+    of one unit (here from 1e-6, where the first search stops, to the optimum at 0.08; as
+    L-BFGS-B, whose projection lands on zero exactly)."""
+    data = _three_crossed(0, 40000, (2000, 300, 20), (0.1, 1.0, 2.0))
+    model = LinearMixedModel.from_formula("y ~ x + (1 | a) + (1 | b) + (1 | c)", data, reml=False)
+    fit = model.fit(warn=False)
+    assert fit.optinfo.optimizer == "BFGS-B"
+    lbfgs = model.fit(optimizer="lbfgs", warn=False)
+    assert fit.optinfo.fmin <= lbfgs.optinfo.fmin + 1e-10 * abs(lbfgs.optinfo.fmin)
+    assert fit.theta[0] == pytest.approx(lbfgs.theta[0], rel=1e-3)
+    assert fit.theta[0] > 0.05

@@ -405,6 +405,33 @@ class FastObjective:
 
             f, g = criterion_at(theta, self.search_data())
             return float(f), g
+        return self._objective_gradient(theta, None)
+
+    @property
+    def scalar_terms(self) -> bool:
+        """Whether every term is scalar (one template entry; see :meth:`information`)."""
+        return all(d.shape[1] == 1 for d in self.A.diag)
+
+    def objective_gradient_information(
+        self, theta: np.ndarray
+    ) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """The criterion, its gradient and, for a model whose terms are all scalar, each
+        theta's expected information in log theta (:func:`lmm_kernels.scalar_information
+        <mixedmodels.linalg.lmm_kernels.scalar_information>`: 4 sum_i r_i^2 over the term's
+        levels, r_i the level's shrinkage factor); None for the information where the terms
+        are not all scalar, the model is small (its search is compiled) or the criterion is
+        not finite."""
+        theta = np.asarray(theta, dtype=float)
+        if self.one_term or self.small or not self.scalar_terms:
+            f, g = self.objective_gradient(theta)
+            return f, g, None
+        info = np.full(theta.size, np.nan)
+        f, g = self._objective_gradient(theta, info)
+        return f, g, (info if np.isfinite(info).all() else None)
+
+    def _objective_gradient(
+        self, theta: np.ndarray, info: np.ndarray | None
+    ) -> tuple[float, np.ndarray]:
         grad = np.zeros(theta.size)
         ok, L11, C, L22 = self._factor(theta)
         if not ok:
@@ -416,10 +443,14 @@ class FastObjective:
         sig = np.array(L22[:ma, :ma], order="C")
         if ma > 0:
             # inverse of L22a L22a' from its factor, in place; lower triangle, then mirrored
-            _, info = lapack.dpotri(sig.T, lower=0, overwrite_c=1)
-            if info != 0:
+            _, status = lapack.dpotri(sig.T, lower=0, overwrite_c=1)
+            if status != 0:
                 return val, np.full(theta.size, np.nan)
             _kernels().symmetrize_lower(sig)
+        if info is not None:
+            _kernels().scalar_information(
+                L11, C, self.cptr, self.crow, sig, ma, self.rterm, self.roff, self.toff, info
+            )
         _kernels().gradient(
             theta, self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow,
             self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize,

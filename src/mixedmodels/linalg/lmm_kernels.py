@@ -486,6 +486,43 @@ def symmetrize_lower(S):  # pragma: no cover - compiled
 
 
 @_jit
+def scalar_information(L11, C, cptr, crow, Sig, ma, rterm, roff, toff, out):  # pragma: no cover
+    """Expected information of each scalar term's theta, in log theta, into ``out``:
+    4 sum_i r_i^2 over the term's levels, with r_i = 1 - Sigma_ii the level's shrinkage factor
+    (Sigma as in :func:`gradient`, full; every term scalar). For a one-way layout, twice the
+    Fisher information of log sigma_b^2, in units of log theta: the criterion's curvature in
+    log theta near its minimum, where the profiling over sigma changes little.
+
+    The first term's Sigma_ll = (1 + c_l' Sigma22 c_l) / L11_l^2 (its active coupling rows
+    only); the rest terms' are on Sigma22's diagonal."""
+    for k in range(out.shape[0]):
+        out[k] = 0.0
+    l1 = L11.shape[0]
+    t0 = toff[0]
+    for lv in range(l1):
+        q = 0.0
+        for t in range(cptr[lv], cptr[lv + 1]):
+            a = crow[t]
+            if a >= ma:  # the level's active rows come first
+                break
+            srow = Sig[a]
+            acc = 0.0
+            for t2 in range(cptr[lv], cptr[lv + 1]):
+                b = crow[t2]
+                if b >= ma:
+                    break
+                acc += srow[b] * C[t2, 0]
+            q += C[t, 0] * acc
+        r = 1.0 - (1.0 + q) / (L11[lv, 0, 0] * L11[lv, 0, 0])
+        out[t0] += 4.0 * r * r
+    for g in range(rterm.shape[0]):
+        a = roff[g]
+        if a < ma:
+            r = 1.0 - Sig[a, a]
+            out[toff[rterm[g]]] += 4.0 * r * r
+
+
+@_jit
 def objective_parts(L11, L22, m_u, p):  # pragma: no cover - compiled
     """(log|L_Z|^2, log|L_X|^2, r^2) from the factor."""
     ldz = 0.0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import numba as nb
 import numpy as np
@@ -64,11 +65,12 @@ def _jit(func):
 LMM_DATA_SIZE = 22
 
 
-def criterion_and_gradient(x, data, grad):  # pragma: no cover - replaced when compiled
+def criterion_and_gradient(x, data, grad):
     """The criterion at x and its gradient (into ``grad``) for the model described by
     ``data``; compiled code gets the implementation registered for the data's layout (with
-    numba's ``overload``)."""
-    raise NotImplementedError("compiled only")
+    numba's ``overload``). Called from Python (:func:`search` with a Python criterion, which
+    runs :func:`minimize` uncompiled), ``data`` is that criterion: ``data(x, grad)``."""
+    return data(x, grad)
 
 
 @overload(criterion_and_gradient, jit_options={"cache": True, "nogil": True})  # type: ignore[typeddict-unknown-key]
@@ -139,6 +141,15 @@ def _recorded(f, x, grad, path, values, count):  # pragma: no cover - compiled
     return f
 
 
+@_jit
+def _reset_inverse_hessian(H, H0, given):  # pragma: no cover - compiled
+    """H set to H0 where ``given``, to the identity otherwise."""
+    d = H.shape[0]
+    for i in range(d):
+        for j in range(d):
+            H[i, j] = H0[i, j] if given else (1.0 if i == j else 0.0)
+
+
 # Each data layout compiles its own `minimize`, and numba optimizes and emits again, in a
 # caller's module, every function the caller links to: each level of calls between the search
 # and the criterion would cost the criterion's compilation once more. So the search is written
@@ -188,10 +199,12 @@ def minimize(x0, lower, scale, H0, exact, data, gtol, dec_abs, dec_rel, maxeval,
         zl[i] = (lower[i] - x0[i]) / scale[i] if math.isfinite(lower[i]) else -math.inf
     status = FAILED
     for rnd in range(4):
-        # -- the search from z (f, g at it; gz the scaled gradient); z, g, gz end at the best
-        for i in range(d):
-            for j in range(d):
-                H[i, j] = H0[i, j]
+        # -- the search from z (f, g at it; gz the scaled gradient); z, g, gz end at the best.
+        # A restart begins a little inside a bound, where the criterion curves down in the
+        # freed parameter (it is even in it) and its gradient there is next to zero: no given
+        # inverse Hessian applies, and its first step has unit length (as L-BFGS-B's)
+        given = exact and rnd == 0
+        _reset_inverse_hessian(H, H0, given)
         first = True
         prev_ok = False
         while True:
@@ -239,15 +252,14 @@ def minimize(x0, lower, scale, H0, exact, data, gtol, dec_abs, dec_rel, maxeval,
                 for i in range(d):
                     dirn[i] = -gz[i] if free[i] else 0.0
                     slope -= dirn[i] * dirn[i]
-                    for j in range(d):
-                        H[i, j] = H0[i, j]
+                _reset_inverse_hessian(H, H0, given)
             step_len = 1.0
-            if first and not exact:  # as L-BFGS-B: a first step of unit length
+            if first and not given:  # as L-BFGS-B: a first step of at most unit length
                 norm = 0.0
                 for i in range(d):
                     norm += dirn[i] * dirn[i]
                 norm = math.sqrt(norm)
-                if norm > 1.0:
+                if norm > 1.0 or (rnd > 0 and norm > 0.0):  # (of unit length on a restart)
                     step_len = 1.0 / norm
             # backtracking (Armijo) along the projected path
             accepted = False
@@ -293,11 +305,11 @@ def minimize(x0, lower, scale, H0, exact, data, gtol, dec_abs, dec_rel, maxeval,
                 ss += s_i * s_i
                 yy += y_i * y_i
             if sy > 1e-10 * math.sqrt(ss * yy):
-                if first and not exact:  # scale H0 to the curvature seen (Nocedal & Wright 6.20)
-                    gamma = sy / yy
+                if first and not given:  # the identity scaled to the curvature seen (Nocedal
+                    gamma = sy / yy  # & Wright 6.20)
                     for i in range(d):
                         for j in range(d):
-                            H[i, j] = gamma * H0[i, j]
+                            H[i, j] = gamma if i == j else 0.0
                 for i in range(d):
                     acc = 0.0
                     for j in range(d):
@@ -345,11 +357,20 @@ def minimize(x0, lower, scale, H0, exact, data, gtol, dec_abs, dec_rel, maxeval,
                         break
         if not moved or count[0] >= maxeval:
             break
+        last = True  # the new start is the trial evaluated last (one parameter moved)
         for i in range(d):
             z[i] = (trial_x[i] - x0[i]) / scale[i]
-        f = _recorded(
-            criterion_and_gradient(trial_x, data, _cleared(g)), trial_x, g, path, values, count
-        )
+            if trial_x[i] != xt[i]:
+                last = False
+        if last:
+            f = ft
+            for i in range(d):
+                g[i] = gt[i]
+        else:
+            f = _recorded(
+                criterion_and_gradient(trial_x, data, _cleared(g)), trial_x, g, path, values,
+                count,
+            )  # fmt: skip
         for i in range(d):
             gz[i] = g[i] * scale[i]
     # parameters next to their bound go to it if that is no worse
@@ -381,7 +402,7 @@ def _identity(d: int) -> np.ndarray:
 
 
 def search(
-    data: tuple,
+    data: tuple | Callable[[np.ndarray, np.ndarray], float],
     x0: np.ndarray,
     lower: np.ndarray,
     scale: np.ndarray,
@@ -397,7 +418,11 @@ def search(
     the scaled coordinates), when known, gives the first steps their length and direction.
     It stops when the scaled projected gradient is below ``gtol`` or the decrease still to be
     had is below ``decrease`` (absolute, relative). Returns an
-    :class:`~mixedmodels.optim.OptSummary` with the path evaluated."""
+    :class:`~mixedmodels.optim.OptSummary` with the path evaluated.
+
+    ``data`` may also be a Python function ``(x, grad) -> criterion`` that writes the gradient
+    into ``grad``: the same search then runs uncompiled (for a criterion whose evaluations cost
+    milliseconds, LAPACK's calls among them, the search's own steps cost nothing)."""
     x0 = np.asarray(x0, dtype=float)
     lower = np.asarray(lower, dtype=float)
     scale = np.asarray(scale, dtype=float)
@@ -409,7 +434,8 @@ def search(
     path = np.empty((maxeval + 7 * d + 8, d))
     values = np.empty(path.shape[0])
     t0 = time.perf_counter()
-    status, x, f, g, count = minimize(
+    run = minimize.py_func if callable(data) else minimize
+    status, x, f, g, count = run(
         x0, lower, scale, H0, exact, data, gtol, decrease[0], decrease[1], maxeval,
         boundary_tol, path, values,
     )  # fmt: skip
