@@ -304,3 +304,41 @@ def test_no_information_where_a_term_is_vector_valued_or_the_model_small():
         value, _, info = fo.objective_gradient_information(_theta(model))
         assert info is None
         assert value == pytest.approx(model.objective(_theta(model)), rel=1e-11)
+
+
+@pytest.mark.parametrize("case", ["crossed_vector", "crossed"])
+def test_the_gradient_gives_the_first_terms_blocks_of_sigma(case):
+    """The gradient kernel's optional output: each level's diagonal block of Sigma for the
+    first term (vector-valued levels through the matrix-product path), against the dense
+    inverse of Lambda'Z'Z Lambda + I."""
+    from mixedmodels.linalg import lmm_kernels as K
+
+    model = _model(case, False)
+    fo = FastObjective(model.A, model.layout, False)
+    theta = _theta(model)
+    ok, L11, C, L22 = fo._factor(theta)
+    assert ok
+    sig = np.linalg.inv(L22[: fo.m_u, : fo.m_u] @ L22[: fo.m_u, : fo.m_u].T)
+    sig11 = np.zeros(L11.shape)
+    grad = np.zeros(theta.size)
+    K.gradient(
+        theta, fo.sizes, fo.toff, fo.A11, fo.cval, fo.cptr, fo.crow, fo.rowterm, fo.rowgrp,
+        fo.A22, fo.rterm, fo.rlev, fo.roff, fo.rsize, fo.m_u, fo.p, False, float(fo.n), L11, C,
+        L22, sig, fo.heavy, fo.plev, fo.pbeg, fo.pend, grad, sig11,
+    )  # fmt: skip
+    np.testing.assert_allclose(grad, fo.objective_gradient(theta)[1], rtol=1e-9)
+    T = K.templates(theta, fo.sizes, fo.toff)
+    blocks = []
+    for k, t in enumerate(model.terms_data):
+        s = t.n_effects
+        z = np.ones((1, model.nobs)) if t.z is None else t.z
+        Zk = np.zeros((model.nobs, t.nlevels * s))
+        for e in range(s):
+            Zk[np.arange(model.nobs), t.refs * s + e] = z[e]
+        blocks.append(Zk @ np.kron(np.eye(t.nlevels), T[k, :s, :s]))
+    Z = np.hstack(blocks)
+    full = np.linalg.inv(Z.T @ Z + np.eye(Z.shape[1]))
+    s1 = model.terms_data[0].n_effects
+    for lv in range(model.terms_data[0].nlevels):
+        block = full[lv * s1 : (lv + 1) * s1, lv * s1 : (lv + 1) * s1]
+        np.testing.assert_allclose(sig11[lv], block, rtol=1e-8, atol=1e-12)

@@ -447,16 +447,15 @@ class FastObjective:
             if status != 0:
                 return val, np.full(theta.size, np.nan)
             _kernels().symmetrize_lower(sig)
-        if info is not None:
-            _kernels().scalar_information(
-                L11, C, self.cptr, self.crow, sig, ma, self.rterm, self.roff, self.toff, info
-            )
+        sig11 = np.zeros((L11.shape[0] if info is not None else 0, *L11.shape[1:]))
         _kernels().gradient(
             theta, self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow,
             self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize,
             self.m_u, self.p, self.reml, float(self.n), L11, C, L22, sig, self.heavy, self.plev,
-            self.pbeg, self.pend, grad,
+            self.pbeg, self.pend, grad, sig11,
         )  # fmt: skip
+        if info is not None:
+            _kernels().scalar_information(sig11, sig, ma, self.rterm, self.roff, self.toff, info)
         return val, grad
 
 

@@ -486,34 +486,18 @@ def symmetrize_lower(S):  # pragma: no cover - compiled
 
 
 @_jit
-def scalar_information(L11, C, cptr, crow, Sig, ma, rterm, roff, toff, out):  # pragma: no cover
+def scalar_information(sig11, Sig, ma, rterm, roff, toff, out):  # pragma: no cover - compiled
     """Expected information of each scalar term's theta, in log theta, into ``out``:
     4 sum_i r_i^2 over the term's levels, with r_i = 1 - Sigma_ii the level's shrinkage factor
-    (Sigma as in :func:`gradient`, full; every term scalar). For a one-way layout, twice the
-    Fisher information of log sigma_b^2, in units of log theta: the criterion's curvature in
-    log theta near its minimum, where the profiling over sigma changes little.
-
-    The first term's Sigma_ll = (1 + c_l' Sigma22 c_l) / L11_l^2 (its active coupling rows
-    only); the rest terms' are on Sigma22's diagonal."""
+    (Sigma as in :func:`gradient`; every term scalar). For a one-way layout, twice the Fisher
+    information of log sigma_b^2, in units of log theta: the criterion's curvature in log
+    theta near its minimum, where the profiling over sigma changes little. The first term's
+    Sigma_ii are ``sig11`` (from :func:`gradient`), the rest terms' on Sigma22's diagonal."""
     for k in range(out.shape[0]):
         out[k] = 0.0
-    l1 = L11.shape[0]
     t0 = toff[0]
-    for lv in range(l1):
-        q = 0.0
-        for t in range(cptr[lv], cptr[lv + 1]):
-            a = crow[t]
-            if a >= ma:  # the level's active rows come first
-                break
-            srow = Sig[a]
-            acc = 0.0
-            for t2 in range(cptr[lv], cptr[lv + 1]):
-                b = crow[t2]
-                if b >= ma:
-                    break
-                acc += srow[b] * C[t2, 0]
-            q += C[t, 0] * acc
-        r = 1.0 - (1.0 + q) / (L11[lv, 0, 0] * L11[lv, 0, 0])
+    for lv in range(sig11.shape[0]):
+        r = 1.0 - sig11[lv, 0, 0]
         out[t0] += 4.0 * r * r
     for g in range(rterm.shape[0]):
         a = roff[g]
@@ -633,7 +617,8 @@ def _level_trace_dense(
     """The trace terms of level lv of the first term (what :func:`gradient`'s loop over levels
     adds for it), by matrix products: for a vector-valued term whose levels are coupled to
     much of the rest (kb07-like maximal models) the entry-by-entry loops run far below the
-    machine's speed. ``V`` holds Sigma22 c_l in its first ``na`` rows (the active ones)."""
+    machine's speed. ``V`` holds Sigma22 c_l in its first ``na`` rows (the active ones).
+    Returns the level's Sigma11."""
     S1 = A11.shape[1]
     Li = np.zeros((S1, S1))
     _level_factor_inverse(L11, lv, Li)
@@ -655,15 +640,18 @@ def _level_trace_dense(
             t0 += 1
     _coupling_traces(S21, np.dot(cval[start : start + na], T1), start, na, rowterm, rowgrp,
                      toff, tr)  # fmt: skip
+    return S11
 
 
 @_jit
 def gradient(
     theta, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff, rsize,
-    m_u, p, reml, n, L11, C, L22, Sig, heavy, plev, pbeg, pend, grad,
+    m_u, p, reml, n, L11, C, L22, Sig, heavy, plev, pbeg, pend, grad, sig11,
 ):  # pragma: no cover - compiled  # fmt: skip
     """The gradient of the profiled deviance (see the module docstring) into ``grad``;
-    ``Sig`` is the inverse of the active leading block of L22 L22' (computed by LAPACK)."""
+    ``Sig`` is the inverse of the active leading block of L22 L22' (computed by LAPACK).
+    ``sig11`` (levels, S1, S1) receives the first term's diagonal blocks of Sigma, unless it
+    is empty."""
     T = templates(theta, sizes, toff)
     l1 = A11.shape[0]
     S1 = A11.shape[1]
@@ -788,8 +776,10 @@ def gradient(
                 for c in range(S1):
                     V[i, c] = Vall[start + i, c]
         if S1 >= 2 and na * S1 >= _DENSE_LEVEL:
-            _level_trace_dense(lv, start, na, T, A11, L11, C, cval, rowterm, rowgrp, toff, V,
-                               PA, tr)  # fmt: skip
+            S11d = _level_trace_dense(lv, start, na, T, A11, L11, C, cval, rowterm, rowgrp,
+                                      toff, V, PA, tr)  # fmt: skip
+            if sig11.shape[0] > 0:
+                _copy_2d(sig11[lv], S11d)
             continue
         # Sigma21 rows: S21[i, :] = -V[i, :] L11^-1  (solve x L11 = -V)
         for i in range(nnz):
@@ -820,6 +810,8 @@ def gradient(
                 for a in range(c1, S1):
                     acc += Li[a, c1] * tmp[a, c2]
                 S11[c1, c2] = acc
+        if sig11.shape[0] > 0:
+            _copy_2d(sig11[lv], S11)
         # first-term template entries: (Sigma11 T1'A11)[s, r] + sum_i S21[i, s] (P'A21)[i, r]
         for r in range(S1):  # T1' A11_l
             for c in range(S1):
