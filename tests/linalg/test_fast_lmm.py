@@ -342,3 +342,47 @@ def test_the_gradient_gives_the_first_terms_blocks_of_sigma(case):
     for lv in range(model.terms_data[0].nlevels):
         block = full[lv * s1 : (lv + 1) * s1, lv * s1 : (lv + 1) * s1]
         np.testing.assert_allclose(sig11[lv], block, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+@pytest.mark.parametrize("case", ["crossed", "weighted", "nested"])
+@pytest.mark.parametrize("heavy_share", [0.07, 0.0], ids=["auto", "all-dense"])
+def test_scalar_traces_equal_the_general_ones(case, reml, heavy_share, monkeypatch):
+    """Every term scalar: the trace terms from the diagonal of Sigma equal the general sums
+    over the pattern of G, with the heavy levels' quadratic forms by one product or not; a
+    theta below the threshold takes the general sums, and the gradient still matches
+    differences of the criterion there."""
+    from mixedmodels.linalg import lmm_kernels as K
+
+    monkeypatch.setattr(FastObjective, "heavy_share", heavy_share)
+    if heavy_share == 0.0:
+        monkeypatch.setattr(FastObjective, "heavy_min", 0)
+    model = _model(case, reml)
+    fo = FastObjective(model.A, model.layout, reml)
+    fo.small = False  # the LAPACK path, whatever the size
+    theta = _theta(model)
+    assert K._scalar_interior(theta, fo.sizes, fo.toff)
+    ok, L11, C, L22 = fo._factor(theta)
+    assert ok
+    ma = fo.m_u + fo.p if reml else fo.m_u
+    sig = np.linalg.inv(L22[:ma, :ma] @ L22[:ma, :ma].T)
+    s_scalar, s_general = np.zeros(L11.shape), np.zeros(L11.shape)
+    scalar = K._scalar_traces(
+        theta, fo.toff, fo.cptr, fo.crow, fo.rterm, fo.roff, ma, L11, C, sig, fo.heavy, fo.plev,
+        fo.pbeg, fo.pend, s_scalar,
+    )  # fmt: skip
+    general = K._general_traces(
+        K.templates(theta, fo.sizes, fo.toff), fo.toff, fo.A11, fo.cval, fo.cptr, fo.crow,
+        fo.rowterm, fo.rowgrp, fo.A22, fo.rterm, fo.roff, fo.rsize, ma, L11, C, sig, fo.heavy,
+        fo.plev, fo.pbeg, fo.pend, s_general, theta.size,
+    )  # fmt: skip
+    np.testing.assert_allclose(scalar, general, rtol=1e-10)
+    np.testing.assert_allclose(s_scalar, s_general, rtol=1e-12)
+    small = theta.copy()
+    small[-1] = 1e-5
+    assert not K._scalar_interior(small, fo.sizes, fo.toff)
+    _, grad = fo.objective_gradient(small)
+    e = np.zeros_like(small)
+    e[-1] = 1e-7
+    numeric = (model.objective(small + e) - model.objective(small - e)) / 2e-7
+    assert grad[-1] == pytest.approx(numeric, rel=1e-4, abs=1e-6)

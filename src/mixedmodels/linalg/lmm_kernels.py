@@ -651,14 +651,39 @@ def gradient(
     """The gradient of the profiled deviance (see the module docstring) into ``grad``;
     ``Sig`` is the inverse of the active leading block of L22 L22' (computed by LAPACK).
     ``sig11`` (levels, S1, S1) receives the first term's diagonal blocks of Sigma, unless it
-    is empty."""
+    is empty. Where every term is scalar and no theta is near zero, the trace terms take the
+    diagonal of Sigma only (:func:`_scalar_traces`)."""
     T = templates(theta, sizes, toff)
+    ntheta = grad.shape[0]
+    ma = m_u + p if reml else m_u  # the active part of the rest
+    w2, u1, r2, rho1, rho2 = _residual_part(
+        T, A11, cval, cptr, crow, A22, rterm, roff, rsize, m_u, p, L11, C, L22
+    )
+    if _scalar_interior(theta, sizes, toff):
+        tr = _scalar_traces(theta, toff, cptr, crow, rterm, roff, ma, L11, C, Sig, heavy, plev,
+                            pbeg, pend, sig11)  # fmt: skip
+    else:
+        tr = _general_traces(
+            T, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, roff, rsize, ma, L11,
+            C, Sig, heavy, plev, pbeg, pend, sig11, ntheta,
+        )  # fmt: skip
+    dr2 = _r2_derivative(toff, rterm, rsize, roff, u1, w2, rho1, rho2, ntheta)
+    dof = n - p if reml else n
+    for j in range(ntheta):
+        grad[j] = 2.0 * tr[j] + dof / r2 * dr2[j]
+    _ = rlev
+
+
+@_jit
+def _residual_part(
+    T, A11, cval, cptr, crow, A22, rterm, roff, rsize, m_u, p, L11, C, L22
+):  # pragma: no cover - compiled  # fmt: skip
+    """What the derivative of r^2 needs: (w2, u1, r2, rho1, rho2), the solution (see
+    :func:`solution`), r^2 and rho = Z'(y - X beta - Z Lambda u) on the first term's and the
+    rest's rows."""
     l1 = A11.shape[0]
     S1 = A11.shape[1]
     m = L22.shape[0]
-    K = sizes.shape[0]
-    ntheta = grad.shape[0]
-    ma = m_u + p if reml else m_u  # the active part of the rest
     iy = m_u + p  # the y row
     w2, u1 = solution(L11, C, cptr, crow, L22, m_u, p)
     r2 = L22[iy, iy] * L22[iy, iy]
@@ -704,6 +729,45 @@ def gradient(
         for b in range(m):
             acc -= A22[a, b] * bw[b]
         rho2[a] += acc
+    return w2, u1, r2, rho1, rho2
+
+
+@_jit
+def _r2_derivative(toff, rterm, rsize, roff, u1, w2, rho1, rho2, ntheta):  # pragma: no cover
+    """d r^2 / d theta (see the module docstring)."""
+    l1 = u1.shape[0]
+    S1 = u1.shape[1]
+    # -- r^2 term ------------------------------------------------------------------------
+    dr2 = np.zeros(ntheta)
+    t0 = toff[0]
+    for cc in range(S1):
+        for rr in range(cc, S1):
+            acc = 0.0
+            for lv in range(l1):
+                acc += rho1[lv, rr] * u1[lv, cc]
+            dr2[t0] = -2.0 * acc
+            t0 += 1
+    for g in range(rterm.shape[0]):
+        k = rterm[g]
+        s_k = rsize[g]
+        r0 = roff[g]
+        t0 = toff[k]
+        for cc in range(s_k):
+            for rr in range(cc, s_k):
+                dr2[t0] += -2.0 * rho2[r0 + rr] * w2[r0 + cc]
+                t0 += 1
+    return dr2
+
+
+@_jit
+def _general_traces(
+    T, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, roff, rsize, ma, L11, C, Sig,
+    heavy, plev, pbeg, pend, sig11, ntheta,
+):  # pragma: no cover - compiled  # fmt: skip
+    """Half the derivative of log|A| in each theta, sum over levels of (Sigma P'G) on the
+    template entries (see the module docstring), for any terms."""
+    l1 = A11.shape[0]
+    S1 = A11.shape[1]
     # -- trace terms ---------------------------------------------------------------------
     tr = np.zeros(ntheta)
     # rest terms: sum over their columns of (Sigma22 B22)[(k,l,s), (k,l,r)], B22 = P' A22
@@ -838,30 +902,75 @@ def gradient(
                     acc += T[0, c, bq] * cval[start + i, c]
                 W[i, bq] = acc
         _coupling_traces(S21, W, start, na, rowterm, rowgrp, toff, tr)
-    # -- r^2 term ------------------------------------------------------------------------
-    dr2 = np.zeros(ntheta)
-    t0 = toff[0]
-    for cc in range(S1):
-        for rr in range(cc, S1):
+    return tr
+
+
+#: a scalar theta at least this large takes :func:`_scalar_traces` (its 1 - Sigma_ii lose
+#: digits as theta goes to zero: a relative error of about 1e-16 / (n_i theta^2))
+_SCALAR_MIN_THETA = 1e-3
+
+
+@_jit
+def _scalar_interior(theta, sizes, toff):  # pragma: no cover - compiled
+    """Whether every term is scalar with theta at least :data:`_SCALAR_MIN_THETA`."""
+    for k in range(sizes.shape[0]):
+        if sizes[k] != 1 or not theta[toff[k]] >= _SCALAR_MIN_THETA:
+            return False
+    return True
+
+
+@_jit
+def _scalar_traces(
+    theta, toff, cptr, crow, rterm, roff, ma, L11, C, Sig, heavy, plev, pbeg, pend, sig11
+):  # pragma: no cover - compiled  # fmt: skip
+    """Half the derivative of log|A| in each theta where every term is scalar, from the
+    diagonal of Sigma alone: with Lambda'G Lambda = A - D, theta_k times the derivative is
+    2 tr(E_k (A - D) A^-1) = 2 sum over the term's levels of (1 - Sigma_ii). The first term's
+    Sigma_ll = (1 + c_l' Sigma22 c_l) / L11_l^2; the quadratic forms over the lower triangle of
+    Sigma22 by blocks of rows (as :func:`_schur_light`), the heavy levels' by one product."""
+    l1 = L11.shape[0]
+    q = np.zeros(l1)
+    for k in range(plev.shape[0]):
+        lv = plev[k]
+        s0 = cptr[lv]
+        acc = 0.0
+        for t in range(pbeg[k], pend[k]):
+            a = crow[t]
+            if a >= ma:  # the level's active rows come first
+                break
+            srow = Sig[a]
+            inner = 0.0
+            for t2 in range(s0, t):  # the level's rows before this one (sorted)
+                inner += srow[crow[t2]] * C[t2, 0]
+            ct = C[t, 0]
+            acc += ct * (2.0 * inner + srow[a] * ct)
+        q[lv] += acc
+    nh = heavy.shape[0]
+    if nh > 0 and ma > 0:
+        Pa = np.zeros((ma, nh))
+        for h in range(nh):
+            for t in range(cptr[heavy[h]], cptr[heavy[h] + 1]):
+                if crow[t] < ma:
+                    Pa[crow[t], h] = C[t, 0]
+        VH = np.dot(Sig, Pa)
+        for h in range(nh):
             acc = 0.0
-            for lv in range(l1):
-                acc += rho1[lv, rr] * u1[lv, cc]
-            dr2[t0] = -2.0 * acc
-            t0 += 1
+            for a in range(ma):
+                acc += Pa[a, h] * VH[a, h]
+            q[heavy[h]] = acc
+    tr = np.zeros(theta.shape[0])
+    for lv in range(l1):
+        s11 = (1.0 + q[lv]) / (L11[lv, 0, 0] * L11[lv, 0, 0])
+        if sig11.shape[0] > 0:
+            sig11[lv, 0, 0] = s11
+        tr[toff[0]] += 1.0 - s11
     for g in range(rterm.shape[0]):
-        k = rterm[g]
-        s_k = rsize[g]
-        r0 = roff[g]
-        t0 = toff[k]
-        for cc in range(s_k):
-            for rr in range(cc, s_k):
-                dr2[t0] += -2.0 * rho2[r0 + rr] * w2[r0 + cc]
-                t0 += 1
-    dof = n - p if reml else n
-    for j in range(ntheta):
-        grad[j] = 2.0 * tr[j] + dof / r2 * dr2[j]
-    _ = K
-    _ = rlev
+        a = roff[g]
+        if a < ma:
+            tr[toff[rterm[g]]] += 1.0 - Sig[a, a]
+    for k in range(toff.shape[0]):
+        tr[toff[k]] /= theta[toff[k]]
+    return tr
 
 
 @_jit
