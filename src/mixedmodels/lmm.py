@@ -615,7 +615,9 @@ def _information_search(
     which lands next to the minimum (InstEval: 9 evaluations with L-BFGS-B and one unit of
     ``scale`` as first step, 6 with this start). A theta next to zero, whose information
     vanishes, gets at most four units of ``scale`` squared. The stopping rules are
-    :func:`~mixedmodels.optim.minimize_with_gradient`'s."""
+    :func:`~mixedmodels.optim.minimize_with_gradient`'s; a theta that stops within 1e-3 of a
+    unit from zero is tried a little inside (its gradient vanishes with it, so the search can
+    stop next to zero rather than on it)."""
     from mixedmodels.linalg import small_fit
 
     f0, g0, info = fgi(x0)

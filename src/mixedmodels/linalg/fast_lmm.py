@@ -409,7 +409,8 @@ class FastObjective:
 
     @property
     def scalar_terms(self) -> bool:
-        """Whether every term is scalar (one template entry; see :meth:`information`)."""
+        """Whether every term is scalar (one template entry; see
+        :meth:`objective_gradient_information`)."""
         return all(d.shape[1] == 1 for d in self.A.diag)
 
     def objective_gradient_information(

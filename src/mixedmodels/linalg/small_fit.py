@@ -15,7 +15,9 @@ The criterion is :func:`criterion_and_gradient` of the ``data`` the search is gi
 the search is compiled for that data's layout: here the profiled criterion of a linear mixed
 model; :mod:`mixedmodels._glmm_kernels` adds the Laplace criterion of a generalized linear
 mixed model over (theta, beta). The same search, compiled once per layout (and cached), serves
-both.
+both. Given a Python function as its criterion, :func:`search` runs the same steps uncompiled:
+for a larger linear model whose evaluations cost milliseconds (LAPACK's factorizations), with a
+first inverse Hessian from the information (see :mod:`mixedmodels.lmm`).
 """
 
 from __future__ import annotations
