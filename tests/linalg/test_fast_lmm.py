@@ -324,7 +324,7 @@ def test_the_gradient_gives_the_first_terms_blocks_of_sigma(case):
     K.gradient(
         theta, fo.sizes, fo.toff, fo.A11, fo.cval, fo.cptr, fo.crow, fo.rowterm, fo.rowgrp,
         fo.A22, fo.rterm, fo.rlev, fo.roff, fo.rsize, fo.m_u, fo.p, False, float(fo.n), L11, C,
-        L22, sig, fo.heavy, fo.plev, fo.pbeg, fo.pend, grad, sig11,
+        L22, sig, fo.heavy, fo.plev, fo.pbeg, fo.pend, grad, sig11, True,
     )  # fmt: skip
     np.testing.assert_allclose(grad, fo.objective_gradient(theta)[1], rtol=1e-9)
     T = K.templates(theta, fo.sizes, fo.toff)
@@ -347,10 +347,10 @@ def test_the_gradient_gives_the_first_terms_blocks_of_sigma(case):
 @pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
 @pytest.mark.parametrize("case", ["crossed", "weighted", "nested"])
 @pytest.mark.parametrize("heavy_share", [0.07, 0.0], ids=["auto", "all-dense"])
-def test_scalar_traces_equal_the_general_ones(case, reml, heavy_share, monkeypatch):
-    """Every term scalar: the trace terms from the diagonal of Sigma equal the general sums
-    over the pattern of G, with the heavy levels' quadratic forms by one product or not; a
-    theta below the threshold takes the general sums, and the gradient still matches
+def test_the_diagonal_gradient_equals_the_general_one(case, reml, heavy_share, monkeypatch):
+    """Every term scalar: the gradient from the diagonal of Sigma equals the one from the
+    general sums over the pattern of G, with the heavy levels' quadratic forms by one product
+    or not; a theta below the threshold takes the general sums, and the gradient still matches
     differences of the criterion there."""
     from mixedmodels.linalg import lmm_kernels as K
 
@@ -366,18 +366,18 @@ def test_scalar_traces_equal_the_general_ones(case, reml, heavy_share, monkeypat
     assert ok
     ma = fo.m_u + fo.p if reml else fo.m_u
     sig = np.linalg.inv(L22[:ma, :ma] @ L22[:ma, :ma].T)
-    s_scalar, s_general = np.zeros(L11.shape), np.zeros(L11.shape)
-    scalar = K._scalar_traces(
-        theta, fo.toff, fo.cptr, fo.crow, fo.rterm, fo.roff, ma, L11, C, sig, fo.heavy, fo.plev,
-        fo.pbeg, fo.pend, s_scalar,
-    )  # fmt: skip
-    general = K._general_traces(
-        K.templates(theta, fo.sizes, fo.toff), fo.toff, fo.A11, fo.cval, fo.cptr, fo.crow,
-        fo.rowterm, fo.rowgrp, fo.A22, fo.rterm, fo.roff, fo.rsize, ma, L11, C, sig, fo.heavy,
-        fo.plev, fo.pbeg, fo.pend, s_general, theta.size,
-    )  # fmt: skip
-    np.testing.assert_allclose(scalar, general, rtol=1e-10)
-    np.testing.assert_allclose(s_scalar, s_general, rtol=1e-12)
+    grads, blocks = [], []
+    for diagonal in (True, False):
+        grad, sig11 = np.zeros(theta.size), np.zeros(L11.shape)
+        K.gradient(
+            theta, fo.sizes, fo.toff, fo.A11, fo.cval, fo.cptr, fo.crow, fo.rowterm, fo.rowgrp,
+            fo.A22, fo.rterm, fo.rlev, fo.roff, fo.rsize, fo.m_u, fo.p, reml, float(fo.n), L11,
+            C, L22, sig, fo.heavy, fo.plev, fo.pbeg, fo.pend, grad, sig11, diagonal,
+        )  # fmt: skip
+        grads.append(grad)
+        blocks.append(sig11)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-9)
+    np.testing.assert_allclose(blocks[0], blocks[1], rtol=1e-12)
     small = theta.copy()
     small[-1] = 1e-5
     assert not K._scalar_interior(small, fo.sizes, fo.toff)

@@ -453,7 +453,7 @@ class FastObjective:
             theta, self.sizes, self.toff, self.A11, self.cval, self.cptr, self.crow,
             self.rowterm, self.rowgrp, self.A22, self.rterm, self.rlev, self.roff, self.rsize,
             self.m_u, self.p, self.reml, float(self.n), L11, C, L22, sig, self.heavy, self.plev,
-            self.pbeg, self.pend, grad, sig11,
+            self.pbeg, self.pend, grad, sig11, True,
         )  # fmt: skip
         if info is not None:
             _kernels().scalar_information(sig11, sig, ma, self.rterm, self.roff, self.toff, info)

@@ -105,7 +105,7 @@ def _lmm_evaluate(x, data, grad):  # pragma: no cover - compiled (through the ov
         gradient(
             x, sizes, toff, A11, cval, cptr, crow, rowterm, rowgrp, A22, rterm, rlev, roff,
             rsize, m_u, p, reml, n, L11, C, L22, Sig, heavy, plev, pbeg, pend, grad,
-            np.zeros((0, A11.shape[1], A11.shape[1])),
+            np.zeros((0, A11.shape[1], A11.shape[1])), np.bool_(True),
         )  # fmt: skip
     return _criterion(np.bool_(True), ldz, ldx, r2, reml, n, p, slw)
 
