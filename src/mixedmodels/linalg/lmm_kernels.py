@@ -705,144 +705,6 @@ def gradient(
         for b in range(m):
             acc -= A22[a, b] * bw[b]
         rho2[a] += acc
-    # -- trace terms ---------------------------------------------------------------------
-    if diagonal and _scalar_interior(theta, sizes, toff):
-        tr = _scalar_traces(theta, toff, cptr, crow, rterm, roff, ma, L11, C, Sig, heavy, plev,
-                            pbeg, pend, sig11)  # fmt: skip
-    else:
-        tr = np.zeros(ntheta)
-        # rest terms: sum over their columns of (Sigma22 B22)[(k,l,s), (k,l,r)], B22 = P' A22
-        # (P'A22)[a, j] = (A22 P)[j, a]: rows j of BT are the columns of P'A22
-        BT = _right_scale(A22, T, rterm, roff, rsize, ma)
-        for g in range(rterm.shape[0]):
-            k = rterm[g]
-            s_k = rsize[g]
-            r0 = roff[g]
-            if r0 >= ma:
-                continue
-            t0 = toff[k]
-            for cc in range(s_k):
-                for rr in range(cc, s_k):
-                    acc = 0.0
-                    srow = Sig[r0 + cc]
-                    brow = BT[r0 + rr]
-                    for a in range(ma):
-                        acc += srow[a] * brow[a]
-                    tr[t0] += acc
-                    t0 += 1
-        # first term and the couplings through C (buffers reused across levels)
-        maxnnz = 0
-        for lv in range(l1):
-            maxnnz = max(maxnnz, cptr[lv + 1] - cptr[lv])
-        V = np.zeros((maxnnz, S1))
-        S21 = np.zeros((maxnnz, S1))
-        PA = np.zeros((maxnnz, S1))
-        Minner = np.zeros((S1, S1))
-        Li = np.zeros((S1, S1))
-        S11 = np.zeros((S1, S1))
-        TA = np.zeros((S1, S1))
-        tmp = np.zeros((S1, S1))
-        W = np.zeros((maxnnz, S1))
-        # heavy levels (long coupling columns): Sigma22 c_l for all of them in one product
-        nh = heavy.shape[0]
-        hpos = np.full(l1, -1)
-        Vall = np.zeros(C.shape)  # Sigma22 c_l for the other levels, by blocks of rows of Sigma22
-        _sigma_coupling(Sig, C, cptr, crow, plev, pbeg, pend, ma, Vall)
-        VH = np.zeros((0, 0))
-        if nh > 0 and ma > 0:
-            Pa = np.zeros((ma, nh * S1))
-            for h in range(nh):
-                lv = heavy[h]
-                hpos[lv] = h
-                for t in range(cptr[lv], cptr[lv + 1]):
-                    if crow[t] < ma:
-                        for c in range(S1):
-                            Pa[crow[t], h * S1 + c] = C[t, c]
-            VH = np.dot(Sig, Pa)
-        for lv in range(l1):
-            start = cptr[lv]
-            end = cptr[lv + 1]
-            nnz = end - start
-            # V = Sigma22[pat, pat] c_l (active rows only); Sigma21 = -V L11^-1
-            na = 0  # active rows come first in the pattern (X and y rows last)
-            while na < nnz and crow[start + na] < ma:
-                na += 1
-            for i in range(nnz):
-                for c in range(S1):
-                    V[i, c] = 0.0
-            if hpos[lv] >= 0:
-                h = hpos[lv]
-                for i in range(na):
-                    a = crow[start + i]
-                    for c in range(S1):
-                        V[i, c] = VH[a, h * S1 + c]
-            else:
-                for i in range(na):
-                    for c in range(S1):
-                        V[i, c] = Vall[start + i, c]
-            if S1 >= 2 and na * S1 >= _DENSE_LEVEL:
-                S11d = _level_trace_dense(lv, start, na, T, A11, L11, C, cval, rowterm, rowgrp,
-                                          toff, V, PA, tr)  # fmt: skip
-                if sig11.shape[0] > 0:
-                    _copy_2d(sig11[lv], S11d)
-                continue
-            # Sigma21 rows: S21[i, :] = -V[i, :] L11^-1  (solve x L11 = -V)
-            for i in range(nnz):
-                for c in range(S1 - 1, -1, -1):
-                    v = -V[i, c]
-                    for t in range(c + 1, S1):
-                        v -= S21[i, t] * L11[lv, t, c]
-                    S21[i, c] = v / L11[lv, c, c]
-            # Sigma11_l = L11^-T (I + c' Sigma22 c) L11^-1
-            for c1 in range(S1):
-                for c2 in range(S1):
-                    Minner[c1, c2] = 1.0 if c1 == c2 else 0.0
-            for i in range(na):
-                for c1 in range(S1):
-                    ci = C[start + i, c1]
-                    for c2 in range(S1):
-                        Minner[c1, c2] += ci * V[i, c2]
-            _level_factor_inverse(L11, lv, Li)
-            for c1 in range(S1):  # tmp = Minner Li
-                for c2 in range(S1):
-                    acc = 0.0
-                    for a in range(c2, S1):
-                        acc += Minner[c1, a] * Li[a, c2]
-                    tmp[c1, c2] = acc
-            for c1 in range(S1):  # S11 = Li' tmp
-                for c2 in range(S1):
-                    acc = 0.0
-                    for a in range(c1, S1):
-                        acc += Li[a, c1] * tmp[a, c2]
-                    S11[c1, c2] = acc
-            if sig11.shape[0] > 0:
-                _copy_2d(sig11[lv], S11)
-            # first-term template entries: (Sigma11 T1'A11)[s, r] + sum_i S21[i, s] (P'A21)[i, r]
-            for r in range(S1):  # T1' A11_l
-                for c in range(S1):
-                    acc = 0.0
-                    for a in range(r, S1):
-                        acc += T[0, a, r] * A11[lv, a, c]
-                    TA[r, c] = acc
-            _scaled_rows_into(cval, start, na, T, rowterm, rowgrp, S1, PA)
-            t0 = toff[0]
-            for cc in range(S1):
-                for rr in range(cc, S1):
-                    acc = 0.0
-                    for a in range(S1):
-                        acc += S11[cc, a] * TA[a, rr]
-                    for i in range(na):
-                        acc += S21[i, cc] * PA[i, rr]
-                    tr[t0] += acc
-                    t0 += 1
-            # rest-term entries through the coupling, with W = A21_l T1
-            for i in range(na):
-                for bq in range(S1):
-                    acc = 0.0
-                    for c in range(bq, S1):
-                        acc += T[0, c, bq] * cval[start + i, c]
-                    W[i, bq] = acc
-            _coupling_traces(S21, W, start, na, rowterm, rowgrp, toff, tr)
     # -- r^2 term ------------------------------------------------------------------------
     dr2 = np.zeros(ntheta)
     t0 = toff[0]
@@ -863,6 +725,146 @@ def gradient(
                 dr2[t0] += -2.0 * rho2[r0 + rr] * w2[r0 + cc]
                 t0 += 1
     dof = n - p if reml else n
+    if diagonal and _scalar_interior(theta, sizes, toff):
+        tr = _scalar_traces(theta, toff, cptr, crow, rterm, roff, ma, L11, C, Sig, heavy, plev,
+                            pbeg, pend, sig11)  # fmt: skip
+        for j in range(ntheta):
+            grad[j] = 2.0 * tr[j] + dof / r2 * dr2[j]
+        return
+    # -- trace terms ---------------------------------------------------------------------
+    tr = np.zeros(ntheta)
+    # rest terms: sum over their columns of (Sigma22 B22)[(k,l,s), (k,l,r)], B22 = P' A22
+    # (P'A22)[a, j] = (A22 P)[j, a]: rows j of BT are the columns of P'A22
+    BT = _right_scale(A22, T, rterm, roff, rsize, ma)
+    for g in range(rterm.shape[0]):
+        k = rterm[g]
+        s_k = rsize[g]
+        r0 = roff[g]
+        if r0 >= ma:
+            continue
+        t0 = toff[k]
+        for cc in range(s_k):
+            for rr in range(cc, s_k):
+                acc = 0.0
+                srow = Sig[r0 + cc]
+                brow = BT[r0 + rr]
+                for a in range(ma):
+                    acc += srow[a] * brow[a]
+                tr[t0] += acc
+                t0 += 1
+    # first term and the couplings through C (buffers reused across levels)
+    maxnnz = 0
+    for lv in range(l1):
+        maxnnz = max(maxnnz, cptr[lv + 1] - cptr[lv])
+    V = np.zeros((maxnnz, S1))
+    S21 = np.zeros((maxnnz, S1))
+    PA = np.zeros((maxnnz, S1))
+    Minner = np.zeros((S1, S1))
+    Li = np.zeros((S1, S1))
+    S11 = np.zeros((S1, S1))
+    TA = np.zeros((S1, S1))
+    tmp = np.zeros((S1, S1))
+    W = np.zeros((maxnnz, S1))
+    # heavy levels (long coupling columns): Sigma22 c_l for all of them in one product
+    nh = heavy.shape[0]
+    hpos = np.full(l1, -1)
+    Vall = np.zeros(C.shape)  # Sigma22 c_l for the other levels, by blocks of rows of Sigma22
+    _sigma_coupling(Sig, C, cptr, crow, plev, pbeg, pend, ma, Vall)
+    VH = np.zeros((0, 0))
+    if nh > 0 and ma > 0:
+        Pa = np.zeros((ma, nh * S1))
+        for h in range(nh):
+            lv = heavy[h]
+            hpos[lv] = h
+            for t in range(cptr[lv], cptr[lv + 1]):
+                if crow[t] < ma:
+                    for c in range(S1):
+                        Pa[crow[t], h * S1 + c] = C[t, c]
+        VH = np.dot(Sig, Pa)
+    for lv in range(l1):
+        start = cptr[lv]
+        end = cptr[lv + 1]
+        nnz = end - start
+        # V = Sigma22[pat, pat] c_l (active rows only); Sigma21 = -V L11^-1
+        na = 0  # active rows come first in the pattern (X and y rows last)
+        while na < nnz and crow[start + na] < ma:
+            na += 1
+        for i in range(nnz):
+            for c in range(S1):
+                V[i, c] = 0.0
+        if hpos[lv] >= 0:
+            h = hpos[lv]
+            for i in range(na):
+                a = crow[start + i]
+                for c in range(S1):
+                    V[i, c] = VH[a, h * S1 + c]
+        else:
+            for i in range(na):
+                for c in range(S1):
+                    V[i, c] = Vall[start + i, c]
+        if S1 >= 2 and na * S1 >= _DENSE_LEVEL:
+            S11d = _level_trace_dense(lv, start, na, T, A11, L11, C, cval, rowterm, rowgrp,
+                                      toff, V, PA, tr)  # fmt: skip
+            if sig11.shape[0] > 0:
+                _copy_2d(sig11[lv], S11d)
+            continue
+        # Sigma21 rows: S21[i, :] = -V[i, :] L11^-1  (solve x L11 = -V)
+        for i in range(nnz):
+            for c in range(S1 - 1, -1, -1):
+                v = -V[i, c]
+                for t in range(c + 1, S1):
+                    v -= S21[i, t] * L11[lv, t, c]
+                S21[i, c] = v / L11[lv, c, c]
+        # Sigma11_l = L11^-T (I + c' Sigma22 c) L11^-1
+        for c1 in range(S1):
+            for c2 in range(S1):
+                Minner[c1, c2] = 1.0 if c1 == c2 else 0.0
+        for i in range(na):
+            for c1 in range(S1):
+                ci = C[start + i, c1]
+                for c2 in range(S1):
+                    Minner[c1, c2] += ci * V[i, c2]
+        _level_factor_inverse(L11, lv, Li)
+        for c1 in range(S1):  # tmp = Minner Li
+            for c2 in range(S1):
+                acc = 0.0
+                for a in range(c2, S1):
+                    acc += Minner[c1, a] * Li[a, c2]
+                tmp[c1, c2] = acc
+        for c1 in range(S1):  # S11 = Li' tmp
+            for c2 in range(S1):
+                acc = 0.0
+                for a in range(c1, S1):
+                    acc += Li[a, c1] * tmp[a, c2]
+                S11[c1, c2] = acc
+        if sig11.shape[0] > 0:
+            _copy_2d(sig11[lv], S11)
+        # first-term template entries: (Sigma11 T1'A11)[s, r] + sum_i S21[i, s] (P'A21)[i, r]
+        for r in range(S1):  # T1' A11_l
+            for c in range(S1):
+                acc = 0.0
+                for a in range(r, S1):
+                    acc += T[0, a, r] * A11[lv, a, c]
+                TA[r, c] = acc
+        _scaled_rows_into(cval, start, na, T, rowterm, rowgrp, S1, PA)
+        t0 = toff[0]
+        for cc in range(S1):
+            for rr in range(cc, S1):
+                acc = 0.0
+                for a in range(S1):
+                    acc += S11[cc, a] * TA[a, rr]
+                for i in range(na):
+                    acc += S21[i, cc] * PA[i, rr]
+                tr[t0] += acc
+                t0 += 1
+        # rest-term entries through the coupling, with W = A21_l T1
+        for i in range(na):
+            for bq in range(S1):
+                acc = 0.0
+                for c in range(bq, S1):
+                    acc += T[0, c, bq] * cval[start + i, c]
+                W[i, bq] = acc
+        _coupling_traces(S21, W, start, na, rowterm, rowgrp, toff, tr)
     for j in range(ntheta):
         grad[j] = 2.0 * tr[j] + dof / r2 * dr2[j]
     _ = K
