@@ -38,7 +38,7 @@ import functools
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -107,32 +107,6 @@ def _first_inverse_hessian(nth: int, p: int) -> np.ndarray:
     H0 = np.diag(np.full(nth + p, 0.5 if nth == 1 else 0.25))
     H0[np.arange(nth), np.arange(nth)] = 0.35
     return H0
-
-
-def _python_search(
-    fgz: Callable[[np.ndarray], tuple[float, np.ndarray]],
-    z0: np.ndarray,
-    lower: np.ndarray,
-    scale: np.ndarray,
-    nth: int,
-    p: int,
-) -> OptSummary:
-    """The compiled joint search's steps and settings (see
-    :meth:`GeneralizedLinearMixedModel._search_compiled`: its first inverse Hessian, stopping
-    rules and trials next to zero), run in Python around ``fgz`` (the criterion and its
-    gradient in the search's coordinates) for a model with too many rows for one compiled
-    call: the same search on either side of the row threshold."""
-    from mixedmodels.linalg import small_fit
-
-    def criterion(z: np.ndarray, grad: np.ndarray) -> float:
-        f, g = fgz(z)
-        grad[:] = g
-        return float(f)
-
-    return small_fit.search(
-        criterion, z0, lower, scale, gtol=1e-5, decrease=(1e-10, 1e-12), maxeval=1000,
-        inverse_hessian=_first_inverse_hessian(nth, p), boundary_tol=1e-3,
-    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
@@ -961,7 +935,11 @@ class GeneralizedLinearMixedModel:
             state_box.append(last)
         elif self._fast() is not None:  # the same search, in Python around the criterion
             state_box.append(_State(first_u, beta0.copy()))
-            optz = _python_search(bar.wrap(fgz), z0, lower, zscale, nth, p)
+            from mixedmodels.linalg import small_fit
+
+            optz = small_fit.search_python(
+                bar.wrap(fgz), z0, lower, zscale, inverse_hessian=_first_inverse_hessian(nth, p)
+            )
         else:
             state_box.append(_State(first_u, beta0.copy()))
             optz = minimize_with_gradient(bar.wrap(fgz), z0, lower, zscale)

@@ -615,8 +615,8 @@ def _quasi_newton(
     fgi: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray | None]] | None = None,
 ) -> OptSummary:
     """Minimize the criterion of a model too large for the compiled search by the same
-    quasi-Newton search (:mod:`~mixedmodels.linalg.small_fit`), run uncompiled around ``fg``,
-    with :func:`~mixedmodels.optim.minimize_with_gradient`'s stopping rules.
+    quasi-Newton search, run in Python around ``fg``
+    (:func:`~mixedmodels.linalg.small_fit.search_python`).
 
     Where every term is scalar (``fgi``: :meth:`FastObjective.objective_gradient_information
     <mixedmodels.linalg.fast_lmm.FastObjective.objective_gradient_information>`) its first
@@ -625,35 +625,22 @@ def _quasi_newton(
     curvature in theta, I / theta^2, and the first step is a scoring step, which lands next to
     the minimum (InstEval: 9 evaluations with L-BFGS-B, 6 with this start); a theta next to
     zero, whose information vanishes, gets at most four units of ``scale`` squared. Otherwise
-    the search starts from the identity, with a first step of unit length. A theta that stops
-    within 1e-3 of a unit from zero is tried a little inside (its gradient vanishes with it,
-    so the search can stop next to zero rather than on it). On simulated crossed designs with
-    a correlated slope L-BFGS-B ended 0.3 to 1.2 higher in deviance on 5 of 64 fits (a
-    variance on zero with the correlation's sign the other way), this search on none."""
+    the search starts from the identity, with a first step of unit length. On simulated
+    crossed designs with a correlated slope L-BFGS-B ended 0.3 to 1.2 higher in deviance on 5
+    of 64 fits (a variance on zero with the correlation's sign the other way), this search on
+    none."""
     from mixedmodels.linalg import small_fit
 
-    hinv = None
-    first: dict[bytes, tuple[float, np.ndarray]] = {}  # the start, evaluated with the information
-    if fgi is not None:
-        f0, g0, info = fgi(x0)
-        first[x0.tobytes()] = (f0, g0)
-        cap = 4.0 * scale * scale
-        h = cap
-        if info is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                h = np.minimum(np.where((x0 > 0) & (info > 0), x0 * x0 / info, np.inf), cap)
-        hinv = np.diag(h / (scale * scale))
-
-    def criterion(x: np.ndarray, grad: np.ndarray) -> float:
-        known = first.pop(x.tobytes(), None) if first else None
-        f, g = known if known is not None else fg(x)
-        grad[:] = g
-        return float(f)
-
-    return small_fit.search(
-        criterion, x0, lower, scale, inverse_hessian=hinv, gtol=1e-5, decrease=(1e-10, 1e-12),
-        maxeval=1000, boundary_tol=1e-3,
-    )  # fmt: skip
+    if fgi is None:
+        return small_fit.search_python(fg, x0, lower, scale)
+    f0, g0, info = fgi(x0)
+    h = 4.0 * scale * scale
+    if info is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = np.minimum(np.where((x0 > 0) & (info > 0), x0 * x0 / info, np.inf), h)
+    return small_fit.search_python(
+        fg, x0, lower, scale, inverse_hessian=np.diag(h / (scale * scale)), start=(f0, g0)
+    )
 
 
 def lmer(

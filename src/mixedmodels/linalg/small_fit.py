@@ -404,6 +404,35 @@ def _identity(d: int) -> np.ndarray:
     return eye
 
 
+def search_python(
+    fg: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    scale: np.ndarray,
+    *,
+    inverse_hessian: np.ndarray | None = None,
+    start: tuple[float, np.ndarray] | None = None,
+) -> OptSummary:
+    """:func:`search` run in Python around ``fg`` (x -> (criterion, gradient)), for a model
+    whose evaluations cost milliseconds, with the stopping rules of
+    :func:`~mixedmodels.optim.minimize_with_gradient` (scaled projected gradient below 1e-5, or a
+    predicted decrease below 1e-10 or 1e-12 of the criterion) and trials a little inside for a
+    parameter that stops within 1e-3 of a unit from its bound (a variance's gradient vanishes
+    with it, so a search can stop next to zero rather than on it). ``start``: the criterion and
+    gradient at x0 where already computed."""
+    known = {} if start is None else {np.asarray(x0, dtype=float).tobytes(): start}
+
+    def criterion(x: np.ndarray, grad: np.ndarray) -> float:
+        f, g = known.pop(x.tobytes()) if known and x.tobytes() in known else fg(x)
+        grad[:] = g
+        return float(f)
+
+    return search(
+        criterion, x0, lower, scale, inverse_hessian=inverse_hessian, gtol=1e-5,
+        decrease=(1e-10, 1e-12), maxeval=1000, boundary_tol=1e-3,
+    )  # fmt: skip
+
+
 def search(
     data: tuple | Callable[[np.ndarray, np.ndarray], float],
     x0: np.ndarray,
