@@ -423,7 +423,8 @@ def search_python(
     known = {} if start is None else {np.asarray(x0, dtype=float).tobytes(): start}
 
     def criterion(x: np.ndarray, grad: np.ndarray) -> float:
-        f, g = known.pop(x.tobytes()) if known and x.tobytes() in known else fg(x)
+        hit = known.pop(x.tobytes(), None) if known else None
+        f, g = hit if hit is not None else fg(x)
         grad[:] = g
         return float(f)
 
